@@ -1,0 +1,232 @@
+//! The `mailmove` command: parses the command line once into validated settings,
+//! wires the engine to the ledger and the terminal, and maps outcomes to exit codes.
+
+mod args;
+mod progress;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use mailmove_engine::report::{Report, human_size};
+use mailmove_engine::{FatalKind, check, migrate, verify};
+use mailmove_store::Ledger;
+
+use crate::args::{Cli, Command, Job};
+
+/// Exit codes of SPEC §5.
+const OK: u8 = 0;
+const ITEM_ERRORS: u8 = 1;
+const USAGE: u8 = 2;
+const CONNECTION: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAILMOVE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Migrate(args) => {
+            let job = args.into_job()?;
+            let ledger = open_ledger(&job).await?;
+            let progress = progress::for_stderr();
+            let (report, fatal) = migrate(
+                &job.source,
+                &job.dest,
+                &ledger,
+                &job.settings,
+                progress.as_ref(),
+            )
+            .await;
+            ledger.close().await;
+            finish(&job, &report, fatal)
+        }
+        Command::Verify(args) => {
+            let job = args.into_job()?;
+            let ledger = open_ledger(&job).await?;
+            let (report, fatal) = verify(&job.source, &job.dest, &ledger, &job.settings).await;
+            ledger.close().await;
+            finish(&job, &report, fatal)
+        }
+        Command::Check(args) => {
+            let (source, dest) = args.servers.accounts()?;
+            let rules = args.folders.rules()?;
+            match check(&source, &dest, &rules).await {
+                Ok(found) => {
+                    print_check(&found);
+                    if let Some(path) = &args.report {
+                        write_json(path, &found)?;
+                    }
+                    Ok(OK)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(if e.is_connection_setup() || e.is_transient() {
+                        CONNECTION
+                    } else {
+                        ITEM_ERRORS
+                    })
+                }
+            }
+        }
+    }
+}
+
+async fn open_ledger(job: &Job) -> Result<Ledger> {
+    if let Some(parent) = job.state.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the state directory {}", parent.display()))?;
+    }
+    Ok(Ledger::open(&job.state, &job.ledger_key).await?)
+}
+
+fn finish(job: &Job, report: &Report, fatal: Option<FatalKind>) -> Result<u8> {
+    print_summary(report, job.settings.dry_run);
+    if let Some(path) = &job.report {
+        write_json(path, report)?;
+    }
+    Ok(match fatal {
+        Some(FatalKind::Connection) => CONNECTION,
+        Some(FatalKind::Other) => ITEM_ERRORS,
+        None if report.messages.failed > 0 && report.missing.is_none() => ITEM_ERRORS,
+        None if report.unexplained() > 0 => ITEM_ERRORS,
+        None => OK,
+    })
+}
+
+fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the report {}", path.display()))
+}
+
+fn print_summary(report: &Report, dry_run: bool) {
+    let m = &report.messages;
+    let seconds = report.elapsed_seconds.max(0.001);
+    let mib = report.bytes_copied as f64 / (1024.0 * 1024.0);
+    if dry_run {
+        println!("Dry run: nothing was changed.");
+        for folder in &report.folders {
+            println!(
+                "  {} -> {}: would copy {}, {} already present, {} skipped",
+                folder.source,
+                folder.dest,
+                folder.would_copy.unwrap_or(0),
+                folder.counts.already_present,
+                folder.counts.skipped
+            );
+        }
+    }
+    if report.pass == "verify" {
+        let missing = report.missing.as_deref().unwrap_or_default();
+        let unexplained = report.unexplained();
+        println!(
+            "Verified {} folders: {} messages at the destination, {} not there ({} explained, {} unexplained).",
+            report.folders.len(),
+            m.already_present,
+            missing.len(),
+            missing.len() - unexplained,
+            unexplained
+        );
+        for item in missing {
+            println!(
+                "  {} {} UID {} {}: {}",
+                if item.explained {
+                    "explained  "
+                } else {
+                    "UNEXPLAINED"
+                },
+                item.folder,
+                item.uid,
+                item.message_id.as_deref().unwrap_or("(no Message-ID)"),
+                item.reason
+            );
+        }
+    } else {
+        println!(
+            "Summary: {} folders; messages: {} copied, {} already present, {} skipped, {} failed",
+            report.folders.len(),
+            m.copied,
+            m.already_present,
+            m.skipped,
+            m.failed
+        );
+        println!(
+            "         {} in {:.1} s: {:.0} messages/s, {:.1} MiB/s",
+            human_size(report.bytes_copied),
+            seconds,
+            m.copied as f64 / seconds,
+            mib / seconds
+        );
+        for error in &report.errors {
+            println!(
+                "  failed: {} UID {} {} {:?}: {}",
+                error.folder,
+                error.uid,
+                error.message_id.as_deref().unwrap_or("(no Message-ID)"),
+                error.subject.as_deref().unwrap_or(""),
+                error.reason
+            );
+        }
+    }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    if let Some(fatal) = &report.fatal {
+        eprintln!("error: {fatal}");
+    }
+}
+
+fn print_check(found: &mailmove_engine::CheckReport) {
+    println!("Source      {}: logged in", found.source.server);
+    println!(
+        "  {} folders, {} messages, {}; largest message {}",
+        found.source.folders,
+        found.source.messages,
+        human_size(found.source.bytes),
+        human_size(found.source.largest_message)
+    );
+    println!("Destination {}: logged in", found.dest.server);
+    match (found.dest.quota_used, found.dest.quota_limit) {
+        (Some(used), Some(limit)) => println!(
+            "  quota: {} used of {}",
+            human_size(used),
+            human_size(limit)
+        ),
+        _ => println!("  quota: none reported"),
+    }
+    if !found.folders_to_create.is_empty() {
+        println!(
+            "  folders to create: {}",
+            found.folders_to_create.join(", ")
+        );
+    }
+    println!("Estimated time: about {} s", found.estimated_seconds.max(1));
+    for warning in &found.warnings {
+        println!("warning: {warning}");
+    }
+}

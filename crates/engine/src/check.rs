@@ -1,0 +1,131 @@
+//! The trial: connect and log in on both sides, then a pre-flight that sizes the job
+//! and warns about what would make it fail (quota, message size limits).
+
+use serde::Serialize;
+
+use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source};
+use crate::folders::{FolderRules, plan_folders};
+use crate::report::human_size;
+
+/// Above this share of the destination quota, the trial warns.
+const QUOTA_WARNING: f64 = 0.70;
+/// A conservative copy rate for the time estimate, in bytes per second.
+const ESTIMATE_RATE: f64 = 20.0 * 1_000_000.0;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SideCheck {
+    pub server: String,
+    pub capabilities: Vec<String>,
+    pub folders: usize,
+    pub messages: u64,
+    pub bytes: u64,
+    pub largest_message: u64,
+    pub quota_used: Option<u64>,
+    pub quota_limit: Option<u64>,
+    pub append_limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub source: SideCheck,
+    pub dest: SideCheck,
+    pub folders_to_create: Vec<String>,
+    pub estimated_seconds: u64,
+    pub warnings: Vec<String>,
+}
+
+pub async fn check(
+    source: &Account,
+    dest: &Account,
+    rules: &FolderRules,
+) -> Result<CheckReport, SideError> {
+    let (src, dst) = tokio::join!(
+        ImapSide::connect(source, Side::Source),
+        ImapSide::connect(dest, Side::Destination)
+    );
+    let (mut src, mut dst) = (src?, dst?);
+    let source_tree = Source::folders(&mut src).await?;
+    let dest_tree = Destination::folders(&mut dst).await?;
+    let plan = plan_folders(&source_tree, &dest_tree, rules);
+
+    let mut source_side = describe(&src, source);
+    source_side.folders = plan.mappings.len();
+    for mapping in &plan.mappings {
+        let opened = Source::open(&mut src, &mapping.source_raw).await?;
+        if opened.exists == 0 {
+            continue;
+        }
+        let sizes = Source::messages(&mut src).await?;
+        source_side.messages += sizes.len() as u64;
+        for message in &sizes {
+            source_side.bytes += message.size;
+            source_side.largest_message = source_side.largest_message.max(message.size);
+        }
+    }
+
+    let mut dest_side = describe(&dst, dest);
+    dest_side.folders = dest_tree.entries.len();
+    let quota = dst
+        .client
+        .storage_quota(b"INBOX")
+        .await
+        .map_err(|error| SideError {
+            side: Side::Destination,
+            error,
+        })?;
+    dest_side.quota_used = quota.map(|q| q.used);
+    dest_side.quota_limit = quota.map(|q| q.limit);
+
+    let mut warnings = Vec::new();
+    if let Some(q) = quota.filter(|q| q.limit > 0) {
+        let after = q.used + source_side.bytes;
+        let share = after as f64 / q.limit as f64;
+        if share > QUOTA_WARNING {
+            warnings.push(format!(
+                "the destination quota would be {:.0}% full after the migration ({} used + {} to copy, of {})",
+                share * 100.0,
+                human_size(q.used),
+                human_size(source_side.bytes),
+                human_size(q.limit)
+            ));
+        }
+    }
+    if let Some(limit) = dest_side.append_limit {
+        if source_side.largest_message > limit {
+            warnings.push(format!(
+                "the largest source message ({}) is over the destination's limit of {}: it will fail",
+                human_size(source_side.largest_message),
+                human_size(limit)
+            ));
+        }
+    }
+    src.client.logout().await;
+    dst.client.logout().await;
+    Ok(CheckReport {
+        estimated_seconds: (source_side.bytes as f64 / ESTIMATE_RATE).ceil() as u64,
+        folders_to_create: plan
+            .mappings
+            .iter()
+            .filter(|m| m.create)
+            .map(|m| m.dest_name.clone())
+            .collect(),
+        source: source_side,
+        dest: dest_side,
+        warnings,
+    })
+}
+
+fn describe(side: &ImapSide, account: &Account) -> SideCheck {
+    let capabilities = side.client.capabilities().to_vec();
+    let append_limit = capabilities.iter().find_map(|c| {
+        let (name, value) = c.split_once('=')?;
+        name.eq_ignore_ascii_case("APPENDLIMIT")
+            .then(|| value.parse().ok())?
+    });
+    SideCheck {
+        server: account.endpoint.to_string(),
+        capabilities,
+        append_limit,
+        ..SideCheck::default()
+    }
+}

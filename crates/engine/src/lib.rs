@@ -1,0 +1,22 @@
+//! The migration engine: folder plan, message plan, the streaming pipelined copy,
+//! and the proof (`verify`). It drives connectors through the [`Source`] and
+//! [`Destination`] interfaces and remembers everything in the ledger.
+
+pub mod check;
+pub mod connector;
+pub mod folders;
+pub mod identity;
+pub mod migrate;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod verify;
+
+pub use check::{CheckReport, check};
+pub use connector::{Account, Destination, Side, SideError, Source};
+pub use folders::FolderRules;
+pub use migrate::{FatalKind, MigrateSettings, migrate};
+pub use plan::{MessageFilter, PassKind};
+pub use progress::{Event, Progress, Silent};
+pub use report::Report;
+pub use verify::verify;

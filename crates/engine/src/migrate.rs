@@ -1,0 +1,592 @@
+//! One pass over one mailbox pair: plan the folders, then per folder plan the
+//! messages and stream them from a source FETCH into pipelined destination APPENDs.
+//!
+//! Every failure is sorted into one of three kinds: transient (reconnect, back off,
+//! plan the folder again: the ledger makes that safe), item (record it and go on),
+//! fatal (stop the pass with a reason a person can act on).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use mailmove_imap::{AppendOutcome, AppendRequest, MailboxInfo, is_throttled};
+use mailmove_store::{Intent, Ledger, Outcome, StoreError};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::connector::{Account, Destination, FetchedMessage, ImapSide, Side, SideError, Source};
+use crate::folders::{FolderMapping, FolderRules, plan_folders};
+use crate::plan::{
+    Action, FolderIdentity, MessageFilter, PassKind, SourceMessage, claimed_in_dest,
+    needs_dest_scan, plan_messages,
+};
+use crate::progress::{Event, Progress};
+use crate::report::{Counts, FolderReport, ItemError, Report, human_size};
+
+/// How a pass runs.
+#[derive(Clone, Debug)]
+pub struct MigrateSettings {
+    pub rules: FolderRules,
+    pub filter: MessageFilter,
+    pub pass: PassKind,
+    pub dry_run: bool,
+    /// APPENDs in flight on the destination connection.
+    pub append_window: usize,
+    /// UIDs per source FETCH command.
+    pub fetch_batch: usize,
+    /// Fetched messages waiting for the destination; bounds memory.
+    pub queue_depth: usize,
+    /// Connection attempts per folder before the pass stops.
+    pub max_attempts: u32,
+    pub first_backoff: Duration,
+}
+
+impl Default for MigrateSettings {
+    fn default() -> Self {
+        MigrateSettings {
+            rules: FolderRules::default(),
+            filter: MessageFilter::default(),
+            pass: PassKind::Full,
+            dry_run: false,
+            append_window: 32,
+            fetch_batch: 256,
+            queue_depth: 16,
+            max_attempts: 5,
+            first_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a pass stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FatalKind {
+    /// Could not connect or log in (exit code 3).
+    Connection,
+    /// Anything else (a server refusing a folder, the state file failing).
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FolderError {
+    #[error(transparent)]
+    Side(#[from] SideError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FolderError {
+    fn is_transient(&self) -> bool {
+        matches!(self, FolderError::Side(e) if e.is_transient())
+    }
+}
+
+/// Runs one pass and reports what it did, whatever happened.
+pub async fn migrate(
+    source: &Account,
+    dest: &Account,
+    ledger: &Ledger,
+    settings: &MigrateSettings,
+    progress: &dyn Progress,
+) -> (Report, Option<FatalKind>) {
+    let started = Instant::now();
+    let mut report = Report {
+        source: source.endpoint.to_string(),
+        dest: dest.endpoint.to_string(),
+        pass: match settings.pass {
+            PassKind::Full => "full".into(),
+            PassKind::Retry => "retry".into(),
+        },
+        started_at: now_rfc3339(),
+        finished_at: String::new(),
+        messages: Counts::default(),
+        bytes_copied: 0,
+        elapsed_seconds: 0.0,
+        folders: Vec::new(),
+        folders_excluded: Vec::new(),
+        errors: Vec::new(),
+        missing: None,
+        fatal: None,
+        warnings: Vec::new(),
+    };
+    let fatal = run(source, dest, ledger, settings, progress, &mut report).await;
+    let fatal_kind = fatal.map(|(kind, message)| {
+        report.fatal = Some(message);
+        kind
+    });
+    for folder in &report.folders {
+        report.messages.add(&folder.counts);
+        report.bytes_copied += folder.bytes_copied;
+    }
+    report.finished_at = now_rfc3339();
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    (report, fatal_kind)
+}
+
+async fn run(
+    source: &Account,
+    dest: &Account,
+    ledger: &Ledger,
+    settings: &MigrateSettings,
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> Option<(FatalKind, String)> {
+    let (mut src, mut dst) = match connect_both(source, dest, progress).await {
+        Ok(pair) => pair,
+        Err(e) => return Some((FatalKind::Connection, e.to_string())),
+    };
+    let trees = async {
+        Ok::<_, SideError>((
+            Source::folders(&mut src).await?,
+            Destination::folders(&mut dst).await?,
+        ))
+    };
+    let (source_tree, dest_tree) = match trees.await {
+        Ok(trees) => trees,
+        Err(e) => return Some((FatalKind::Other, e.to_string())),
+    };
+    let plan = plan_folders(&source_tree, &dest_tree, &settings.rules);
+    report.folders_excluded = plan.excluded.clone();
+    progress.event(Event::FoldersPlanned {
+        folders: plan.mappings.len(),
+        excluded: plan.excluded.len(),
+    });
+    if !settings.dry_run {
+        for mapping in &plan.mappings {
+            if mapping.create {
+                if let Err(e) = dst.create(&mapping.dest_raw).await {
+                    return Some((
+                        FatalKind::Other,
+                        format!("cannot create folder {}: {e}", mapping.dest_name),
+                    ));
+                }
+                progress.event(Event::FolderCreated {
+                    dest: mapping.dest_name.clone(),
+                });
+            }
+            if mapping.subscribe {
+                if let Err(e) = dst.subscribe(&mapping.dest_raw).await {
+                    report
+                        .warnings
+                        .push(format!("could not subscribe to {}: {e}", mapping.dest_name));
+                }
+            }
+        }
+    }
+    for mapping in &plan.mappings {
+        let mut attempt = 1;
+        loop {
+            let result = copy_folder(
+                &mut src, &mut dst, mapping, ledger, settings, progress, report,
+            )
+            .await;
+            match result {
+                Ok(folder) => {
+                    report.folders.push(folder);
+                    break;
+                }
+                Err(e) if e.is_transient() && attempt < settings.max_attempts => {
+                    let wait = settings.first_backoff * 2u32.pow(attempt - 1);
+                    progress.event(Event::Retrying {
+                        reason: e.to_string(),
+                        attempt,
+                        wait_seconds: wait.as_secs(),
+                    });
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    match connect_both(source, dest, progress).await {
+                        Ok((s, d)) => {
+                            src = s;
+                            dst = d;
+                        }
+                        Err(e) if e.is_transient() || e.is_connection_setup() => {
+                            if attempt >= settings.max_attempts {
+                                return Some((FatalKind::Connection, e.to_string()));
+                            }
+                        }
+                        Err(e) => return Some((FatalKind::Other, e.to_string())),
+                    }
+                }
+                Err(e) => {
+                    let kind = match &e {
+                        FolderError::Side(s) if s.is_transient() || s.is_connection_setup() => {
+                            FatalKind::Connection
+                        }
+                        _ => FatalKind::Other,
+                    };
+                    return Some((kind, format!("folder {}: {e}", mapping.source_name)));
+                }
+            }
+        }
+    }
+    src.client.logout().await;
+    dst.client.logout().await;
+    None
+}
+
+async fn connect_both(
+    source: &Account,
+    dest: &Account,
+    progress: &dyn Progress,
+) -> Result<(ImapSide, ImapSide), SideError> {
+    let (src, dst) = tokio::join!(
+        ImapSide::connect(source, Side::Source),
+        ImapSide::connect(dest, Side::Destination)
+    );
+    let (src, dst) = (src?, dst?);
+    progress.event(Event::Connected {
+        side: "source",
+        capabilities: src.client.capabilities().len(),
+    });
+    progress.event(Event::Connected {
+        side: "destination",
+        capabilities: dst.client.capabilities().len(),
+    });
+    Ok((src, dst))
+}
+
+/// The ledger's name for a folder: its raw wire name, which never changes meaning.
+pub fn folder_key(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+#[allow(clippy::too_many_arguments)] // reason: one call site; a struct would only rename these
+async fn copy_folder(
+    src: &mut ImapSide,
+    dst: &mut ImapSide,
+    mapping: &FolderMapping,
+    ledger: &Ledger,
+    settings: &MigrateSettings,
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> Result<FolderReport, FolderError> {
+    let mut folder = FolderReport {
+        source: mapping.source_name.clone(),
+        dest: mapping.dest_name.clone(),
+        ..FolderReport::default()
+    };
+    let opened = Source::open(src, &mapping.source_raw).await?;
+    let messages = if opened.exists == 0 {
+        Vec::new()
+    } else {
+        Source::messages(src).await?
+    };
+    // In a dry run a folder still to be created has nothing in it yet.
+    let info = if settings.dry_run && mapping.create {
+        MailboxInfo::default()
+    } else {
+        Destination::open(dst, &mapping.dest_raw).await?
+    };
+    let identity = FolderIdentity {
+        source_uidvalidity: opened.uidvalidity,
+        dest_uidvalidity: info.uidvalidity.unwrap_or(0),
+    };
+    let source_key = folder_key(&mapping.source_raw);
+    let dest_key = folder_key(&mapping.dest_raw);
+    let rows = ledger.source_folder_items(&source_key).await?;
+    let (dest_messages, claimed) = if needs_dest_scan(&rows, identity) && info.exists > 0 {
+        let claims = ledger
+            .claimed_dest_uids(&dest_key, identity.dest_uidvalidity)
+            .await?;
+        (
+            Some(Destination::messages(dst).await?),
+            claimed_in_dest(&claims, &rows, identity),
+        )
+    } else if needs_dest_scan(&rows, identity) {
+        (Some(Vec::new()), HashSet::new())
+    } else {
+        (None, HashSet::new())
+    };
+    let actions = plan_messages(
+        &messages,
+        &rows,
+        identity,
+        dest_messages.as_deref(),
+        &claimed,
+        &settings.filter,
+        settings.pass,
+    );
+    let by_uid: HashMap<u32, &SourceMessage> = messages.iter().map(|m| (m.uid, m)).collect();
+    let intent_for = |message: &SourceMessage| Intent {
+        source_folder: source_key.clone(),
+        source_uidvalidity: identity.source_uidvalidity,
+        source_uid: message.uid,
+        dest_folder: dest_key.clone(),
+        dest_uidvalidity: Some(identity.dest_uidvalidity),
+        content_key: message.content_key.clone(),
+        message_id: message.message_id.clone(),
+        subject: message.subject.clone(),
+        size: message.size,
+    };
+    let mut to_copy = Vec::new();
+    let mut links = Vec::new();
+    for (uid, action) in &actions {
+        let message = by_uid[uid];
+        match action {
+            Action::Copy => to_copy.push(*uid),
+            Action::AlreadyCopied => folder.counts.already_present += 1,
+            Action::Link { dest_uid } => {
+                folder.counts.already_present += 1;
+                links.push(Outcome::Linked {
+                    intent: intent_for(message),
+                    dest_uid: *dest_uid,
+                });
+            }
+            Action::Skip(_) => folder.counts.skipped += 1,
+            Action::PreviouslyFailed { reason } => {
+                folder.counts.failed += 1;
+                report.errors.push(item_error(
+                    &mapping.source_name,
+                    message,
+                    format!(
+                        "failed in an earlier pass ({reason}); run with --retry-failed to try again"
+                    ),
+                ));
+            }
+        }
+    }
+    let bytes_to_copy: u64 = to_copy.iter().map(|uid| by_uid[uid].size).sum();
+    progress.event(Event::FolderStarted {
+        source: mapping.source_name.clone(),
+        dest: mapping.dest_name.clone(),
+        to_copy: to_copy.len() as u64,
+        bytes_to_copy,
+        total: messages.len() as u64,
+    });
+    if settings.dry_run {
+        folder.counts.already_present -= links.len() as u64;
+        folder.would_copy = Some(to_copy.len() as u64 + links.len() as u64);
+        return Ok(folder);
+    }
+    ledger.record_outcomes(&links).await?;
+
+    let (sink, mut queue) = mpsc::channel::<FetchedMessage>(settings.queue_depth.max(1));
+    let fetch_batch = settings.fetch_batch.max(1);
+    let producer = async {
+        let result = async {
+            for chunk in to_copy.chunks(fetch_batch) {
+                Source::fetch(src, chunk, &sink).await?;
+            }
+            Ok::<_, SideError>(())
+        }
+        .await;
+        drop(sink);
+        result
+    };
+    let mut received = HashSet::new();
+    let mut dropped_flags: Vec<String> = Vec::new();
+    let consumer = async {
+        let mut appender = dst.appender(settings.append_window);
+        let mut written = Vec::new();
+        loop {
+            let Some(first) = queue.recv().await else {
+                break;
+            };
+            let mut batch = vec![first];
+            while batch.len() < 64 {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let intents: Vec<Intent> = batch
+                .iter()
+                .filter_map(|m| by_uid.get(&m.uid).map(|s| intent_for(s)))
+                .collect();
+            ledger.record_intents(&intents).await?;
+            let mut done = Vec::new();
+            for message in batch {
+                if !by_uid.contains_key(&message.uid) || !received.insert(message.uid) {
+                    continue; // not asked for, or sent twice by the server
+                }
+                let flags = keep_flags(&message.flags, &info, &mut dropped_flags);
+                let request = AppendRequest {
+                    mailbox: mapping.dest_raw.clone(),
+                    flags,
+                    internal_date: message.internal_date,
+                    body: message.body,
+                    token: u64::from(message.uid),
+                };
+                done.extend(appender.send(request).await.map_err(|error| SideError {
+                    side: Side::Destination,
+                    error,
+                })?);
+            }
+            written.extend(done);
+            let outcomes = settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
+            ledger.record_outcomes(&outcomes.0).await?;
+            apply(outcomes.1, &mut folder, report, progress, mapping);
+        }
+        written.extend(appender.finish().await.map_err(|error| SideError {
+            side: Side::Destination,
+            error,
+        })?);
+        let outcomes = settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
+        ledger.record_outcomes(&outcomes.0).await?;
+        apply(outcomes.1, &mut folder, report, progress, mapping);
+        Ok::<_, FolderError>(())
+    };
+    let (produced, consumed) = tokio::join!(producer, consumer);
+    consumed?;
+    produced?;
+    // Asked for but never sent by the source: an item error, not a silent loss.
+    let mut lost = Vec::new();
+    for uid in &to_copy {
+        if !received.contains(uid) {
+            let message = by_uid[uid];
+            let reason = "the source server did not return this message".to_string();
+            lost.push(Outcome::Failed {
+                intent: intent_for(message),
+                reason: reason.clone(),
+            });
+            folder.counts.failed += 1;
+            report
+                .errors
+                .push(item_error(&mapping.source_name, message, reason));
+        }
+    }
+    ledger.record_outcomes(&lost).await?;
+    dropped_flags.sort();
+    dropped_flags.dedup();
+    if !dropped_flags.is_empty() {
+        report.warnings.push(format!(
+            "{}: the destination does not keep the flags {}",
+            mapping.dest_name,
+            dropped_flags.join(" ")
+        ));
+    }
+    folder.flags_dropped = dropped_flags;
+    progress.event(Event::FolderFinished {
+        source: mapping.source_name.clone(),
+        copied: folder.counts.copied,
+        already_present: folder.counts.already_present,
+        skipped: folder.counts.skipped,
+        failed: folder.counts.failed,
+    });
+    Ok(folder)
+}
+
+/// What one settled APPEND means for the counts.
+enum Settled {
+    Copied { bytes: u64 },
+    Failed(ItemError),
+}
+
+type SettleResult = (Vec<Outcome>, Vec<Settled>);
+
+/// Turns APPEND completions into ledger outcomes. A throttling answer is transient:
+/// the folder is planned again after a pause and the message is found or re-sent.
+fn settle(
+    written: &mut Vec<AppendOutcome>,
+    by_uid: &HashMap<u32, &SourceMessage>,
+    mapping: &FolderMapping,
+    identity: FolderIdentity,
+    intent_for: &dyn Fn(&SourceMessage) -> Intent,
+) -> Result<SettleResult, FolderError> {
+    let mut outcomes = Vec::new();
+    let mut settled = Vec::new();
+    for done in written.drain(..) {
+        let uid = done.token as u32;
+        let message = by_uid[&uid];
+        match done.result {
+            Ok(appended) => {
+                outcomes.push(Outcome::Copied {
+                    source_folder: folder_key(&mapping.source_raw),
+                    source_uidvalidity: identity.source_uidvalidity,
+                    source_uid: uid,
+                    dest_folder: folder_key(&mapping.dest_raw),
+                    dest_uidvalidity: Some(appended.map_or(identity.dest_uidvalidity, |(v, _)| v)),
+                    dest_uid: appended.map(|(_, u)| u),
+                });
+                settled.push(Settled::Copied {
+                    bytes: message.size,
+                });
+            }
+            Err(status) if is_throttled(&status) => {
+                return Err(FolderError::Side(SideError {
+                    side: Side::Destination,
+                    error: mailmove_imap::Error::No {
+                        command: "APPEND".into(),
+                        status,
+                    },
+                }));
+            }
+            Err(status) => {
+                let reason = format!(
+                    "destination refused message UID {uid} in {} ({}): {}",
+                    mapping.source_name,
+                    human_size(message.size),
+                    status.describe()
+                );
+                outcomes.push(Outcome::Failed {
+                    intent: intent_for(message),
+                    reason: reason.clone(),
+                });
+                settled.push(Settled::Failed(item_error(
+                    &mapping.source_name,
+                    message,
+                    reason,
+                )));
+            }
+        }
+    }
+    Ok((outcomes, settled))
+}
+
+fn apply(
+    settled: Vec<Settled>,
+    folder: &mut FolderReport,
+    report: &mut Report,
+    progress: &dyn Progress,
+    mapping: &FolderMapping,
+) {
+    for item in settled {
+        match item {
+            Settled::Copied { bytes } => {
+                folder.counts.copied += 1;
+                folder.bytes_copied += bytes;
+                progress.event(Event::MessageCopied { bytes });
+            }
+            Settled::Failed(error) => {
+                folder.counts.failed += 1;
+                progress.event(Event::MessageFailed {
+                    folder: mapping.source_name.clone(),
+                    uid: error.uid,
+                    reason: error.reason.clone(),
+                });
+                report.errors.push(error);
+            }
+        }
+    }
+}
+
+/// The flags APPEND can set and the destination keeps; the others are noted.
+fn keep_flags(flags: &[String], info: &MailboxInfo, dropped: &mut Vec<String>) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && !f.eq_ignore_ascii_case("\\Deleted"))
+        .filter(|f| {
+            let keep = info.accepts_flag(f);
+            if !keep {
+                dropped.push((*f).clone());
+            }
+            keep
+        })
+        .cloned()
+        .collect()
+}
+
+fn item_error(folder: &str, message: &SourceMessage, reason: String) -> ItemError {
+    ItemError {
+        folder: folder.to_string(),
+        uid: message.uid,
+        message_id: message.message_id.clone(),
+        subject: message.subject.clone(),
+        size: message.size,
+        reason,
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,117 @@
+//! The report of a pass, in the JSON shape of SPEC §5.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub copied: u64,
+    pub already_present: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.copied += other.copied;
+        self.already_present += other.already_present;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FolderReport {
+    pub source: String,
+    pub dest: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub bytes_copied: u64,
+    /// Keywords or flags the destination would not keep.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags_dropped: Vec<String>,
+    /// In a dry run: how many messages the pass would copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_copy: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemError {
+    pub folder: String,
+    pub uid: u32,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub size: u64,
+    pub reason: String,
+}
+
+/// A source message that `verify` did not find at the destination.
+#[derive(Clone, Debug, Serialize)]
+pub struct Missing {
+    pub folder: String,
+    pub uid: u32,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub reason: String,
+    /// Excluded on purpose or failed with a recorded reason; false means unexplained.
+    pub explained: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub source: String,
+    pub dest: String,
+    pub pass: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub messages: Counts,
+    pub bytes_copied: u64,
+    pub elapsed_seconds: f64,
+    pub folders: Vec<FolderReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub folders_excluded: Vec<String>,
+    pub errors: Vec<ItemError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<Missing>>,
+    /// Set when the pass stopped before the end: why, for a person to act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fatal: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn unexplained(&self) -> usize {
+        self.missing
+            .as_ref()
+            .map(|m| m.iter().filter(|m| !m.explained).count())
+            .unwrap_or(0)
+    }
+}
+
+/// `5.3 MB`-style sizes for messages people read.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(5_300_000), "5.3 MB");
+        assert_eq!(human_size(15_000_000_000), "15.0 GB");
+    }
+}

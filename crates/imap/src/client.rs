@@ -1,0 +1,829 @@
+//! The async IMAP client: connection set-up (TLS, STARTTLS, login), simple commands,
+//! a streaming UID FETCH and pipelined APPENDs.
+
+use std::collections::VecDeque;
+use std::io::{Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use mailmove_model::{Endpoint, Secret, Security};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::{debug, trace, warn};
+
+use crate::error::Error;
+use crate::framing::{FrameLimits, FrameReader, Literal};
+use crate::response::{
+    Code, Fetch, ListEntry, Namespaces, QuotaResource, Response, Status, StatusKind, Untagged,
+    parse,
+};
+use crate::tls::{TlsOptions, client_config};
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// How to connect, beyond the endpoint itself.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub tls: TlsOptions,
+    /// Send a password over an unencrypted connection to a non-loopback host.
+    pub allow_plaintext: bool,
+    pub connect_timeout: Duration,
+    /// Longest wait for any single response before the connection counts as lost.
+    pub response_timeout: Duration,
+    pub limits: FrameLimits,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            tls: TlsOptions::default(),
+            allow_plaintext: false,
+            connect_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(300),
+            limits: FrameLimits::default(),
+        }
+    }
+}
+
+/// What EXAMINE or SELECT said about a mailbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailboxInfo {
+    pub exists: u32,
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    /// `None` when the server sent no PERMANENTFLAGS: then FLAGS is the limit.
+    pub permanent_flags: Option<Vec<String>>,
+    pub flags: Vec<String>,
+}
+
+impl MailboxInfo {
+    /// Whether a flag stored by APPEND will be kept.
+    pub fn accepts_flag(&self, flag: &str) -> bool {
+        let allowed = self.permanent_flags.as_ref().unwrap_or(&self.flags);
+        if allowed.iter().any(|f| f.eq_ignore_ascii_case(flag)) {
+            return true;
+        }
+        !flag.starts_with('\\') && allowed.iter().any(|f| f == "\\*")
+    }
+}
+
+/// A quota root's storage figures, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageQuota {
+    pub used: u64,
+    pub limit: u64,
+}
+
+pub struct Client {
+    connection: FrameReader<Box<dyn Stream>>,
+    host: String,
+    next_tag: u64,
+    capabilities: Vec<String>,
+    response_timeout: Duration,
+    /// Set after a lost connection or a protocol error: the session is unusable.
+    broken: bool,
+}
+
+impl Client {
+    /// Connects, reads the greeting and secures the connection as the endpoint says.
+    pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Client, Error> {
+        let address = format!("{}:{}", endpoint.host, endpoint.port);
+        let tcp = tokio::time::timeout(
+            options.connect_timeout,
+            TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+        )
+        .await
+        .map_err(|_| Error::Unreachable {
+            address: address.clone(),
+            reason: "connection timed out".into(),
+        })?
+        .map_err(|e| Error::Unreachable {
+            address: address.clone(),
+            reason: describe_io(&e),
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match endpoint.security {
+            Security::Tls => Box::new(tls_handshake(tcp, &endpoint.host, &options.tls).await?),
+            Security::StartTls | Security::None => Box::new(tcp),
+        };
+        let mut client = Client {
+            connection: FrameReader::new(stream, options.limits),
+            host: endpoint.host.clone(),
+            next_tag: 1,
+            capabilities: Vec::new(),
+            response_timeout: options.response_timeout,
+            broken: false,
+        };
+        client.read_greeting().await?;
+        if client.capabilities.is_empty() {
+            client.refresh_capabilities().await?;
+        }
+        let encrypted = endpoint.security == Security::Tls;
+        if !encrypted && endpoint.security == Security::StartTls && client.has_capability("STARTTLS")
+        {
+            client = client.starttls(&options.tls).await?;
+        } else if !encrypted && !options.allow_plaintext && !endpoint.is_loopback() {
+            return Err(Error::PlaintextRefused {
+                host: endpoint.host.clone(),
+            });
+        }
+        Ok(client)
+    }
+
+    pub fn capabilities(&self) -> &[String] {
+        &self.capabilities
+    }
+
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    /// Logs in with AUTHENTICATE PLAIN when offered, else LOGIN.
+    pub async fn login(&mut self, login: &str, password: &Secret<String>) -> Result<(), Error> {
+        let result = if self.has_capability("AUTH=PLAIN") {
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("\0{login}\0{}", password.expose()));
+            if self.has_capability("SASL-IR") {
+                self.command_status(&format!("AUTHENTICATE PLAIN {token}"), "AUTHENTICATE")
+                    .await
+            } else {
+                let tag = self.send_line("AUTHENTICATE PLAIN").await?;
+                self.wait_continuation(&tag).await?;
+                self.write_raw(format!("{token}\r\n").as_bytes()).await?;
+                self.finish(&tag).await
+            }
+        } else {
+            let command = format!("LOGIN {} {}", quote(login.as_bytes()), quote(password.expose().as_bytes()));
+            self.command_status(&command, "LOGIN").await
+        };
+        let (untagged, status) = result?;
+        if status.kind != StatusKind::Ok {
+            return Err(Error::AuthFailed {
+                login: login.to_string(),
+                text: status.describe(),
+            });
+        }
+        self.capabilities.clear();
+        if let Some(Code::Capability(caps)) = status.code {
+            self.capabilities = caps;
+        }
+        for response in untagged {
+            if let Untagged::Capability(caps) = response {
+                self.capabilities = caps;
+            }
+        }
+        if self.capabilities.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends ID (RFC 2971) when offered; some servers log it, none needs it.
+    pub async fn identify(&mut self) -> Result<(), Error> {
+        if self.has_capability("ID") {
+            let version = env!("CARGO_PKG_VERSION");
+            self.run(&format!("ID (\"name\" \"mailmove\" \"version\" \"{version}\")")).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn namespace(&mut self) -> Result<Namespaces, Error> {
+        if !self.has_capability("NAMESPACE") {
+            return Ok(Namespaces::default());
+        }
+        let untagged = self.run("NAMESPACE").await?;
+        Ok(untagged
+            .into_iter()
+            .find_map(|u| match u {
+                Untagged::Namespace(n) => Some(n),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Every folder, with special-use attributes where the server has them.
+    pub async fn list(&mut self) -> Result<Vec<ListEntry>, Error> {
+        let command = if self.has_capability("SPECIAL-USE") && self.has_capability("LIST-EXTENDED")
+        {
+            "LIST \"\" \"*\" RETURN (SPECIAL-USE)"
+        } else {
+            "LIST \"\" \"*\""
+        };
+        let untagged = self.run(command).await?;
+        Ok(untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::List(entry) => Some(entry),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The subscribed folders' raw names.
+    pub async fn subscriptions(&mut self) -> Result<Vec<Vec<u8>>, Error> {
+        let untagged = self.run("LSUB \"\" \"*\"").await?;
+        Ok(untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Lsub(entry) => Some(entry.name),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Opens a mailbox read-only: the source is never changed.
+    pub async fn examine(&mut self, mailbox: &[u8]) -> Result<MailboxInfo, Error> {
+        self.open("EXAMINE", mailbox).await
+    }
+
+    /// Opens a mailbox read-write, to learn its PERMANENTFLAGS. mailmove never sends
+    /// CLOSE or EXPUNGE, so nothing selected this way is ever removed.
+    pub async fn select(&mut self, mailbox: &[u8]) -> Result<MailboxInfo, Error> {
+        self.open("SELECT", mailbox).await
+    }
+
+    async fn open(&mut self, verb: &str, mailbox: &[u8]) -> Result<MailboxInfo, Error> {
+        let (untagged, status) = self
+            .command_status(&format!("{verb} {}", quote(mailbox)), verb)
+            .await?;
+        let status = self.require_ok(status, &format!("{verb} {}", String::from_utf8_lossy(mailbox)))?;
+        let mut info = MailboxInfo::default();
+        let apply = |code: &Code, info: &mut MailboxInfo| match code {
+            Code::UidValidity(v) => info.uidvalidity = Some(*v),
+            Code::UidNext(n) => info.uidnext = Some(*n),
+            Code::PermanentFlags(f) => info.permanent_flags = Some(f.clone()),
+            _ => {}
+        };
+        for response in &untagged {
+            match response {
+                Untagged::Exists(n) => info.exists = *n,
+                Untagged::Flags(f) => info.flags = f.clone(),
+                Untagged::Status(s) => {
+                    if let Some(code) = &s.code {
+                        apply(code, &mut info);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(code) = &status.code {
+            apply(code, &mut info);
+        }
+        Ok(info)
+    }
+
+    /// STATUS items (MESSAGES, UIDNEXT, UIDVALIDITY, SIZE ...) without selecting.
+    pub async fn status(&mut self, mailbox: &[u8], items: &str) -> Result<Vec<(String, u64)>, Error> {
+        let untagged = self
+            .run(&format!("STATUS {} ({items})", quote(mailbox)))
+            .await?;
+        Ok(untagged
+            .into_iter()
+            .find_map(|u| match u {
+                Untagged::MailboxStatus { items, .. } => Some(items),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Creates a folder; one that already exists is not an error.
+    pub async fn create(&mut self, mailbox: &[u8]) -> Result<(), Error> {
+        let command = format!("CREATE {}", quote(mailbox));
+        let (_, status) = self.command_status(&command, "CREATE").await?;
+        match status.kind {
+            StatusKind::Ok => Ok(()),
+            _ if matches!(&status.code, Some(Code::Other(name, _)) if name == "ALREADYEXISTS") => Ok(()),
+            _ if status.text.to_ascii_lowercase().contains("exist") => Ok(()),
+            _ => self.require_ok(status, &command).map(drop),
+        }
+    }
+
+    pub async fn subscribe(&mut self, mailbox: &[u8]) -> Result<(), Error> {
+        self.run(&format!("SUBSCRIBE {}", quote(mailbox))).await.map(drop)
+    }
+
+    /// UID SEARCH with the given criteria (e.g. `ALL`, `UNDELETED`).
+    pub async fn uid_search(&mut self, criteria: &str) -> Result<Vec<u32>, Error> {
+        let untagged = self.run(&format!("UID SEARCH {criteria}")).await?;
+        let mut uids: Vec<u32> = untagged
+            .into_iter()
+            .flat_map(|u| match u {
+                Untagged::Search(uids) => uids,
+                _ => Vec::new(),
+            })
+            .collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// The storage quota of the root that holds `mailbox`, when the server has QUOTA.
+    pub async fn storage_quota(&mut self, mailbox: &[u8]) -> Result<Option<StorageQuota>, Error> {
+        if !self.has_capability("QUOTA") {
+            return Ok(None);
+        }
+        let (untagged, status) = self
+            .command_status(&format!("GETQUOTAROOT {}", quote(mailbox)), "GETQUOTAROOT")
+            .await?;
+        if status.kind != StatusKind::Ok {
+            return Ok(None);
+        }
+        let storage = untagged.into_iter().find_map(|u| match u {
+            Untagged::Quota { resources, .. } => resources
+                .into_iter()
+                .find(|r: &QuotaResource| r.name == "STORAGE"),
+            _ => None,
+        });
+        // QUOTA counts STORAGE in units of 1024 octets (RFC 9208).
+        Ok(storage.map(|r| StorageQuota {
+            used: r.usage * 1024,
+            limit: r.limit * 1024,
+        }))
+    }
+
+    /// Starts `UID FETCH set (items)`; read the answers with [`FetchStream::next`].
+    pub async fn uid_fetch(&mut self, set: &str, items: &str) -> Result<FetchStream<'_>, Error> {
+        let tag = self.send_line(&format!("UID FETCH {set} ({items})")).await?;
+        Ok(FetchStream {
+            client: self,
+            tag,
+            done: false,
+        })
+    }
+
+    /// A pipeline of APPENDs on this connection.
+    pub fn appender(&mut self, window: usize) -> Appender<'_> {
+        let literal_plus = self.has_capability("LITERAL+");
+        Appender {
+            client: self,
+            in_flight: VecDeque::new(),
+            window: window.max(1),
+            literal_plus,
+        }
+    }
+
+    pub async fn logout(mut self) {
+        if !self.broken {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.run("LOGOUT")).await;
+        }
+    }
+
+    /// Runs a command; NO and BAD are errors.
+    pub async fn run(&mut self, command: &str) -> Result<Vec<Untagged>, Error> {
+        let (untagged, status) = self.command_status(command, verb(command)).await?;
+        self.require_ok(status, command)?;
+        Ok(untagged)
+    }
+
+    /// Runs a command and returns its status, whatever it is.
+    pub async fn command_status(
+        &mut self,
+        command: &str,
+        _verb: &str,
+    ) -> Result<(Vec<Untagged>, Status), Error> {
+        let tag = self.send_line(command).await?;
+        self.collect(&tag).await
+    }
+
+    // ---- internals ----
+
+    fn require_ok(&self, status: Status, command: &str) -> Result<Status, Error> {
+        let command = redact(command);
+        match status.kind {
+            StatusKind::Ok => Ok(status),
+            StatusKind::No => Err(Error::No { command, status }),
+            _ => Err(Error::Bad { command, status }),
+        }
+    }
+
+    async fn read_greeting(&mut self) -> Result<(), Error> {
+        match self.read_response().await? {
+            Response::Untagged(Untagged::Status(status)) => match status.kind {
+                StatusKind::Ok | StatusKind::Preauth => {
+                    if let Some(Code::Capability(caps)) = status.code {
+                        self.capabilities = caps;
+                    }
+                    Ok(())
+                }
+                _ => Err(Error::Unreachable {
+                    address: self.host.clone(),
+                    reason: format!("the server refused the connection: {}", status.describe()),
+                }),
+            },
+            other => Err(Error::Protocol(format!("unexpected greeting {other:?}"))),
+        }
+    }
+
+    async fn refresh_capabilities(&mut self) -> Result<(), Error> {
+        let untagged = self.run("CAPABILITY").await?;
+        for response in untagged {
+            if let Untagged::Capability(caps) = response {
+                self.capabilities = caps;
+            }
+        }
+        Ok(())
+    }
+
+    async fn starttls(mut self, tls: &TlsOptions) -> Result<Client, Error> {
+        self.run("STARTTLS").await?;
+        if self.connection.buffered() > 0 {
+            return Err(Error::StartTlsInjection);
+        }
+        let Client {
+            connection,
+            host,
+            next_tag,
+            response_timeout,
+            ..
+        } = self;
+        let limits = FrameLimits::default();
+        let plain = connection.into_inner();
+        let secured = tls_handshake(plain, &host, tls).await?;
+        let mut client = Client {
+            connection: FrameReader::new(Box::new(secured), limits),
+            host,
+            next_tag,
+            capabilities: Vec::new(),
+            response_timeout,
+            broken: false,
+        };
+        client.refresh_capabilities().await?;
+        Ok(client)
+    }
+
+    fn tag(&mut self) -> String {
+        let tag = format!("m{}", self.next_tag);
+        self.next_tag += 1;
+        tag
+    }
+
+    async fn send_line(&mut self, command: &str) -> Result<String, Error> {
+        let tag = self.tag();
+        trace!(host = %self.host, "C: {tag} {}", redact(command));
+        let line = format!("{tag} {command}\r\n");
+        self.write_raw(line.as_bytes()).await?;
+        Ok(tag)
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::ConnectionLost("the connection was already lost".into()));
+        }
+        let stream = self.connection.get_mut();
+        let result = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        }
+        .await;
+        result.map_err(|e| {
+            self.broken = true;
+            Error::ConnectionLost(e.to_string())
+        })
+    }
+
+    async fn write_literal(&mut self, literal: &Literal) -> Result<(), Error> {
+        match literal {
+            Literal::Memory(bytes) => self.write_raw(bytes).await,
+            Literal::File { file, len } => {
+                let mut file = file.try_clone()?;
+                file.seek(SeekFrom::Start(0))?;
+                let mut file = tokio::fs::File::from_std(file).take(*len);
+                let stream = self.connection.get_mut();
+                let copied = tokio::io::copy(&mut file, stream).await;
+                match copied {
+                    Ok(n) if n == *len => Ok(()),
+                    Ok(n) => {
+                        self.broken = true;
+                        Err(Error::ConnectionLost(format!(
+                            "spooled message shorter than announced ({n} of {len} bytes)"
+                        )))
+                    }
+                    Err(e) => {
+                        self.broken = true;
+                        Err(Error::ConnectionLost(e.to_string()))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_response(&mut self) -> Result<Response, Error> {
+        if self.broken {
+            return Err(Error::ConnectionLost("the connection was already lost".into()));
+        }
+        let frame = tokio::time::timeout(self.response_timeout, self.connection.read_frame()).await;
+        let frame = match frame {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => {
+                self.broken = true;
+                return Err(e.into());
+            }
+            Err(_) => {
+                self.broken = true;
+                return Err(Error::ConnectionLost(format!(
+                    "no answer from {} for {} s",
+                    self.host,
+                    self.response_timeout.as_secs()
+                )));
+            }
+        };
+        let response = parse(frame);
+        match &response {
+            Response::Unparsed { text, .. } => {
+                warn!(host = %self.host, "dropped a response that could not be parsed: {}", truncate(text));
+            }
+            Response::Untagged(Untagged::Status(status)) if status.kind == StatusKind::Bye => {
+                debug!(host = %self.host, "server says BYE: {}", status.describe());
+            }
+            _ => trace!(host = %self.host, "S: {response:?}"),
+        }
+        Ok(response)
+    }
+
+    /// Reads until the tagged completion of `tag`, keeping untagged data.
+    async fn collect(&mut self, tag: &str) -> Result<(Vec<Untagged>, Status), Error> {
+        let mut untagged = Vec::new();
+        loop {
+            match self.read_response().await? {
+                Response::Tagged { tag: t, status } if t == tag => return Ok((untagged, status)),
+                Response::Untagged(Untagged::Status(status)) if status.kind == StatusKind::Bye => {
+                    self.broken = true;
+                    return Err(Error::ConnectionLost(format!(
+                        "the server ended the session: {}",
+                        status.describe()
+                    )));
+                }
+                Response::Untagged(u) => untagged.push(u),
+                _ => {}
+            }
+        }
+    }
+
+    async fn finish(&mut self, tag: &str) -> Result<(Vec<Untagged>, Status), Error> {
+        self.collect(tag).await
+    }
+
+    async fn wait_continuation(&mut self, tag: &str) -> Result<(), Error> {
+        loop {
+            match self.read_response().await? {
+                Response::Continue(_) => return Ok(()),
+                Response::Tagged { tag: t, status } if t == tag => {
+                    return Err(self.require_ok(status, "command").err().unwrap_or_else(|| {
+                        Error::Protocol("completed without asking for the literal".into())
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The answers of one UID FETCH, one message at a time.
+pub struct FetchStream<'a> {
+    client: &'a mut Client,
+    tag: String,
+    done: bool,
+}
+
+impl FetchStream<'_> {
+    /// The next FETCH answer that carries a UID; `None` once the command completed.
+    pub async fn next(&mut self) -> Result<Option<Fetch>, Error> {
+        while !self.done {
+            match self.client.read_response().await? {
+                Response::Untagged(Untagged::Fetch(fetch)) if fetch.uid.is_some() => {
+                    return Ok(Some(*fetch));
+                }
+                Response::Tagged { tag, status } if tag == self.tag => {
+                    self.done = true;
+                    self.client.require_ok(status, "UID FETCH")?;
+                }
+                Response::Untagged(Untagged::Status(status)) if status.kind == StatusKind::Bye => {
+                    self.client.broken = true;
+                    return Err(Error::ConnectionLost(status.describe()));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// One message to append.
+#[derive(Debug)]
+pub struct AppendRequest {
+    pub mailbox: Vec<u8>,
+    pub flags: Vec<String>,
+    /// `dd-Mon-yyyy hh:mm:ss +zzzz`, as FETCH INTERNALDATE gave it.
+    pub internal_date: Option<String>,
+    pub body: Literal,
+    /// The caller's handle, returned with the outcome.
+    pub token: u64,
+}
+
+/// How one APPEND ended.
+#[derive(Debug)]
+pub struct AppendOutcome {
+    pub token: u64,
+    /// `Ok(Some((uidvalidity, uid)))` with UIDPLUS, `Ok(None)` without.
+    pub result: Result<Option<(u32, u32)>, Status>,
+}
+
+/// Pipelined APPENDs: with LITERAL+ commands go out back to back and answers are
+/// matched by tag as they come; without it each literal waits for its `+`, while
+/// earlier commands still complete in the background.
+pub struct Appender<'a> {
+    client: &'a mut Client,
+    in_flight: VecDeque<(String, u64)>,
+    window: usize,
+    literal_plus: bool,
+}
+
+impl Appender<'_> {
+    /// Sends one APPEND; returns the outcomes of earlier ones that completed meanwhile.
+    pub async fn send(&mut self, request: AppendRequest) -> Result<Vec<AppendOutcome>, Error> {
+        let mut done = Vec::new();
+        while self.in_flight.len() >= self.window {
+            done.push(self.read_one().await?);
+        }
+        let tag = self.client.tag();
+        let flags = request.flags.join(" ");
+        let date = request
+            .internal_date
+            .as_deref()
+            .map(|d| format!(" \"{d}\""))
+            .unwrap_or_default();
+        let len = request.body.len();
+        let plus = if self.literal_plus { "+" } else { "" };
+        let line = format!(
+            "{tag} APPEND {} ({flags}){date} {{{len}{plus}}}\r\n",
+            quote(&request.mailbox)
+        );
+        trace!(host = %self.client.host, "C: {}", line.trim_end());
+        self.client.write_raw(line.as_bytes()).await?;
+        self.in_flight.push_back((tag.clone(), request.token));
+        if !self.literal_plus {
+            // Earlier APPENDs may complete while this one waits for its `+`.
+            loop {
+                match self.client.read_response().await? {
+                    Response::Continue(_) => break,
+                    Response::Tagged { tag: t, status } => {
+                        let outcome = self.complete(&t, status)?;
+                        let refused_now = outcome.token == request.token;
+                        done.push(outcome);
+                        if refused_now {
+                            return Ok(done);
+                        }
+                    }
+                    Response::Untagged(Untagged::Status(s)) if s.kind == StatusKind::Bye => {
+                        self.client.broken = true;
+                        return Err(Error::ConnectionLost(s.describe()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.client.write_literal(&request.body).await?;
+        self.client.write_raw(b"\r\n").await?;
+        Ok(done)
+    }
+
+    /// Waits for every APPEND still in flight.
+    pub async fn finish(&mut self) -> Result<Vec<AppendOutcome>, Error> {
+        let mut done = Vec::new();
+        while !self.in_flight.is_empty() {
+            done.push(self.read_one().await?);
+        }
+        Ok(done)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    async fn read_one(&mut self) -> Result<AppendOutcome, Error> {
+        loop {
+            match self.client.read_response().await? {
+                Response::Tagged { tag, status } => return self.complete(&tag, status),
+                Response::Untagged(Untagged::Status(s)) if s.kind == StatusKind::Bye => {
+                    self.client.broken = true;
+                    return Err(Error::ConnectionLost(s.describe()));
+                }
+                Response::Continue(_) => {
+                    return Err(Error::Protocol(
+                        "the server asked for a literal nobody announced".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn complete(&mut self, tag: &str, status: Status) -> Result<AppendOutcome, Error> {
+        let position = self
+            .in_flight
+            .iter()
+            .position(|(t, _)| t == tag)
+            .ok_or_else(|| Error::Protocol(format!("completion for unknown tag {tag}")))?;
+        let (_, token) = self
+            .in_flight
+            .remove(position)
+            .expect("position was just found in the queue");
+        let result = match status.kind {
+            StatusKind::Ok => Ok(match status.code {
+                Some(Code::AppendUid { uidvalidity, uid }) => Some((uidvalidity, uid)),
+                _ => None,
+            }),
+            _ => Err(status),
+        };
+        Ok(AppendOutcome { token, result })
+    }
+}
+
+async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    host: &str,
+    options: &TlsOptions,
+) -> Result<tokio_rustls::client::TlsStream<S>, Error> {
+    let config = client_config(options)?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| Error::Tls {
+        host: host.to_string(),
+        reason: "not a valid server name".into(),
+    })?;
+    TlsConnector::from(Arc::clone(&config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| classify_tls_error(host, e))
+}
+
+fn classify_tls_error(host: &str, error: std::io::Error) -> Error {
+    let inner = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .cloned();
+    match inner {
+        Some(rustls::Error::InvalidCertificate(reason)) => Error::UntrustedCertificate {
+            host: host.to_string(),
+            reason: format!("{reason:?}"),
+        },
+        Some(other) => Error::Tls {
+            host: host.to_string(),
+            reason: other.to_string(),
+        },
+        None => Error::Tls {
+            host: host.to_string(),
+            reason: error.to_string(),
+        },
+    }
+}
+
+fn describe_io(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::TimedOut => "connection timed out".into(),
+        _ => error.to_string(),
+    }
+}
+
+/// Quotes a mailbox name or string for the wire; a literal where quoting cannot work.
+pub fn quote(raw: &[u8]) -> String {
+    if raw.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        // Not representable as a quoted string; never valid in a mailbox name either.
+        return "\"\"".into();
+    }
+    let mut out = String::with_capacity(raw.len() + 2);
+    out.push('"');
+    for ch in String::from_utf8_lossy(raw).chars() {
+        if ch == '"' || ch == '\\' {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('"');
+    out
+}
+
+fn verb(command: &str) -> &str {
+    command.split(' ').next().unwrap_or(command)
+}
+
+/// Keeps passwords out of traces and error messages.
+fn redact(command: &str) -> String {
+    let upper = command.to_ascii_uppercase();
+    if upper.starts_with("LOGIN ") {
+        let user = command.split(' ').nth(1).unwrap_or("");
+        format!("LOGIN {user} [redacted]")
+    } else if upper.starts_with("AUTHENTICATE ") {
+        "AUTHENTICATE [redacted]".into()
+    } else {
+        command.to_string()
+    }
+}
+
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(200) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}

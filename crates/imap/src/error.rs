@@ -1,0 +1,84 @@
+//! What went wrong, sorted by who misbehaved, with messages a person can act on.
+
+use crate::response::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    #[error("certificate for {host} is not trusted: {reason}; pass --tls-ca FILE with the CA that signed it")]
+    UntrustedCertificate { host: String, reason: String },
+    #[error("TLS with {host} failed: {reason}")]
+    Tls { host: String, reason: String },
+    #[error(
+        "{host} offers no STARTTLS: refusing to send the password in clear \
+         (use imaps://, or --allow-plaintext if you accept that risk)"
+    )]
+    PlaintextRefused { host: String },
+    #[error("login refused for {login}: check the password ({text})")]
+    AuthFailed { login: String, text: String },
+    #[error("the server sent data before the TLS handshake (possible injection); refusing to continue")]
+    StartTlsInjection,
+    #[error("the server refused {command}: {}", status.describe())]
+    No { command: String, status: Status },
+    #[error("the server rejected {command} as invalid: {}", status.describe())]
+    Bad { command: String, status: Status },
+    #[error("the connection was lost: {0}")]
+    ConnectionLost(String),
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Setup(#[from] crate::tls::TlsSetupError),
+}
+
+impl Error {
+    /// Worth reconnecting and trying again: the connection failed, not the request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ConnectionLost(_) | Error::Protocol(_) => true,
+            Error::No { status, .. } => is_throttled(status),
+            _ => false,
+        }
+    }
+
+    /// Could not connect or log in at all: the exit code 3 kind.
+    pub fn is_connection_setup(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable { .. }
+                | Error::UntrustedCertificate { .. }
+                | Error::Tls { .. }
+                | Error::PlaintextRefused { .. }
+                | Error::AuthFailed { .. }
+                | Error::StartTlsInjection
+        )
+    }
+}
+
+/// Throttling answers that mean "slow down", not "this failed".
+pub fn is_throttled(status: &Status) -> bool {
+    let text = status.describe().to_ascii_uppercase();
+    ["[THROTTLED]", "[UNAVAILABLE]", "SERVER UNAVAILABLE", "TRY AGAIN LATER"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
+impl From<crate::framing::FrameError> for Error {
+    fn from(error: crate::framing::FrameError) -> Self {
+        match error {
+            crate::framing::FrameError::Closed => {
+                Error::ConnectionLost("the server closed the connection".into())
+            }
+            crate::framing::FrameError::LineTooLong(n) => {
+                Error::Protocol(format!("a response line longer than {n} bytes"))
+            }
+            crate::framing::FrameError::Io(e) => Error::ConnectionLost(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Error::ConnectionLost(error.to_string())
+    }
+}

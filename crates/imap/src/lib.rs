@@ -1,0 +1,22 @@
+//! An IMAP client for copying mailboxes: framing apart from lenient parsing, literals
+//! streamed to disk when large, TLS and STARTTLS with verified certificates,
+//! pipelined FETCH and APPEND.
+//!
+//! Only this crate (and the other connectors) open sockets.
+
+mod client;
+mod error;
+pub mod framing;
+pub mod mutf7;
+pub mod quirks;
+pub mod response;
+mod tls;
+
+pub use client::{
+    AppendOutcome, AppendRequest, Appender, Client, ConnectOptions, FetchStream, MailboxInfo,
+    StorageQuota, quote,
+};
+pub use error::{Error, is_throttled};
+pub use framing::{FrameLimits, Literal};
+pub use response::{Code, Fetch, ListEntry, Namespaces, Status, StatusKind};
+pub use tls::{TlsOptions, TlsSetupError};

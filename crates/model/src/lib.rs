@@ -1,0 +1,8 @@
+//! The words every other crate shares: where a mailbox lives, how to log in to it,
+//! and how a message is recognised. Nothing here does I/O.
+
+mod endpoint;
+mod secret;
+
+pub use endpoint::{Endpoint, EndpointError, Kind, Security};
+pub use secret::Secret;
