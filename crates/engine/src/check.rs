@@ -90,14 +90,14 @@ pub async fn check(
             ));
         }
     }
-    if let Some(limit) = dest_side.append_limit {
-        if source_side.largest_message > limit {
-            warnings.push(format!(
-                "the largest source message ({}) is over the destination's limit of {}: it will fail",
-                human_size(source_side.largest_message),
-                human_size(limit)
-            ));
-        }
+    if let Some(limit) = dest_side.append_limit
+        && source_side.largest_message > limit
+    {
+        warnings.push(format!(
+            "the largest source message ({}) is over the destination's limit of {}: it will fail",
+            human_size(source_side.largest_message),
+            human_size(limit)
+        ));
     }
     src.client.logout().await;
     dst.client.logout().await;

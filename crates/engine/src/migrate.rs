@@ -162,12 +162,12 @@ async fn run(
                     dest: mapping.dest_name.clone(),
                 });
             }
-            if mapping.subscribe {
-                if let Err(e) = dst.subscribe(&mapping.dest_raw).await {
-                    report
-                        .warnings
-                        .push(format!("could not subscribe to {}: {e}", mapping.dest_name));
-                }
+            if mapping.subscribe
+                && let Err(e) = dst.subscribe(&mapping.dest_raw).await
+            {
+                report
+                    .warnings
+                    .push(format!("could not subscribe to {}: {e}", mapping.dest_name));
             }
         }
     }
@@ -358,7 +358,7 @@ async fn copy_folder(
     }
     ledger.record_outcomes(&links).await?;
 
-    let (sink, mut queue) = mpsc::channel::<FetchedMessage>(settings.queue_depth.max(1));
+    let (sink, queue) = mpsc::channel::<FetchedMessage>(settings.queue_depth.max(1));
     let fetch_batch = settings.fetch_batch.max(1);
     let producer = async {
         let result = async {
@@ -374,6 +374,8 @@ async fn copy_folder(
     let mut received = HashSet::new();
     let mut dropped_flags: Vec<String> = Vec::new();
     let consumer = async {
+        // Owned here, so an early error drops the receiver and the producer stops.
+        let mut queue = queue;
         let mut appender = dst.appender(settings.append_window);
         let mut written = Vec::new();
         loop {

@@ -178,15 +178,12 @@ pub fn plan_messages(
     // Confirmed rows first, so they never lose "their" destination message to a
     // look-alike that is matched by content.
     for message in source {
-        if current
-            .get(&message.uid)
-            .is_some_and(|row| confirmed(row, identity))
+        if let Some(row) = current.get(&message.uid)
+            && confirmed(row, identity)
+            && let Some(uid) = row.dest_uid
+            && let Some(uids) = available.get_mut(message.content_key.as_str())
         {
-            if let Some(uid) = current[&message.uid].dest_uid {
-                if let Some(uids) = available.get_mut(message.content_key.as_str()) {
-                    uids.retain(|u| *u != uid);
-                }
-            }
+            uids.retain(|u| *u != uid);
         }
     }
     for message in source {
@@ -227,19 +224,17 @@ pub fn skip_reason(message: &SourceMessage, filter: &MessageFilter) -> Option<Sk
     if message.is_deleted() {
         return Some(SkipReason::Deleted);
     }
-    if let Some(limit) = filter.max_size {
-        if message.size > limit {
-            return Some(SkipReason::TooLarge { limit });
-        }
+    if let Some(limit) = filter.max_size
+        && message.size > limit
+    {
+        return Some(SkipReason::TooLarge { limit });
     }
-    if filter.since.is_some() || filter.before.is_some() {
-        if let Some(date) = message.internal_date.as_deref().and_then(internal_date_day) {
-            if filter.since.is_some_and(|since| date < since) {
-                return Some(SkipReason::BeforeSince);
-            }
-            if filter.before.is_some_and(|before| date >= before) {
-                return Some(SkipReason::NotBefore);
-            }
+    if let Some(date) = message.internal_date.as_deref().and_then(internal_date_day) {
+        if filter.since.is_some_and(|since| date < since) {
+            return Some(SkipReason::BeforeSince);
+        }
+        if filter.before.is_some_and(|before| date >= before) {
+            return Some(SkipReason::NotBefore);
         }
     }
     None

@@ -122,7 +122,9 @@ impl Client {
             client.refresh_capabilities().await?;
         }
         let encrypted = endpoint.security == Security::Tls;
-        if !encrypted && endpoint.security == Security::StartTls && client.has_capability("STARTTLS")
+        if !encrypted
+            && endpoint.security == Security::StartTls
+            && client.has_capability("STARTTLS")
         {
             client = client.starttls(&options.tls).await?;
         } else if !encrypted && !options.allow_plaintext && !endpoint.is_loopback() {
@@ -138,7 +140,9 @@ impl Client {
     }
 
     pub fn has_capability(&self, name: &str) -> bool {
-        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(name))
+        self.capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
     }
 
     /// Logs in with AUTHENTICATE PLAIN when offered, else LOGIN.
@@ -156,7 +160,11 @@ impl Client {
                 self.finish(&tag).await
             }
         } else {
-            let command = format!("LOGIN {} {}", quote(login.as_bytes()), quote(password.expose().as_bytes()));
+            let command = format!(
+                "LOGIN {} {}",
+                quote(login.as_bytes()),
+                quote(password.expose().as_bytes())
+            );
             self.command_status(&command, "LOGIN").await
         };
         let (untagged, status) = result?;
@@ -185,7 +193,10 @@ impl Client {
     pub async fn identify(&mut self) -> Result<(), Error> {
         if self.has_capability("ID") {
             let version = env!("CARGO_PKG_VERSION");
-            self.run(&format!("ID (\"name\" \"mailmove\" \"version\" \"{version}\")")).await?;
+            self.run(&format!(
+                "ID (\"name\" \"mailmove\" \"version\" \"{version}\")"
+            ))
+            .await?;
         }
         Ok(())
     }
@@ -249,7 +260,10 @@ impl Client {
         let (untagged, status) = self
             .command_status(&format!("{verb} {}", quote(mailbox)), verb)
             .await?;
-        let status = self.require_ok(status, &format!("{verb} {}", String::from_utf8_lossy(mailbox)))?;
+        let status = self.require_ok(
+            status,
+            &format!("{verb} {}", String::from_utf8_lossy(mailbox)),
+        )?;
         let mut info = MailboxInfo::default();
         let apply = |code: &Code, info: &mut MailboxInfo| match code {
             Code::UidValidity(v) => info.uidvalidity = Some(*v),
@@ -276,7 +290,11 @@ impl Client {
     }
 
     /// STATUS items (MESSAGES, UIDNEXT, UIDVALIDITY, SIZE ...) without selecting.
-    pub async fn status(&mut self, mailbox: &[u8], items: &str) -> Result<Vec<(String, u64)>, Error> {
+    pub async fn status(
+        &mut self,
+        mailbox: &[u8],
+        items: &str,
+    ) -> Result<Vec<(String, u64)>, Error> {
         let untagged = self
             .run(&format!("STATUS {} ({items})", quote(mailbox)))
             .await?;
@@ -295,14 +313,18 @@ impl Client {
         let (_, status) = self.command_status(&command, "CREATE").await?;
         match status.kind {
             StatusKind::Ok => Ok(()),
-            _ if matches!(&status.code, Some(Code::Other(name, _)) if name == "ALREADYEXISTS") => Ok(()),
+            _ if matches!(&status.code, Some(Code::Other(name, _)) if name == "ALREADYEXISTS") => {
+                Ok(())
+            }
             _ if status.text.to_ascii_lowercase().contains("exist") => Ok(()),
             _ => self.require_ok(status, &command).map(drop),
         }
     }
 
     pub async fn subscribe(&mut self, mailbox: &[u8]) -> Result<(), Error> {
-        self.run(&format!("SUBSCRIBE {}", quote(mailbox))).await.map(drop)
+        self.run(&format!("SUBSCRIBE {}", quote(mailbox)))
+            .await
+            .map(drop)
     }
 
     /// UID SEARCH with the given criteria (e.g. `ALL`, `UNDELETED`).
@@ -345,7 +367,9 @@ impl Client {
 
     /// Starts `UID FETCH set (items)`; read the answers with [`FetchStream::next`].
     pub async fn uid_fetch(&mut self, set: &str, items: &str) -> Result<FetchStream<'_>, Error> {
-        let tag = self.send_line(&format!("UID FETCH {set} ({items})")).await?;
+        let tag = self
+            .send_line(&format!("UID FETCH {set} ({items})"))
+            .await?;
         Ok(FetchStream {
             client: self,
             tag,
@@ -469,7 +493,9 @@ impl Client {
 
     async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if self.broken {
-            return Err(Error::ConnectionLost("the connection was already lost".into()));
+            return Err(Error::ConnectionLost(
+                "the connection was already lost".into(),
+            ));
         }
         let stream = self.connection.get_mut();
         let result = async {
@@ -511,7 +537,9 @@ impl Client {
 
     async fn read_response(&mut self) -> Result<Response, Error> {
         if self.broken {
-            return Err(Error::ConnectionLost("the connection was already lost".into()));
+            return Err(Error::ConnectionLost(
+                "the connection was already lost".into(),
+            ));
         }
         let frame = tokio::time::timeout(self.response_timeout, self.connection.read_frame()).await;
         let frame = match frame {
@@ -747,10 +775,11 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     options: &TlsOptions,
 ) -> Result<tokio_rustls::client::TlsStream<S>, Error> {
     let config = client_config(options)?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| Error::Tls {
-        host: host.to_string(),
-        reason: "not a valid server name".into(),
-    })?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| Error::Tls {
+            host: host.to_string(),
+            reason: "not a valid server name".into(),
+        })?;
     TlsConnector::from(Arc::clone(&config))
         .connect(name, stream)
         .await

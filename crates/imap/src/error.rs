@@ -6,7 +6,9 @@ use crate::response::Status;
 pub enum Error {
     #[error("cannot reach {address}: {reason}")]
     Unreachable { address: String, reason: String },
-    #[error("certificate for {host} is not trusted: {reason}; pass --tls-ca FILE with the CA that signed it")]
+    #[error(
+        "certificate for {host} is not trusted: {reason}; pass --tls-ca FILE with the CA that signed it"
+    )]
     UntrustedCertificate { host: String, reason: String },
     #[error("TLS with {host} failed: {reason}")]
     Tls { host: String, reason: String },
@@ -17,7 +19,9 @@ pub enum Error {
     PlaintextRefused { host: String },
     #[error("login refused for {login}: check the password ({text})")]
     AuthFailed { login: String, text: String },
-    #[error("the server sent data before the TLS handshake (possible injection); refusing to continue")]
+    #[error(
+        "the server sent data before the TLS handshake (possible injection); refusing to continue"
+    )]
     StartTlsInjection,
     #[error("the server refused {command}: {}", status.describe())]
     No { command: String, status: Status },
@@ -58,9 +62,14 @@ impl Error {
 /// Throttling answers that mean "slow down", not "this failed".
 pub fn is_throttled(status: &Status) -> bool {
     let text = status.describe().to_ascii_uppercase();
-    ["[THROTTLED]", "[UNAVAILABLE]", "SERVER UNAVAILABLE", "TRY AGAIN LATER"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    [
+        "[THROTTLED]",
+        "[UNAVAILABLE]",
+        "SERVER UNAVAILABLE",
+        "TRY AGAIN LATER",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 impl From<crate::framing::FrameError> for Error {

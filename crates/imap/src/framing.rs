@@ -137,7 +137,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     async fn read_literal(&mut self, len: u64) -> Result<Literal, FrameError> {
         if len <= self.limits.spill_threshold {
             let mut bytes = vec![0; len as usize];
-            self.inner.read_exact(&mut bytes).await.map_err(eof_is_closed)?;
+            self.inner
+                .read_exact(&mut bytes)
+                .await
+                .map_err(eof_is_closed)?;
             return Ok(Literal::Memory(bytes));
         }
         let mut file = tempfile::tempfile()?;
@@ -233,7 +236,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_literal_is_a_closed_connection() {
-        let mut reader = FrameReader::new(&b"* 1 FETCH (BODY[] {70}\r\nshort"[..], FrameLimits::default());
+        let mut reader = FrameReader::new(
+            &b"* 1 FETCH (BODY[] {70}\r\nshort"[..],
+            FrameLimits::default(),
+        );
         assert!(matches!(reader.read_frame().await, Err(FrameError::Closed)));
     }
 }

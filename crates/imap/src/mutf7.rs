@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::alphabet::IMAP_MUTF7;
-use base64::engine::{GeneralPurpose, GeneralPurposeConfig, DecodePaddingMode};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 const CODEC: GeneralPurpose = GeneralPurpose::new(
     &IMAP_MUTF7,
@@ -86,8 +86,8 @@ pub fn decode(raw: &[u8]) -> Result<String, Mutf7Error> {
                     .chunks_exact(2)
                     .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
                     .collect();
-                let text =
-                    String::from_utf16(&units).map_err(|_| error("broken UTF-16 inside a shift"))?;
+                let text = String::from_utf16(&units)
+                    .map_err(|_| error("broken UTF-16 inside a shift"))?;
                 out.push_str(&text);
             }
             i = end + 1;

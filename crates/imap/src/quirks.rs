@@ -5,7 +5,10 @@
 //!   Telekom (Hungary) mail, some Zimbra versions.
 //! - `STATUS_WITHOUT_TEXT`: `A1 OK` with nothing after the status word: older Kerio,
 //!   Exchange 2007 after some commands.
-//! - `FLAGS_TRAILING_SPACE`: `FLAGS (\Seen )`: SurgeMail.
+//! - `FLAGS_TRAILING_SPACE`: `FLAGS (\Seen )`: SurgeMail (also in PERMANENTFLAGS), iCloud
+//!   in FETCH FLAGS.
+//! - `QUOTED_FLAGS`: a quoted string in a flag list, `FLAGS ("\\Deleted" \Seen)`: InterMail
+//!   (Road Runner's wi.rr.com); read as the flag it quotes.
 //! - `NEGATIVE_SIZE`: `RFC822.SIZE -1` for a message whose size the server cannot
 //!   compute: reported against Exchange and some Domino versions.
 //! - `EIGHT_BIT_ATOMS`: raw UTF-8 in mailbox names instead of modified UTF-7: Gmail

@@ -11,10 +11,16 @@ use crate::quirks;
 pub enum Response {
     /// `+ ...`: the server waits for a literal or a SASL answer.
     Continue(String),
-    Tagged { tag: String, status: Status },
+    Tagged {
+        tag: String,
+        status: Status,
+    },
     Untagged(Untagged),
     /// A response that could not be understood; kept for the log.
-    Unparsed { tag: Option<String>, text: String },
+    Unparsed {
+        tag: Option<String>,
+        text: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +43,9 @@ impl Status {
     /// The text as a person reads it: `[LIMIT] Mail size is too large`.
     pub fn describe(&self) -> String {
         match &self.code {
-            Some(code) => format!("[{}] {}", code.name(), self.text).trim_end().to_string(),
+            Some(code) => format!("[{}] {}", code.name(), self.text)
+                .trim_end()
+                .to_string(),
             None => self.text.clone(),
         }
     }
@@ -46,7 +54,10 @@ impl Status {
 /// Response codes (the bracketed part of a status response).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Code {
-    AppendUid { uidvalidity: u32, uid: u32 },
+    AppendUid {
+        uidvalidity: u32,
+        uid: u32,
+    },
     UidValidity(u32),
     UidNext(u32),
     PermanentFlags(Vec<String>),
@@ -80,15 +91,24 @@ pub enum Untagged {
     List(ListEntry),
     Lsub(ListEntry),
     Namespace(Namespaces),
-    MailboxStatus { mailbox: Vec<u8>, items: Vec<(String, u64)> },
+    MailboxStatus {
+        mailbox: Vec<u8>,
+        items: Vec<(String, u64)>,
+    },
     Search(Vec<u32>),
     Exists(u32),
     Recent(u32),
     Expunge(u32),
     Flags(Vec<String>),
     Fetch(Box<Fetch>),
-    Quota { root: Vec<u8>, resources: Vec<QuotaResource> },
-    QuotaRoot { mailbox: Vec<u8>, roots: Vec<Vec<u8>> },
+    Quota {
+        root: Vec<u8>,
+        resources: Vec<QuotaResource>,
+    },
+    QuotaRoot {
+        mailbox: Vec<u8>,
+        roots: Vec<Vec<u8>>,
+    },
     Other(String),
 }
 
@@ -102,7 +122,9 @@ pub struct ListEntry {
 
 impl ListEntry {
     pub fn has_attribute(&self, attribute: &str) -> bool {
-        self.attributes.iter().any(|a| a.eq_ignore_ascii_case(attribute))
+        self.attributes
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(attribute))
     }
 }
 
@@ -147,21 +169,26 @@ pub fn parse(frame: Frame) -> Response {
             let printable = String::from_utf8_lossy(&text).trim_end().to_string();
             let tag = fallback_tag.filter(|t| t != "*" && t != "+");
             // A tagged completion must never be lost: find its status word by hand.
-            if let Some(tag) = &tag {
-                if let Some(status) = quirks::salvage_tagged_status(&text, tag.len()) {
-                    return Response::Tagged {
-                        tag: tag.clone(),
-                        status,
-                    };
-                }
+            if let Some(tag) = &tag
+                && let Some(status) = quirks::salvage_tagged_status(&text, tag.len())
+            {
+                return Response::Tagged {
+                    tag: tag.clone(),
+                    status,
+                };
             }
-            Response::Unparsed { tag, text: printable }
+            Response::Unparsed {
+                tag,
+                text: printable,
+            }
         }
     }
 }
 
 fn first_word(text: &[u8]) -> Option<String> {
-    let end = text.iter().position(|&b| b == b' ' || b == b'\r' || b == b'\n')?;
+    let end = text
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')?;
     Some(String::from_utf8_lossy(&text[..end]).into_owned())
 }
 
@@ -312,10 +339,15 @@ impl Cursor<'_> {
             "READ-WRITE" => Code::ReadWrite,
             _ => {
                 let start = self.pos;
-                while self.peek().is_some_and(|b| b != b']' && b != b'\r' && b != b'\n') {
+                while self
+                    .peek()
+                    .is_some_and(|b| b != b']' && b != b'\r' && b != b'\n')
+                {
                     self.pos += 1;
                 }
-                let args = String::from_utf8_lossy(&self.text[start..self.pos]).trim().to_string();
+                let args = String::from_utf8_lossy(&self.text[start..self.pos])
+                    .trim()
+                    .to_string();
                 Code::Other(name, args)
             }
         };
@@ -522,7 +554,10 @@ impl Cursor<'_> {
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
             self.pos += 1;
         }
-        std::str::from_utf8(&self.text[start..self.pos]).ok()?.parse().ok()
+        std::str::from_utf8(&self.text[start..self.pos])
+            .ok()?
+            .parse()
+            .ok()
     }
 
     /// quirks::NEGATIVE_SIZE: some servers report RFC822.SIZE -1; read it as 0.
@@ -557,8 +592,10 @@ impl Cursor<'_> {
         }
     }
 
-    /// At a `{n}` marker: consume it and the line break, hand out the next literal.
+    /// At a `{n}` marker (or `~{n}`, the binary literal of RFC 3516): consume it and the
+    /// line break, hand out the next literal.
     fn literal(&mut self) -> Option<Literal> {
+        self.eat(b"~");
         self.expect(b'{')?;
         while self.peek().is_some_and(|b| b != b'}') {
             self.pos += 1;
@@ -569,9 +606,13 @@ impl Cursor<'_> {
         self.literals.next()
     }
 
+    fn at_literal(&self) -> bool {
+        self.text[self.pos..].starts_with(b"{") || self.text[self.pos..].starts_with(b"~{")
+    }
+
     fn nstring_literal(&mut self) -> Option<Literal> {
         match self.peek()? {
-            b'{' => self.literal(),
+            _ if self.at_literal() => self.literal(),
             b'"' => self.quoted().map(Literal::Memory),
             _ if self.eat_word_ci(b"NIL") => None,
             _ => None,
@@ -604,6 +645,11 @@ impl Cursor<'_> {
             self.spaces();
             if self.eat(b")") {
                 return Some(flags);
+            }
+            // quirks::QUOTED_FLAGS: `("\\Deleted" \Answered)` is the flag \Deleted.
+            if self.peek() == Some(b'"') {
+                flags.push(lossy(&self.quoted()?));
+                continue;
             }
             let start = self.pos;
             while self
@@ -641,36 +687,44 @@ impl Cursor<'_> {
         }
     }
 
-    /// Skips one value of any shape (for FETCH items mailmove did not ask for).
+    /// Skips one value of any shape (for FETCH items mailmove did not ask for). Nesting is
+    /// counted, not recursed into: a line of a million `(` must not overflow the stack.
     fn skip_value(&mut self) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.quoted().map(drop),
-            b'{' => self.literal().map(drop),
-            b'(' => {
-                self.pos += 1;
-                loop {
-                    self.spaces();
-                    if self.eat(b")") {
-                        return Some(());
-                    }
-                    self.skip_value()?;
-                }
-            }
-            b'\r' | b'\n' => None,
-            _ => {
-                let start = self.pos;
-                let mut depth = 0usize;
-                while let Some(b) = self.peek() {
-                    match b {
-                        b'[' => depth += 1,
-                        b']' => depth = depth.saturating_sub(1),
-                        b' ' | b')' | b'\r' | b'\n' if depth == 0 => break,
-                        _ => {}
-                    }
+        let mut depth = 0usize;
+        loop {
+            match self.peek()? {
+                b'(' => {
                     self.pos += 1;
+                    depth += 1;
                 }
-                (self.pos > start).then_some(())
+                b')' if depth > 0 => {
+                    self.pos += 1;
+                    depth -= 1;
+                }
+                b'"' => self.quoted().map(drop)?,
+                _ if self.at_literal() => self.literal().map(drop)?,
+                b'\r' | b'\n' => return None,
+                _ => {
+                    let start = self.pos;
+                    let mut brackets = 0usize;
+                    while let Some(b) = self.peek() {
+                        match b {
+                            b'[' => brackets += 1,
+                            b']' => brackets = brackets.saturating_sub(1),
+                            b' ' | b')' | b'\r' | b'\n' if brackets == 0 => break,
+                            _ => {}
+                        }
+                        self.pos += 1;
+                    }
+                    if self.pos == start {
+                        return None;
+                    }
+                }
             }
+            if depth == 0 {
+                return Some(());
+            }
+            self.spaces();
         }
     }
 
@@ -688,7 +742,12 @@ impl Cursor<'_> {
 }
 
 fn is_atom_char(b: u8) -> bool {
-    b > b' ' && b < 0x7f && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']' | b'[')
+    b > b' '
+        && b < 0x7f
+        && !matches!(
+            b,
+            b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']' | b'['
+        )
 }
 
 fn is_astring_char(b: u8) -> bool {
@@ -698,4 +757,64 @@ fn is_astring_char(b: u8) -> bool {
 
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    //! What the transcript corpus (tests/corpus.rs) cannot show: no public log has these.
+
+    use super::*;
+
+    fn frame(text: &[u8], literals: &[&[u8]]) -> Frame {
+        Frame {
+            text: text.to_vec(),
+            literals: literals
+                .iter()
+                .map(|l| Literal::Memory(l.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn fetch(response: Response) -> Fetch {
+        match response {
+            Response::Untagged(Untagged::Fetch(fetch)) => *fetch,
+            other => panic!("not a FETCH: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn binary_literals_are_read_and_skipped() {
+        // RFC 3516 literal8: the body of BINARY[] is kept, an unasked BINARY[1] skipped.
+        let got = fetch(parse(frame(
+            b"* 1 FETCH (UID 5 BINARY[] ~{3}\r\n)\r\n",
+            &[b"a\0c"],
+        )));
+        assert_eq!(got.uid, Some(5));
+        assert_eq!(got.body.unwrap().into_vec().unwrap(), b"a\0c");
+        let got = fetch(parse(frame(
+            b"* 2 FETCH (BINARY[1] ~{2}\r\n FLAGS (\\Seen) UID 6)\r\n",
+            &[b"\0\0"],
+        )));
+        assert_eq!(
+            (got.uid, got.flags),
+            (Some(6), Some(vec!["\\Seen".to_string()]))
+        );
+    }
+
+    #[test]
+    fn deep_nesting_neither_overflows_nor_desynchronises() {
+        let mut text = b"* 1 FETCH (UID 5 X-DEEP ".to_vec();
+        text.extend(std::iter::repeat_n(b'(', 1_000_000));
+        text.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            parse(frame(&text, &[])),
+            Response::Unparsed { tag: None, .. }
+        ));
+
+        let mut text = b"* 1 FETCH (X-DEEP ".to_vec();
+        text.extend(std::iter::repeat_n(b'(', 10_000));
+        text.extend(std::iter::repeat_n(b')', 10_000));
+        text.extend_from_slice(b" UID 7)\r\n");
+        assert_eq!(fetch(parse(frame(&text, &[]))).uid, Some(7));
+    }
 }

@@ -1,0 +1,158 @@
+//! Shared set-up for the command's end-to-end tests: two private Dovecot servers, a
+//! user on each, and a way to run the real `mailmove` binary against them.
+
+#![allow(dead_code)] // reason: each test binary uses a different part of this module
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mailmove_testkit::{Checker, Dovecot, DovecotOptions};
+use serde_json::Value;
+
+pub const SOURCE_USER: &str = "alice";
+pub const SOURCE_PASSWORD: &str = "source-secret-1";
+pub const DEST_USER: &str = "bob@new.example";
+pub const DEST_PASSWORD: &str = "dest-secret-2";
+
+pub struct Setup {
+    pub source: Dovecot,
+    pub dest: Dovecot,
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    runs: AtomicUsize,
+}
+
+/// What one run of the binary produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Option<Value>,
+}
+
+impl Run {
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let m = &self.report.as_ref().expect("a report was written")["messages"];
+        (
+            m["copied"].as_u64().unwrap(),
+            m["already_present"].as_u64().unwrap(),
+            m["skipped"].as_u64().unwrap(),
+            m["failed"].as_u64().unwrap(),
+        )
+    }
+
+    pub fn everything(&self) -> String {
+        format!(
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup::with(DovecotOptions::default(), DovecotOptions::default())
+    }
+
+    pub fn with(source: DovecotOptions, dest: DovecotOptions) -> Setup {
+        let source = Dovecot::start(source).expect("source Dovecot starts");
+        let dest = Dovecot::start(dest).expect("destination Dovecot starts");
+        source.add_user(SOURCE_USER, SOURCE_PASSWORD).unwrap();
+        dest.add_user(DEST_USER, DEST_PASSWORD).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Both servers' CAs in one file, as a user would pass them with --tls-ca.
+        let ca = dir.path().join("ca.pem");
+        let mut pem = std::fs::read(source.ca_pem()).unwrap();
+        pem.extend(std::fs::read(dest.ca_pem()).unwrap());
+        std::fs::write(&ca, pem).unwrap();
+        Setup {
+            source,
+            dest,
+            dir,
+            ca,
+            runs: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn src(&self) -> Checker {
+        self.source.checker(SOURCE_USER, SOURCE_PASSWORD).unwrap()
+    }
+
+    pub fn dst(&self) -> Checker {
+        self.dest.checker(DEST_USER, DEST_PASSWORD).unwrap()
+    }
+
+    pub fn source_url(&self) -> String {
+        format!("imap://{SOURCE_USER}@127.0.0.1:{}", self.source.imap_port())
+    }
+
+    pub fn dest_url(&self) -> String {
+        format!(
+            "imap://bob%40new.example@127.0.0.1:{}",
+            self.dest.imap_port()
+        )
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state.sqlite")
+    }
+
+    /// The binary with both servers, the CA file, passwords and state set.
+    pub fn command(&self, subcommand: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mailmove"));
+        command
+            .arg(subcommand)
+            .arg("--source")
+            .arg(self.source_url())
+            .arg("--dest")
+            .arg(self.dest_url())
+            .arg("--tls-ca")
+            .arg(&self.ca)
+            .env("MAILMOVE_SOURCE_PASSWORD", SOURCE_PASSWORD)
+            .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD)
+            .env_remove("MAILMOVE_LOG");
+        if subcommand != "check" {
+            command.arg("--state").arg(self.state());
+        }
+        command
+    }
+
+    /// Runs a subcommand to the end with a JSON report.
+    pub fn run(&self, subcommand: &str, extra: &[&str]) -> Run {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst);
+        let report = self.dir.path().join(format!("report-{n}.json"));
+        let output = self
+            .command(subcommand)
+            .args(extra)
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .expect("mailmove runs");
+        finish(output, Some(report))
+    }
+}
+
+pub fn finish(output: Output, report: Option<PathBuf>) -> Run {
+    let report = report
+        .filter(|p| p.exists())
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).expect("the report is JSON"));
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        report,
+    }
+}
+
+/// Each destination message body, sorted, for comparing whole folders.
+pub fn bodies(checker: &mut Checker, folder: &str) -> Vec<Vec<u8>> {
+    let mut bodies: Vec<Vec<u8>> = checker
+        .fetch_all(folder)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    bodies.sort();
+    bodies
+}
