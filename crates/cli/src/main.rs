@@ -166,7 +166,7 @@ fn print_summary(report: &Report, dry_run: bool) {
                 item.reason
             );
         }
-    } else {
+    } else if !dry_run {
         println!(
             "Summary: {} folders; messages: {} copied, {} already present, {} skipped, {} failed",
             report.folders.len(),

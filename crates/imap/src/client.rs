@@ -794,7 +794,7 @@ fn classify_tls_error(host: &str, error: std::io::Error) -> Error {
     match inner {
         Some(rustls::Error::InvalidCertificate(reason)) => Error::UntrustedCertificate {
             host: host.to_string(),
-            reason: format!("{reason:?}"),
+            reason: describe_certificate_error(&reason),
         },
         Some(other) => Error::Tls {
             host: host.to_string(),
@@ -804,6 +804,20 @@ fn classify_tls_error(host: &str, error: std::io::Error) -> Error {
             host: host.to_string(),
             reason: error.to_string(),
         },
+    }
+}
+
+fn describe_certificate_error(error: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match error {
+        E::UnknownIssuer => "it was issued by an authority this machine does not trust".into(),
+        E::Expired | E::ExpiredContext { .. } => "it has expired".into(),
+        E::NotValidYet | E::NotValidYetContext { .. } => "it is not valid yet".into(),
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "it was issued for another host name".into()
+        }
+        E::Revoked => "it was revoked".into(),
+        other => format!("{other:?}"),
     }
 }
 
