@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use mailmove_imap::{
-    Appender, Client, ConnectOptions, Error as ImapError, Fetch, Literal, MailboxInfo,
+    Appender, Body, Client, ConnectOptions, Error as ImapError, Fetch, MailboxInfo,
 };
 use mailmove_model::{Endpoint, Secret};
 use tokio::sync::mpsc;
@@ -50,7 +50,7 @@ impl SideError {
 
 fn describe(side: Side, error: &ImapError) -> String {
     match error {
-        ImapError::Unreachable { address, reason } => {
+        ImapError::Net(mailmove_net::NetError::Unreachable { address, reason }) => {
             format!("cannot reach the {side} server {address}: {reason}")
         }
         ImapError::AuthFailed { login, text } => {
@@ -99,7 +99,7 @@ pub struct FetchedMessage {
     pub uid: u32,
     pub flags: Vec<String>,
     pub internal_date: Option<String>,
-    pub body: Literal,
+    pub body: Body,
 }
 
 /// Where messages come from. Read-only: nothing at the source is ever changed.

@@ -2,24 +2,20 @@
 //! a streaming UID FETCH and pipelined APPENDs.
 
 use std::collections::VecDeque;
-use std::io::{Seek, SeekFrom};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use mailmove_model::{Endpoint, Secret, Security};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use mailmove_net::{Body, TlsOptions, connect_tcp, tls_handshake};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, trace, warn};
 
 use crate::error::Error;
-use crate::framing::{FrameLimits, FrameReader, Literal};
+use crate::framing::{FrameLimits, FrameReader};
 use crate::response::{
     Code, Fetch, ListEntry, Namespaces, QuotaResource, Response, Status, StatusKind, Untagged,
     parse,
 };
-use crate::tls::{TlsOptions, client_config};
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -90,21 +86,7 @@ pub struct Client {
 impl Client {
     /// Connects, reads the greeting and secures the connection as the endpoint says.
     pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Client, Error> {
-        let address = format!("{}:{}", endpoint.host, endpoint.port);
-        let tcp = tokio::time::timeout(
-            options.connect_timeout,
-            TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
-        )
-        .await
-        .map_err(|_| Error::Unreachable {
-            address: address.clone(),
-            reason: "connection timed out".into(),
-        })?
-        .map_err(|e| Error::Unreachable {
-            address: address.clone(),
-            reason: describe_io(&e),
-        })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(&endpoint.host, endpoint.port, options.connect_timeout).await?;
         let stream: Box<dyn Stream> = match endpoint.security {
             Security::Tls => Box::new(tls_handshake(tcp, &endpoint.host, &options.tls).await?),
             Security::StartTls | Security::None => Box::new(tcp),
@@ -431,10 +413,10 @@ impl Client {
                     }
                     Ok(())
                 }
-                _ => Err(Error::Unreachable {
+                _ => Err(Error::Net(mailmove_net::NetError::Unreachable {
                     address: self.host.clone(),
                     reason: format!("the server refused the connection: {}", status.describe()),
-                }),
+                })),
             },
             other => Err(Error::Protocol(format!("unexpected greeting {other:?}"))),
         }
@@ -509,30 +491,18 @@ impl Client {
         })
     }
 
-    async fn write_literal(&mut self, literal: &Literal) -> Result<(), Error> {
-        match literal {
-            Literal::Memory(bytes) => self.write_raw(bytes).await,
-            Literal::File { file, len } => {
-                let mut file = file.try_clone()?;
-                file.seek(SeekFrom::Start(0))?;
-                let mut file = tokio::fs::File::from_std(file).take(*len);
-                let stream = self.connection.get_mut();
-                let copied = tokio::io::copy(&mut file, stream).await;
-                match copied {
-                    Ok(n) if n == *len => Ok(()),
-                    Ok(n) => {
-                        self.broken = true;
-                        Err(Error::ConnectionLost(format!(
-                            "spooled message shorter than announced ({n} of {len} bytes)"
-                        )))
-                    }
-                    Err(e) => {
-                        self.broken = true;
-                        Err(Error::ConnectionLost(e.to_string()))
-                    }
-                }
-            }
+    async fn write_literal(&mut self, body: &Body) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::ConnectionLost(
+                "the connection was already lost".into(),
+            ));
         }
+        let stream = self.connection.get_mut();
+        if let Err(e) = body.write_to(stream).await {
+            self.broken = true;
+            return Err(Error::ConnectionLost(e.to_string()));
+        }
+        Ok(())
     }
 
     async fn read_response(&mut self) -> Result<Response, Error> {
@@ -645,7 +615,7 @@ pub struct AppendRequest {
     pub flags: Vec<String>,
     /// `dd-Mon-yyyy hh:mm:ss +zzzz`, as FETCH INTERNALDATE gave it.
     pub internal_date: Option<String>,
-    pub body: Literal,
+    pub body: Body,
     /// The caller's handle, returned with the outcome.
     pub token: u64,
 }
@@ -766,66 +736,6 @@ impl Appender<'_> {
             _ => Err(status),
         };
         Ok(AppendOutcome { token, result })
-    }
-}
-
-async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    host: &str,
-    options: &TlsOptions,
-) -> Result<tokio_rustls::client::TlsStream<S>, Error> {
-    let config = client_config(options)?;
-    let name =
-        rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| Error::Tls {
-            host: host.to_string(),
-            reason: "not a valid server name".into(),
-        })?;
-    TlsConnector::from(Arc::clone(&config))
-        .connect(name, stream)
-        .await
-        .map_err(|e| classify_tls_error(host, e))
-}
-
-fn classify_tls_error(host: &str, error: std::io::Error) -> Error {
-    let inner = error
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-        .cloned();
-    match inner {
-        Some(rustls::Error::InvalidCertificate(reason)) => Error::UntrustedCertificate {
-            host: host.to_string(),
-            reason: describe_certificate_error(&reason),
-        },
-        Some(other) => Error::Tls {
-            host: host.to_string(),
-            reason: other.to_string(),
-        },
-        None => Error::Tls {
-            host: host.to_string(),
-            reason: error.to_string(),
-        },
-    }
-}
-
-fn describe_certificate_error(error: &rustls::CertificateError) -> String {
-    use rustls::CertificateError as E;
-    match error {
-        E::UnknownIssuer => "it was issued by an authority this machine does not trust".into(),
-        E::Expired | E::ExpiredContext { .. } => "it has expired".into(),
-        E::NotValidYet | E::NotValidYetContext { .. } => "it is not valid yet".into(),
-        E::NotValidForName | E::NotValidForNameContext { .. } => {
-            "it was issued for another host name".into()
-        }
-        E::Revoked => "it was revoked".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn describe_io(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::TimedOut => "connection timed out".into(),
-        _ => error.to_string(),
     }
 }
 

@@ -4,14 +4,8 @@ use crate::response::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot reach {address}: {reason}")]
-    Unreachable { address: String, reason: String },
-    #[error(
-        "certificate for {host} is not trusted: {reason}; pass --tls-ca FILE with the CA that signed it"
-    )]
-    UntrustedCertificate { host: String, reason: String },
-    #[error("TLS with {host} failed: {reason}")]
-    Tls { host: String, reason: String },
+    #[error(transparent)]
+    Net(#[from] mailmove_net::NetError),
     #[error(
         "{host} offers no STARTTLS: refusing to send the password in clear \
          (use imaps://, or --allow-plaintext if you accept that risk)"
@@ -31,8 +25,6 @@ pub enum Error {
     ConnectionLost(String),
     #[error("the server broke the protocol: {0}")]
     Protocol(String),
-    #[error(transparent)]
-    Setup(#[from] crate::tls::TlsSetupError),
 }
 
 impl Error {
@@ -49,9 +41,7 @@ impl Error {
     pub fn is_connection_setup(&self) -> bool {
         matches!(
             self,
-            Error::Unreachable { .. }
-                | Error::UntrustedCertificate { .. }
-                | Error::Tls { .. }
+            Error::Net(_)
                 | Error::PlaintextRefused { .. }
                 | Error::AuthFailed { .. }
                 | Error::StartTlsInjection

@@ -5,8 +5,7 @@
 //! Literals are read as they arrive; one larger than the spill threshold goes to an
 //! anonymous temporary file, so a 40 MB message never sits whole in memory.
 
-use std::io::{Seek, SeekFrom, Write};
-
+use mailmove_net::{Body, BodySink};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
 /// One complete server response: its text with every literal cut out, and the
@@ -15,42 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 #[derive(Debug)]
 pub struct Frame {
     pub text: Vec<u8>,
-    pub literals: Vec<Literal>,
-}
-
-/// The bytes of one literal, in memory or spilled to disk.
-#[derive(Debug)]
-pub enum Literal {
-    Memory(Vec<u8>),
-    File { file: std::fs::File, len: u64 },
-}
-
-impl Literal {
-    pub fn len(&self) -> u64 {
-        match self {
-            Literal::Memory(bytes) => bytes.len() as u64,
-            Literal::File { len, .. } => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// All the bytes in memory: for the small literals (headers, names) where that is
-    /// what the caller wants anyway.
-    pub fn into_vec(self) -> std::io::Result<Vec<u8>> {
-        match self {
-            Literal::Memory(bytes) => Ok(bytes),
-            Literal::File { mut file, len } => {
-                use std::io::Read;
-                file.seek(SeekFrom::Start(0))?;
-                let mut bytes = Vec::with_capacity(len as usize);
-                file.read_to_end(&mut bytes)?;
-                Ok(bytes)
-            }
-        }
-    }
+    pub literals: Vec<Body>,
 }
 
 /// Limits that keep a misbehaving server from exhausting memory.
@@ -134,16 +98,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    async fn read_literal(&mut self, len: u64) -> Result<Literal, FrameError> {
+    async fn read_literal(&mut self, len: u64) -> Result<Body, FrameError> {
         if len <= self.limits.spill_threshold {
             let mut bytes = vec![0; len as usize];
             self.inner
                 .read_exact(&mut bytes)
                 .await
                 .map_err(eof_is_closed)?;
-            return Ok(Literal::Memory(bytes));
+            return Ok(Body::Memory(bytes));
         }
-        let mut file = tempfile::tempfile()?;
+        let mut sink = BodySink::new(0, 0);
         let mut remaining = len;
         while remaining > 0 {
             let chunk = self.inner.fill_buf().await?;
@@ -151,12 +115,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Err(FrameError::Closed);
             }
             let take = chunk.len().min(remaining as usize);
-            file.write_all(&chunk[..take])?;
+            sink.write(&chunk[..take])?;
             self.inner.consume(take);
             remaining -= take as u64;
         }
-        file.flush()?;
-        Ok(Literal::File { file, len })
+        Ok(sink.finish()?)
     }
 }
 
@@ -214,7 +177,7 @@ mod tests {
         let got = frames(input, FrameLimits::default()).await;
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].text, b"* 1 FETCH (UID 5 BODY[] {8}\r\n)\r\n");
-        assert!(matches!(&got[0].literals[0], Literal::Memory(b) if b == b"ab\r\ncd\r\n"));
+        assert!(matches!(&got[0].literals[0], Body::Memory(b) if b == b"ab\r\ncd\r\n"));
         assert_eq!(got[1].text, b"A1 OK done\r\n");
     }
 
@@ -230,7 +193,7 @@ mod tests {
         };
         let mut got = frames(&input, limits).await;
         let literal = got[0].literals.pop().unwrap();
-        assert!(matches!(literal, Literal::File { len: 100_000, .. }));
+        assert!(matches!(literal, Body::File { len: 100_000, .. }));
         assert_eq!(literal.into_vec().unwrap(), body);
     }
 

@@ -10,13 +10,12 @@ pub mod framing;
 pub mod mutf7;
 pub mod quirks;
 pub mod response;
-mod tls;
 
 pub use client::{
     AppendOutcome, AppendRequest, Appender, Client, ConnectOptions, FetchStream, MailboxInfo,
     StorageQuota, quote,
 };
 pub use error::{Error, is_throttled};
-pub use framing::{FrameLimits, Literal};
+pub use framing::FrameLimits;
+pub use mailmove_net::{Body, NetError, TlsOptions, TlsSetupError};
 pub use response::{Code, Fetch, ListEntry, Namespaces, Status, StatusKind};
-pub use tls::{TlsOptions, TlsSetupError};

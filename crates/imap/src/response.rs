@@ -4,8 +4,9 @@
 //! be understood becomes [`Response::Unparsed`], never a lost connection: a tagged
 //! completion is always recognised, because losing one would hang the command.
 
-use crate::framing::{Frame, Literal};
+use crate::framing::Frame;
 use crate::quirks;
+use mailmove_net::Body;
 
 #[derive(Debug)]
 pub enum Response {
@@ -150,7 +151,7 @@ pub struct Fetch {
     pub internal_date: Option<String>,
     pub size: Option<u64>,
     /// `BODY[]` / `RFC822`: the whole message.
-    pub body: Option<Literal>,
+    pub body: Option<Body>,
     /// `BODY[HEADER.FIELDS (...)]` / `BODY[HEADER]`.
     pub header: Option<Vec<u8>>,
 }
@@ -195,7 +196,7 @@ fn first_word(text: &[u8]) -> Option<String> {
 struct Cursor<'a> {
     text: &'a [u8],
     pos: usize,
-    literals: std::vec::IntoIter<Literal>,
+    literals: std::vec::IntoIter<Body>,
 }
 
 impl Cursor<'_> {
@@ -594,7 +595,7 @@ impl Cursor<'_> {
 
     /// At a `{n}` marker (or `~{n}`, the binary literal of RFC 3516): consume it and the
     /// line break, hand out the next literal.
-    fn literal(&mut self) -> Option<Literal> {
+    fn literal(&mut self) -> Option<Body> {
         self.eat(b"~");
         self.expect(b'{')?;
         while self.peek().is_some_and(|b| b != b'}') {
@@ -610,10 +611,10 @@ impl Cursor<'_> {
         self.text[self.pos..].starts_with(b"{") || self.text[self.pos..].starts_with(b"~{")
     }
 
-    fn nstring_literal(&mut self) -> Option<Literal> {
+    fn nstring_literal(&mut self) -> Option<Body> {
         match self.peek()? {
             _ if self.at_literal() => self.literal(),
-            b'"' => self.quoted().map(Literal::Memory),
+            b'"' => self.quoted().map(Body::Memory),
             _ if self.eat_word_ci(b"NIL") => None,
             _ => None,
         }
@@ -768,10 +769,7 @@ mod tests {
     fn frame(text: &[u8], literals: &[&[u8]]) -> Frame {
         Frame {
             text: text.to_vec(),
-            literals: literals
-                .iter()
-                .map(|l| Literal::Memory(l.to_vec()))
-                .collect(),
+            literals: literals.iter().map(|l| Body::Memory(l.to_vec())).collect(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! after the STARTTLS answer, and a server without LITERAL+ that answers APPENDs one
 //! continuation at a time and refuses one before its literal is sent.
 
-use mailmove_imap::{AppendRequest, Client, ConnectOptions, Error, Literal};
+use mailmove_imap::{AppendRequest, Body, Client, ConnectOptions, Error};
 use mailmove_model::{Endpoint, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -114,7 +114,7 @@ async fn appends_without_literal_plus_wait_for_each_continuation_and_survive_a_r
                 mailbox: b"INBOX".to_vec(),
                 flags: vec!["\\Seen".into()],
                 internal_date: Some("01-Jan-2020 10:00:00 +0000".into()),
-                body: Literal::Memory(body.clone()),
+                body: Body::Memory(body.clone()),
                 token: token as u64,
             };
             outcomes.extend(appender.send(request).await.unwrap());
