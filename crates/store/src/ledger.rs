@@ -1,20 +1,12 @@
 //! The ledger of one or more mailbox pairs, in an SQLite file.
 
 use std::path::Path;
-use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the state file {path}: {source}")]
-    Open { path: String, source: sqlx::Error },
-    #[error("the state database failed: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("the state database holds an unknown item state `{0}`")]
-    Corrupt(String),
-}
+use crate::StoreError;
+use crate::db::{Db, now};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ItemState {
@@ -98,40 +90,25 @@ pub enum Outcome {
     },
 }
 
+/// The ledger of one mailbox pair, inside a [`Db`] that may hold many.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    pool: SqlitePool,
+    db: Db,
     mailbox: String,
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger file; `mailbox` names the pair within it.
+    /// Opens (creating if needed) an SQLite ledger file; `mailbox` names the pair in it.
     pub async fn open(path: &Path, mailbox: &str) -> Result<Ledger, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL with NORMAL survives the process being killed at any instant (the
-            // promise); only a power cut can lose the last transactions.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Ledger {
-            pool,
+        Ok(Ledger::within(Db::open_sqlite(path).await?, mailbox))
+    }
+
+    /// The ledger of one pair inside a shared database.
+    pub fn within(db: Db, mailbox: &str) -> Ledger {
+        Ledger {
+            db,
             mailbox: mailbox.to_string(),
-        })
+        }
     }
 
     /// Every row of one source folder, whatever its UIDVALIDITY.
@@ -140,11 +117,11 @@ impl Ledger {
         source_folder: &str,
     ) -> Result<Vec<ItemRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM items WHERE mailbox = ? AND source_folder = ? ORDER BY source_uid",
+            "SELECT * FROM items WHERE mailbox = $1 AND source_folder = $2 ORDER BY source_uid",
         )
         .bind(&self.mailbox)
         .bind(source_folder)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(record).collect()
     }
@@ -156,13 +133,13 @@ impl Ledger {
         dest_uidvalidity: u32,
     ) -> Result<Vec<u32>, StoreError> {
         let rows = sqlx::query(
-            "SELECT dest_uid FROM items WHERE mailbox = ? AND dest_folder = ? \
-             AND dest_uidvalidity = ? AND state = 'copied' AND dest_uid IS NOT NULL",
+            "SELECT dest_uid FROM items WHERE mailbox = $1 AND dest_folder = $2 \
+             AND dest_uidvalidity = $3 AND state = 'copied' AND dest_uid IS NOT NULL",
         )
         .bind(&self.mailbox)
         .bind(dest_folder)
         .bind(dest_uidvalidity as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get::<i64, _>(0) as u32).collect())
     }
@@ -172,7 +149,7 @@ impl Ledger {
         if intents.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         for intent in intents {
             upsert(
                 &mut tx,
@@ -193,7 +170,7 @@ impl Ledger {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         for outcome in outcomes {
             match outcome {
                 Outcome::Copied {
@@ -205,13 +182,15 @@ impl Ledger {
                     dest_uid,
                 } => {
                     sqlx::query(
-                        "UPDATE items SET state = 'copied', dest_folder = ?, dest_uidvalidity = ?, \
-                         dest_uid = ?, reason = NULL, updated_at = CURRENT_TIMESTAMP \
-                         WHERE mailbox = ? AND source_folder = ? AND source_uidvalidity = ? AND source_uid = ?",
+                        "UPDATE items SET state = 'copied', dest_folder = $1, dest_uidvalidity = $2, \
+                         dest_uid = $3, reason = NULL, updated_at = $4 \
+                         WHERE mailbox = $5 AND source_folder = $6 AND source_uidvalidity = $7 \
+                         AND source_uid = $8",
                     )
                     .bind(dest_folder)
                     .bind(dest_uidvalidity.map(i64::from))
                     .bind(dest_uid.map(i64::from))
+                    .bind(now())
                     .bind(&self.mailbox)
                     .bind(source_folder)
                     .bind(*source_uidvalidity as i64)
@@ -248,12 +227,12 @@ impl Ledger {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 }
 
 async fn upsert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     mailbox: &str,
     intent: &Intent,
     state: ItemState,
@@ -262,14 +241,14 @@ async fn upsert(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO items (mailbox, source_folder, source_uidvalidity, source_uid, state, \
-         dest_folder, dest_uidvalidity, dest_uid, content_key, message_id, subject, size, reason) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         dest_folder, dest_uidvalidity, dest_uid, content_key, message_id, subject, size, reason, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (mailbox, source_folder, source_uidvalidity, source_uid) DO UPDATE SET \
          state = excluded.state, dest_folder = excluded.dest_folder, \
          dest_uidvalidity = excluded.dest_uidvalidity, dest_uid = excluded.dest_uid, \
          content_key = excluded.content_key, message_id = excluded.message_id, \
          subject = excluded.subject, size = excluded.size, reason = excluded.reason, \
-         updated_at = CURRENT_TIMESTAMP",
+         updated_at = excluded.updated_at",
     )
     .bind(mailbox)
     .bind(&intent.source_folder)
@@ -284,18 +263,19 @@ async fn upsert(
     .bind(&intent.subject)
     .bind(intent.size as i64)
     .bind(reason)
+    .bind(now())
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ItemRecord, StoreError> {
+fn record(row: &AnyRow) -> Result<ItemRecord, StoreError> {
     let uid = |name: &str| row.get::<Option<i64>, _>(name).map(|v| v as u32);
     Ok(ItemRecord {
         source_folder: row.get("source_folder"),
         source_uidvalidity: row.get::<i64, _>("source_uidvalidity") as u32,
         source_uid: row.get::<i64, _>("source_uid") as u32,
-        state: ItemState::parse(row.get::<&str, _>("state"))?,
+        state: ItemState::parse(&row.get::<String, _>("state"))?,
         dest_folder: row.get("dest_folder"),
         dest_uidvalidity: uid("dest_uidvalidity"),
         dest_uid: uid("dest_uid"),
@@ -305,103 +285,4 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ItemRecord, StoreError> {
         size: row.get::<i64, _>("size") as u64,
         reason: row.get("reason"),
     })
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS items (
-    mailbox TEXT NOT NULL,
-    source_folder TEXT NOT NULL,
-    source_uidvalidity INTEGER NOT NULL,
-    source_uid INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('appending', 'copied', 'failed')),
-    dest_folder TEXT,
-    dest_uidvalidity INTEGER,
-    dest_uid INTEGER,
-    content_key TEXT NOT NULL,
-    message_id TEXT,
-    subject TEXT,
-    size INTEGER NOT NULL,
-    reason TEXT,
-    updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    PRIMARY KEY (mailbox, source_folder, source_uidvalidity, source_uid)
-);
-CREATE INDEX IF NOT EXISTS items_by_dest ON items (mailbox, dest_folder, dest_uidvalidity);
-";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn intent(uid: u32) -> Intent {
-        Intent {
-            source_folder: "INBOX".into(),
-            source_uidvalidity: 7,
-            source_uid: uid,
-            dest_folder: "INBOX".into(),
-            dest_uidvalidity: Some(9),
-            content_key: format!("mid:<{uid}@x>:100"),
-            message_id: Some(format!("<{uid}@x>")),
-            subject: Some("hello".into()),
-            size: 100,
-        }
-    }
-
-    #[tokio::test]
-    async fn intents_then_outcomes_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let ledger = Ledger::open(&path, "a->b").await.unwrap();
-        ledger
-            .record_intents(&[intent(1), intent(2), intent(3)])
-            .await
-            .unwrap();
-        ledger
-            .record_outcomes(&[
-                Outcome::Copied {
-                    source_folder: "INBOX".into(),
-                    source_uidvalidity: 7,
-                    source_uid: 1,
-                    dest_folder: "INBOX".into(),
-                    dest_uidvalidity: Some(9),
-                    dest_uid: Some(41),
-                },
-                Outcome::Failed {
-                    intent: intent(2),
-                    reason: "too large".into(),
-                },
-            ])
-            .await
-            .unwrap();
-        ledger.close().await;
-
-        let ledger = Ledger::open(&path, "a->b").await.unwrap();
-        let rows = ledger.source_folder_items("INBOX").await.unwrap();
-        let states: Vec<_> = rows
-            .iter()
-            .map(|r| (r.source_uid, r.state, r.dest_uid))
-            .collect();
-        assert_eq!(
-            states,
-            vec![
-                (1, ItemState::Copied, Some(41)),
-                (2, ItemState::Failed, None),
-                (3, ItemState::Appending, None),
-            ]
-        );
-        assert_eq!(rows[1].reason.as_deref(), Some("too large"));
-        assert_eq!(
-            ledger.claimed_dest_uids("INBOX", 9).await.unwrap(),
-            vec![41]
-        );
-        assert!(
-            ledger
-                .claimed_dest_uids("INBOX", 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        // Another pair in the same file sees nothing of this one.
-        let other = Ledger::open(&path, "c->d").await.unwrap();
-        assert!(other.source_folder_items("INBOX").await.unwrap().is_empty());
-    }
 }

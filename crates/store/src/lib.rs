@@ -1,11 +1,33 @@
-//! Persistent state. Only this crate speaks SQL.
+//! Persistent state, in SQLite (the default, a file, no setup) or PostgreSQL (shared by
+//! workers on many machines). Only this crate speaks SQL.
 //!
-//! The ledger records, for each source message of one mailbox pair, where it went
-//! or why it did not. Its invariant: an APPEND is only ever sent after its intent
-//! row is committed, so after a crash at any instant every message that might have
-//! reached the destination is known as `appending` and is looked for there before
-//! it is sent again.
+//! The ledger records, for each source message of a mailbox pair, where it went or why
+//! it did not. Its invariant: an APPEND is only ever sent after its intent row is
+//! committed, so after a crash at any instant every message that might have reached the
+//! destination is known as `appending` and is looked for there before it is sent again.
 
+mod db;
 mod ledger;
+mod passes;
+mod projects;
 
-pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome, StoreError};
+pub use db::{Db, Dialect, now};
+pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
+pub use passes::{Claimed, PassKind, PassProgress, PassRecord, PassState};
+pub use projects::{MailboxRecord, MailboxResults, MailboxStatus, NewMailbox, ProjectRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("`{0}` is not a database URL: use sqlite://PATH or postgres://USER@HOST/NAME")]
+    BadUrl(String),
+    #[error("cannot open the database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the database holds an unexpected value: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}

@@ -1,0 +1,387 @@
+//! Passes are jobs. A worker claims one with a lease (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL), keeps it with heartbeats, and a pass whose lease ran out (its worker
+//! died) is claimed again by another worker, which resumes it from the ledger.
+//!
+//! Host slots cap the connections to one server across every worker: a pass holds a
+//! leased slot on its source and destination hosts while it runs.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::StoreError;
+use crate::db::{Db, now};
+use crate::projects::MailboxStatus;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassKind {
+    /// The trial: connect, log in, pre-flight.
+    Verify,
+    Full,
+    /// "Migrate new items".
+    Delta,
+    /// Only the items that failed.
+    Retry,
+}
+
+impl PassKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassKind::Verify => "verify",
+            PassKind::Full => "full",
+            PassKind::Delta => "delta",
+            PassKind::Retry => "retry",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PassKind> {
+        [
+            PassKind::Verify,
+            PassKind::Full,
+            PassKind::Delta,
+            PassKind::Retry,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Stopped,
+}
+
+impl PassState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassState::Queued => "queued",
+            PassState::Running => "running",
+            PassState::Done => "done",
+            PassState::Failed => "failed",
+            PassState::Stopped => "stopped",
+        }
+    }
+
+    fn parse(text: &str) -> Result<PassState, StoreError> {
+        [
+            PassState::Queued,
+            PassState::Running,
+            PassState::Done,
+            PassState::Failed,
+            PassState::Stopped,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| StoreError::Corrupt(format!("pass state `{text}`")))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PassRecord {
+    pub id: i64,
+    pub mailbox_id: i64,
+    pub kind: PassKind,
+    pub state: PassState,
+    pub worker: Option<String>,
+    pub attempts: u32,
+    pub progress: PassProgress,
+    pub report: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// How far a running pass has come, written with each heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassProgress {
+    pub messages_total: u64,
+    pub messages_done: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub current_folder: Option<String>,
+}
+
+/// A claimed pass: the worker owns it until its lease runs out.
+pub type Claimed = PassRecord;
+
+impl Db {
+    /// Queues a pass for a mailbox, unless one is already queued or running there
+    /// (then that one's id is returned).
+    pub async fn queue_pass(&self, mailbox_id: i64, kind: PassKind) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query(
+            "SELECT id FROM passes WHERE mailbox_id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok(row.try_get(0)?);
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO passes (mailbox_id, kind, state, created_at) VALUES ($1, $2, 'queued', $3) RETURNING id",
+        )
+        .bind(mailbox_id)
+        .bind(kind.as_str())
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let status = match kind {
+            PassKind::Verify => MailboxStatus::Verifying,
+            _ => MailboxStatus::Queued,
+        };
+        sqlx::query("UPDATE mailboxes SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now())
+            .bind(mailbox_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Takes the oldest pass that is queued (and due), or whose worker's lease ran out.
+    pub async fn claim_pass(
+        &self,
+        worker: &str,
+        lease_seconds: i64,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let now = now();
+        let sql = format!(
+            "UPDATE passes SET state = 'running', worker = $1, lease_until = $2, \
+             attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
+             WHERE id = (SELECT id FROM passes \
+                         WHERE (state = 'queued' AND not_before <= $3) \
+                            OR (state = 'running' AND lease_until < $3) \
+                         ORDER BY id LIMIT 1 {}) \
+             RETURNING *",
+            self.skip_locked()
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(now + lease_seconds)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(pass).transpose()
+    }
+
+    /// Extends a lease and records progress. `None` means the lease was lost (another
+    /// worker has the pass now): stop working on it. `Some(true)` means a stop was asked.
+    pub async fn heartbeat(
+        &self,
+        pass_id: i64,
+        worker: &str,
+        lease_seconds: i64,
+        progress: &PassProgress,
+    ) -> Result<Option<bool>, StoreError> {
+        let until = now() + lease_seconds;
+        let row = sqlx::query(
+            "UPDATE passes SET lease_until = $1, messages_total = $2, messages_done = $3, \
+             bytes_total = $4, bytes_done = $5, current_folder = $6 \
+             WHERE id = $7 AND worker = $8 AND state = 'running' RETURNING stop_requested",
+        )
+        .bind(until)
+        .bind(progress.messages_total as i64)
+        .bind(progress.messages_done as i64)
+        .bind(progress.bytes_total as i64)
+        .bind(progress.bytes_done as i64)
+        .bind(progress.current_folder.as_deref())
+        .bind(pass_id)
+        .bind(worker)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            sqlx::query("UPDATE host_slots SET lease_until = $1 WHERE pass_id = $2")
+                .bind(until)
+                .bind(pass_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(match row {
+            Some(row) => Some(row.try_get::<i64, _>(0)? != 0),
+            None => None,
+        })
+    }
+
+    /// Ends a pass (done, failed or stopped) if this worker still holds it.
+    pub async fn finish_pass(
+        &self,
+        pass_id: i64,
+        worker: &str,
+        state: PassState,
+        report: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE passes SET state = $1, report = $2, error = $3, finished_at = $4, lease_until = 0 \
+             WHERE id = $5 AND worker = $6 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(report)
+        .bind(error)
+        .bind(now())
+        .bind(pass_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        self.release_host_slots(pass_id).await?;
+        Ok(done == 1)
+    }
+
+    /// Puts a pass back in the queue, due after `delay_seconds` (a transient failure,
+    /// or no free host slot).
+    pub async fn requeue_pass(
+        &self,
+        pass_id: i64,
+        worker: &str,
+        delay_seconds: i64,
+        error: Option<&str>,
+        count_attempt: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE passes SET state = 'queued', worker = NULL, lease_until = 0, not_before = $1, \
+             error = $2, attempts = attempts - $3 WHERE id = $4 AND worker = $5 AND state = 'running'",
+        )
+        .bind(now() + delay_seconds)
+        .bind(error)
+        .bind(if count_attempt { 0i64 } else { 1 })
+        .bind(pass_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        self.release_host_slots(pass_id).await?;
+        Ok(())
+    }
+
+    /// Asks the running or queued passes of these mailboxes to stop.
+    pub async fn request_stop(&self, mailbox_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE passes SET stop_requested = 1 WHERE mailbox_id = $1 AND state = 'running'",
+        )
+        .bind(mailbox_id)
+        .execute(&mut *tx)
+        .await?;
+        let queued = sqlx::query(
+            "UPDATE passes SET state = 'stopped', finished_at = $1 WHERE mailbox_id = $2 AND state = 'queued'",
+        )
+        .bind(now())
+        .bind(mailbox_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if queued > 0 {
+            sqlx::query("UPDATE mailboxes SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(MailboxStatus::Stopped.as_str())
+                .bind(now())
+                .bind(mailbox_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest pass of a mailbox.
+    pub async fn latest_pass(&self, mailbox_id: i64) -> Result<Option<PassRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM passes WHERE mailbox_id = $1 ORDER BY id DESC LIMIT 1")
+                .bind(mailbox_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(pass).transpose()
+    }
+
+    pub async fn pass(&self, id: i64) -> Result<PassRecord, StoreError> {
+        let row = sqlx::query("SELECT * FROM passes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no pass with id {id}")))?;
+        pass(&row)
+    }
+
+    /// Passes of a project not finished yet.
+    pub async fn unfinished_passes(&self, project_id: i64) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM passes WHERE state IN ('queued', 'running') \
+             AND mailbox_id IN (SELECT id FROM mailboxes WHERE project_id = $1)",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
+    /// Tries to take one of `cap` slots on `host` for a pass, until `lease_until`.
+    pub async fn acquire_host_slot(
+        &self,
+        host: &str,
+        cap: u32,
+        pass_id: i64,
+        lease_seconds: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now();
+        for slot in 0..cap.max(1) {
+            let taken = sqlx::query(
+                "INSERT INTO host_slots (host, slot, pass_id, lease_until) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (host, slot) DO UPDATE SET pass_id = excluded.pass_id, \
+                 lease_until = excluded.lease_until \
+                 WHERE host_slots.lease_until < $5",
+            )
+            .bind(host)
+            .bind(i64::from(slot))
+            .bind(pass_id)
+            .bind(now + lease_seconds)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if taken == 1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub async fn release_host_slots(&self, pass_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE host_slots SET lease_until = 0, pass_id = NULL WHERE pass_id = $1")
+            .bind(pass_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn pass(row: &AnyRow) -> Result<PassRecord, StoreError> {
+    let count = |name: &str| -> Result<u64, StoreError> { Ok(row.try_get::<i64, _>(name)? as u64) };
+    let kind: String = row.try_get("kind")?;
+    Ok(PassRecord {
+        id: row.try_get("id")?,
+        mailbox_id: row.try_get("mailbox_id")?,
+        kind: PassKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("pass kind `{kind}`")))?,
+        state: PassState::parse(&row.try_get::<String, _>("state")?)?,
+        worker: row.try_get("worker")?,
+        attempts: count("attempts")? as u32,
+        progress: PassProgress {
+            messages_total: count("messages_total")?,
+            messages_done: count("messages_done")?,
+            bytes_total: count("bytes_total")?,
+            bytes_done: count("bytes_done")?,
+            current_folder: row.try_get("current_folder")?,
+        },
+        report: row.try_get("report")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}

@@ -1,0 +1,518 @@
+//! One conformance suite, run against SQLite and against PostgreSQL: every store
+//! behaviour the engine, the workers and the portal rely on.
+//!
+//! PostgreSQL tests create and drop a database of their own on the server named by
+//! `MAILMOVE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use std::collections::HashSet;
+
+use mailmove_store::{
+    Db, Intent, ItemState, Ledger, MailboxResults, MailboxStatus, NewMailbox, Outcome, PassKind,
+    PassProgress, PassState, StoreError,
+};
+
+/// A database for one test; dropping it removes a PostgreSQL database again.
+struct TestDb {
+    db: Db,
+    _dir: Option<tempfile::TempDir>,
+    drop_pg: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.drop_pg.take() {
+            let db = self.db.clone();
+            // A separate runtime: Drop cannot await inside the test's runtime.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    db.close().await;
+                    if let Ok(admin) = Db::open_admin(&admin).await {
+                        let _ = admin.drop_database(&name).await;
+                    }
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+}
+
+async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_sqlite(&dir.path().join("mailmove.sqlite"))
+        .await
+        .unwrap();
+    TestDb {
+        db,
+        _dir: Some(dir),
+        drop_pg: None,
+    }
+}
+
+async fn postgres() -> TestDb {
+    let admin_url = std::env::var("MAILMOVE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let name = format!("mm_test_{}_{}", std::process::id(), unique());
+    let admin = Db::open_admin(&admin_url)
+        .await
+        .expect("PostgreSQL is reachable (scripts/test starts it)");
+    admin.create_database(&name).await.unwrap();
+    admin.close().await;
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("MAILMOVE_TEST_POSTGRES must end with /DATABASE"),
+    };
+    let db = Db::open(&url).await.unwrap();
+    TestDb {
+        db,
+        _dir: None,
+        drop_pg: Some((admin_url, name)),
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    u64::from(nanos) * 1000 + NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let test = super::sqlite().await;
+                super::$name(&test.db).await;
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let test = super::postgres().await;
+                super::$name(&test.db).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    ledger_intents_then_outcomes,
+    ledger_pairs_are_apart,
+    projects_are_unique_per_owner,
+    mailboxes_are_added_all_or_nothing,
+    passes_are_queued_once_per_mailbox,
+    a_pass_is_claimed_by_one_worker_at_a_time,
+    an_expired_lease_is_taken_over,
+    a_lost_lease_cannot_finish_or_heartbeat,
+    requeued_passes_wait_their_turn,
+    stopping_a_queued_pass,
+    host_slots_cap_connections,
+    deleting_a_project_deletes_its_secrets_and_ledgers,
+    mailbox_results_are_kept,
+);
+
+fn intent(uid: u32) -> Intent {
+    Intent {
+        source_folder: "INBOX".into(),
+        source_uidvalidity: 7,
+        source_uid: uid,
+        dest_folder: "INBOX".into(),
+        dest_uidvalidity: Some(9),
+        content_key: format!("mid:<{uid}@x>:100"),
+        message_id: Some(format!("<{uid}@x>")),
+        subject: Some("hello".into()),
+        size: 100,
+    }
+}
+
+async fn ledger_intents_then_outcomes(db: &Db) {
+    let ledger = Ledger::within(db.clone(), "a->b");
+    ledger
+        .record_intents(&[intent(1), intent(2), intent(3), intent(4)])
+        .await
+        .unwrap();
+    ledger
+        .record_outcomes(&[
+            Outcome::Copied {
+                source_folder: "INBOX".into(),
+                source_uidvalidity: 7,
+                source_uid: 1,
+                dest_folder: "INBOX".into(),
+                dest_uidvalidity: Some(9),
+                dest_uid: Some(41),
+            },
+            Outcome::Failed {
+                intent: intent(2),
+                reason: "too large".into(),
+            },
+            Outcome::Linked {
+                intent: intent(4),
+                dest_uid: 44,
+            },
+        ])
+        .await
+        .unwrap();
+    let rows = ledger.source_folder_items("INBOX").await.unwrap();
+    let states: Vec<_> = rows
+        .iter()
+        .map(|r| (r.source_uid, r.state, r.dest_uid))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (1, ItemState::Copied, Some(41)),
+            (2, ItemState::Failed, None),
+            (3, ItemState::Appending, None),
+            (4, ItemState::Copied, Some(44)),
+        ]
+    );
+    assert_eq!(rows[1].reason.as_deref(), Some("too large"));
+    assert_eq!(rows[0].message_id.as_deref(), Some("<1@x>"));
+    let mut claimed = ledger.claimed_dest_uids("INBOX", 9).await.unwrap();
+    claimed.sort();
+    assert_eq!(claimed, vec![41, 44]);
+    assert!(
+        ledger
+            .claimed_dest_uids("INBOX", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Recording an intent again (a retry) resets the row to in doubt.
+    ledger.record_intents(&[intent(2)]).await.unwrap();
+    let rows = ledger.source_folder_items("INBOX").await.unwrap();
+    assert_eq!(rows[1].state, ItemState::Appending);
+}
+
+async fn ledger_pairs_are_apart(db: &Db) {
+    Ledger::within(db.clone(), "a->b")
+        .record_intents(&[intent(1)])
+        .await
+        .unwrap();
+    let other = Ledger::within(db.clone(), "c->d");
+    assert!(other.source_folder_items("INBOX").await.unwrap().is_empty());
+}
+
+async fn projects_are_unique_per_owner(db: &Db) {
+    let a = db
+        .create_project(
+            "Ann@Example.com",
+            "acme",
+            "imaps://old:993",
+            "imaps://new:993",
+            "{}",
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.owner_email, "ann@example.com");
+    let again = db
+        .create_project(
+            "ann@example.com",
+            "acme",
+            "imaps://x:993",
+            "imaps://y:993",
+            "{}",
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    db.create_project(
+        "bob@example.com",
+        "acme",
+        "imaps://x:993",
+        "imaps://y:993",
+        "{}",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        db.project_by_name("acme", None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        db.project_by_name("acme", Some("ann@example.com"))
+            .await
+            .unwrap()
+            .id,
+        a.id
+    );
+    assert!(matches!(
+        db.project_by_name("nope", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(db.projects(None).await.unwrap().len(), 2);
+    assert_eq!(db.projects(Some("bob@example.com")).await.unwrap().len(), 1);
+}
+
+fn new_mailbox(n: u32) -> NewMailbox {
+    NewMailbox {
+        source_email: format!("user{n}@old.example"),
+        source_login: format!("user{n}"),
+        source_secret: Some(vec![1, 2, 3, n as u8]),
+        dest_email: format!("user{n}@new.example"),
+        dest_login: format!("user{n}@new.example"),
+        dest_secret: None,
+    }
+}
+
+async fn mailboxes_are_added_all_or_nothing(db: &Db) {
+    let project = db
+        .create_project("a@x", "p", "imaps://o", "imaps://n", "{}")
+        .await
+        .unwrap();
+    let ids = db
+        .add_mailboxes(project.id, &[new_mailbox(1), new_mailbox(2)])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let refused = db
+        .add_mailboxes(project.id, &[new_mailbox(3), new_mailbox(1)])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let stored = db.mailboxes(project.id).await.unwrap();
+    assert_eq!(stored.len(), 2, "nothing from the refused batch is kept");
+    assert_eq!(stored[0].status, MailboxStatus::NotStarted);
+    assert_eq!(stored[0].source_secret.as_deref(), Some(&[1, 2, 3, 1][..]));
+    assert_eq!(stored[0].dest_secret, None);
+    assert_eq!(
+        db.mailbox(ids[1]).await.unwrap().source_email,
+        "user2@old.example"
+    );
+}
+
+async fn mailbox_fixture(db: &Db, count: u32) -> Vec<i64> {
+    let project = db
+        .create_project(
+            "a@x",
+            &format!("p{}", unique()),
+            "imaps://o",
+            "imaps://n",
+            "{}",
+        )
+        .await
+        .unwrap();
+    let rows: Vec<NewMailbox> = (0..count).map(new_mailbox).collect();
+    db.add_mailboxes(project.id, &rows).await.unwrap()
+}
+
+async fn passes_are_queued_once_per_mailbox(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    let first = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    assert_eq!(db.queue_pass(ids[0], PassKind::Full).await.unwrap(), first);
+    assert_eq!(
+        db.mailbox(ids[0]).await.unwrap().status,
+        MailboxStatus::Queued
+    );
+    let pass = db.pass(first).await.unwrap();
+    assert_eq!((pass.kind, pass.state), (PassKind::Full, PassState::Queued));
+}
+
+async fn a_pass_is_claimed_by_one_worker_at_a_time(db: &Db) {
+    let ids = mailbox_fixture(db, 6).await;
+    for id in &ids {
+        db.queue_pass(*id, PassKind::Full).await.unwrap();
+    }
+    // Eight workers claim at once, until nothing is left.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(pass) = db.claim_pass(&format!("w{w}"), 60).await.unwrap() {
+                mine.push(pass.id);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert_eq!(unique.len(), 6);
+}
+
+async fn an_expired_lease_is_taken_over(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    let id = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let first = db.claim_pass("dead-worker", -1).await.unwrap().unwrap();
+    assert_eq!(first.id, id);
+    let second = db.claim_pass("live-worker", 60).await.unwrap().unwrap();
+    assert_eq!(second.id, id);
+    assert_eq!(second.attempts, 2);
+    assert_eq!(second.worker.as_deref(), Some("live-worker"));
+    assert!(
+        db.claim_pass("third", 60).await.unwrap().is_none(),
+        "a live lease is respected"
+    );
+}
+
+async fn a_lost_lease_cannot_finish_or_heartbeat(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let pass = db.claim_pass("old", -1).await.unwrap().unwrap();
+    db.claim_pass("new", 60).await.unwrap().unwrap();
+    let progress = PassProgress::default();
+    assert_eq!(
+        db.heartbeat(pass.id, "old", 60, &progress).await.unwrap(),
+        None
+    );
+    assert!(
+        !db.finish_pass(pass.id, "old", PassState::Done, None, None)
+            .await
+            .unwrap()
+    );
+    let progress = PassProgress {
+        messages_done: 5,
+        bytes_done: 500,
+        current_folder: Some("INBOX".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.heartbeat(pass.id, "new", 60, &progress).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(db.pass(pass.id).await.unwrap().progress, progress);
+    assert!(
+        db.finish_pass(pass.id, "new", PassState::Done, Some("{}"), None)
+            .await
+            .unwrap()
+    );
+    let done = db.pass(pass.id).await.unwrap();
+    assert_eq!(done.state, PassState::Done);
+    assert!(done.finished_at.is_some());
+}
+
+async fn requeued_passes_wait_their_turn(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let pass = db.claim_pass("w", 60).await.unwrap().unwrap();
+    db.requeue_pass(pass.id, "w", 3600, Some("server busy"), true)
+        .await
+        .unwrap();
+    assert!(
+        db.claim_pass("w", 60).await.unwrap().is_none(),
+        "not due yet"
+    );
+    let again = db.pass(pass.id).await.unwrap();
+    assert_eq!(
+        (again.state, again.error.as_deref()),
+        (PassState::Queued, Some("server busy"))
+    );
+    db.requeue_pass(pass.id, "w", 0, None, true).await.unwrap(); // not running: no effect
+    assert!(db.claim_pass("w", 60).await.unwrap().is_none());
+}
+
+async fn stopping_a_queued_pass(db: &Db) {
+    let ids = mailbox_fixture(db, 2).await;
+    let queued = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    db.request_stop(ids[0]).await.unwrap();
+    assert_eq!(db.pass(queued).await.unwrap().state, PassState::Stopped);
+    assert_eq!(
+        db.mailbox(ids[0]).await.unwrap().status,
+        MailboxStatus::Stopped
+    );
+    db.queue_pass(ids[1], PassKind::Full).await.unwrap();
+    let running = db.claim_pass("w", 60).await.unwrap().unwrap();
+    db.request_stop(ids[1]).await.unwrap();
+    assert_eq!(
+        db.heartbeat(running.id, "w", 60, &PassProgress::default())
+            .await
+            .unwrap(),
+        Some(true)
+    );
+}
+
+async fn host_slots_cap_connections(db: &Db) {
+    assert!(db.acquire_host_slot("mail.old", 2, 1, 60).await.unwrap());
+    assert!(db.acquire_host_slot("mail.old", 2, 2, 60).await.unwrap());
+    assert!(
+        !db.acquire_host_slot("mail.old", 2, 3, 60).await.unwrap(),
+        "the cap holds"
+    );
+    assert!(
+        db.acquire_host_slot("mail.new", 2, 3, 60).await.unwrap(),
+        "per host"
+    );
+    db.release_host_slots(1).await.unwrap();
+    assert!(db.acquire_host_slot("mail.old", 2, 3, 60).await.unwrap());
+    // An expired slot (its worker died) is free again.
+    assert!(db.acquire_host_slot("mail.x", 1, 9, -5).await.unwrap());
+    assert!(db.acquire_host_slot("mail.x", 1, 10, 60).await.unwrap());
+}
+
+async fn deleting_a_project_deletes_its_secrets_and_ledgers(db: &Db) {
+    let project = db
+        .create_project("a@x", "gone", "imaps://o", "imaps://n", "{}")
+        .await
+        .unwrap();
+    let ids = db
+        .add_mailboxes(project.id, &[new_mailbox(1)])
+        .await
+        .unwrap();
+    let mailbox = db.mailbox(ids[0]).await.unwrap();
+    db.queue_pass(mailbox.id, PassKind::Full).await.unwrap();
+    let ledger = Ledger::within(db.clone(), &mailbox.ledger_key());
+    ledger.record_intents(&[intent(1)]).await.unwrap();
+    let keep = Ledger::within(db.clone(), "cli a->b");
+    keep.record_intents(&[intent(1)]).await.unwrap();
+    db.delete_project(project.id).await.unwrap();
+    assert!(matches!(
+        db.mailbox(mailbox.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        ledger
+            .source_folder_items("INBOX")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(keep.source_folder_items("INBOX").await.unwrap().len(), 1);
+    assert!(db.projects(None).await.unwrap().is_empty());
+}
+
+async fn mailbox_results_are_kept(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    let results = MailboxResults {
+        copied: 10,
+        already_present: 2,
+        skipped: 1,
+        failed: 1,
+        bytes_copied: 12345,
+    };
+    db.set_mailbox_results(
+        ids[0],
+        "full",
+        MailboxStatus::CompletedWithErrors,
+        &results,
+        Some("1 message refused"),
+    )
+    .await
+    .unwrap();
+    let mailbox = db.mailbox(ids[0]).await.unwrap();
+    assert_eq!(mailbox.status, MailboxStatus::CompletedWithErrors);
+    assert_eq!(
+        (
+            mailbox.copied,
+            mailbox.already_present,
+            mailbox.skipped,
+            mailbox.failed
+        ),
+        (10, 2, 1, 1)
+    );
+    assert_eq!(mailbox.bytes_copied, 12345);
+    assert_eq!(mailbox.last_pass.as_deref(), Some("full"));
+    assert_eq!(mailbox.last_error.as_deref(), Some("1 message refused"));
+}
