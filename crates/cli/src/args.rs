@@ -1,9 +1,9 @@
 //! The command line as typed (`clap`), turned once into validated settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailmove_engine::folders::FolderRules;
 use mailmove_engine::{Account, MessageFilter, MigrateSettings, PassKind};
 use mailmove_imap::{ConnectOptions, TlsOptions};
@@ -16,7 +16,8 @@ use regex::Regex;
     version,
     about = "Moves whole mailboxes between mail servers: every folder, every message byte for byte, with flags and dates, and proves nothing was lost.",
     after_help = "Passwords never go on the command line: set MAILMOVE_SOURCE_PASSWORD and \
-                  MAILMOVE_DEST_PASSWORD, or pass --source-password-file / --dest-password-file.\n\
+                  MAILMOVE_DEST_PASSWORD, pass --source-password-file / --dest-password-file, or \
+                  put them in the mailbox spreadsheet.\n\
                   Exit codes: 0 all copied (or verified), 1 finished with item errors (or unexplained \
                   differences), 2 usage or configuration error, 3 could not connect or log in."
 )]
@@ -33,22 +34,43 @@ pub enum Command {
     Check(CheckArgs),
     /// The proof: list every source message that is not at the destination, and why.
     Verify(MigrateArgs),
+    /// Run the passes of every project (SQLite: in this process); the web portal will be served here too.
+    Serve(ServeArgs),
+    /// Run passes from a shared PostgreSQL database; start as many workers as you like, on any machine.
+    Worker(WorkerArgs),
+    /// Projects: many mailbox pairs between two servers, run as passes.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct Servers {
-    /// Source mailbox: imap://LOGIN@HOST:PORT or imaps://... (a login with @ is written %40)
+    /// Source: imaps://LOGIN@HOST:PORT or imap://... (a login with @ is written %40); with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub source: String,
-    /// Destination mailbox: imap://LOGIN@HOST:PORT or imaps://...
+    /// Destination: imaps://LOGIN@HOST:PORT or imap://...; with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub dest: String,
+    #[command(flatten)]
+    pub passwords: PasswordArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
     /// Read the source password from this file (first line) instead of MAILMOVE_SOURCE_PASSWORD
     #[arg(long, value_name = "FILE")]
     pub source_password_file: Option<PathBuf>,
     /// Read the destination password from this file instead of MAILMOVE_DEST_PASSWORD
     #[arg(long, value_name = "FILE")]
     pub dest_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
     /// Also trust the certificate authorities in this PEM file
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -90,6 +112,12 @@ pub struct MigrateArgs {
     pub servers: Servers,
     #[command(flatten)]
     pub folders: FolderArgs,
+    /// A spreadsheet (CSV or XLSX) of mailbox pairs with MigrationWiz's columns; --source and --dest then name servers only
+    #[arg(long, value_name = "FILE")]
+    pub mailboxes: Option<PathBuf>,
+    /// Mailboxes copied at once with --mailboxes
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel: usize,
     /// Only messages that arrived on or after this day (YYYY-MM-DD)
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
@@ -113,7 +141,138 @@ pub struct MigrateArgs {
     pub retry_failed: bool,
 }
 
-/// Validated settings for migrate and verify.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// The database: sqlite://PATH or postgres://USER@HOST/NAME (default: SQLite in the data directory)
+    #[arg(long, value_name = "URL", env = "MAILMOVE_DATABASE")]
+    pub database: Option<String>,
+    /// Where the SQLite database and the secret key live (default: ~/.local/share/mailmove)
+    #[arg(long, value_name = "DIR", env = "MAILMOVE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunnerArgs {
+    /// Passes run at once by this process
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// Connections to one server (host and port) across every worker
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub connections_per_host: u32,
+    /// Seconds after which a pass whose worker stopped answering is taken over by another
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub lease_seconds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the web portal
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// SMTP server for login emails (smtp://HOST:PORT)
+    #[arg(long, value_name = "URL")]
+    pub smtp_url: Option<String>,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PassArg {
+    Verify,
+    Full,
+    Delta,
+    Retry,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project between two servers, optionally with its mailboxes
+    Create {
+        name: String,
+        /// Source server: imaps://HOST[:PORT] or imap://HOST[:PORT]
+        #[arg(long, value_name = "URL")]
+        source: String,
+        /// Destination server: imaps://HOST[:PORT] or imap://HOST[:PORT]
+        #[arg(long, value_name = "URL")]
+        dest: String,
+        /// A spreadsheet (CSV or XLSX) of mailbox pairs
+        #[arg(long, value_name = "FILE")]
+        mailboxes: Option<PathBuf>,
+        /// The portal user who owns the project
+        #[arg(long, value_name = "EMAIL", default_value = "admin@localhost")]
+        owner: String,
+        #[command(flatten)]
+        passwords: PasswordArgs,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Add the mailbox pairs of a spreadsheet (CSV or XLSX); nothing is added if any row is bad
+    AddMailboxes {
+        name: String,
+        file: PathBuf,
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+        #[command(flatten)]
+        passwords: PasswordArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Queue a pass for every mailbox of the project
+    Run {
+        name: String,
+        #[arg(long, value_enum)]
+        pass: PassArg,
+        /// Wait until every pass has ended (with SQLite, run them in this process)
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        runner: RunnerArgs,
+    },
+    /// Stop the running and queued passes of the project
+    Stop {
+        name: String,
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Each mailbox's status, counts and last error
+    Status {
+        name: String,
+        /// Print JSON (SPEC §5)
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Every project with its mailbox counts per status
+    List {
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Validated settings for one mailbox's migrate or verify.
 pub struct Job {
     pub source: Account,
     pub dest: Account,
@@ -124,9 +283,8 @@ pub struct Job {
 }
 
 impl MigrateArgs {
-    pub fn into_job(self) -> Result<Job> {
-        let (source, dest) = self.servers.accounts()?;
-        let settings = MigrateSettings {
+    pub fn settings(&self) -> Result<MigrateSettings> {
+        Ok(MigrateSettings {
             rules: self.folders.rules()?,
             filter: MessageFilter {
                 since: self
@@ -148,8 +306,13 @@ impl MigrateArgs {
             },
             dry_run: self.dry_run,
             ..MigrateSettings::default()
-        };
-        let ledger_key = format!("{} -> {}", source.endpoint, dest.endpoint);
+        })
+    }
+
+    pub fn into_job(self) -> Result<Job> {
+        let (source, dest) = self.servers.accounts()?;
+        let settings = self.settings()?;
+        let ledger_key = ledger_key(&source, &dest);
         let state = match self.state {
             Some(path) => path,
             None => default_state_file(&ledger_key)?,
@@ -163,6 +326,11 @@ impl MigrateArgs {
             report: self.report,
         })
     }
+}
+
+/// The name of one pair's ledger in a state file.
+pub fn ledger_key(source: &Account, dest: &Account) -> String {
+    format!("{} -> {}", source.endpoint, dest.endpoint)
 }
 
 impl FolderArgs {
@@ -189,65 +357,123 @@ impl FolderArgs {
 }
 
 impl Servers {
+    /// Both sides with their logins and passwords.
     pub fn accounts(&self) -> Result<(Account, Account)> {
-        let source = self.account(
-            &self.source,
-            "source",
-            "MAILMOVE_SOURCE_PASSWORD",
-            &self.source_password_file,
-        )?;
-        let dest = self.account(
-            &self.dest,
-            "destination",
-            "MAILMOVE_DEST_PASSWORD",
-            &self.dest_password_file,
-        )?;
-        Ok((source, dest))
+        let (source, dest) = self.endpoints()?;
+        let account = |endpoint: Endpoint, side: &str, password: Option<Secret<String>>| {
+            let Some(login) = endpoint.login.clone() else {
+                bail!(
+                    "the {side} URL {endpoint} names no login: write it as imaps://LOGIN@HOST \
+                     (a login with @ is written %40), or pass --mailboxes FILE"
+                );
+            };
+            let password = password.ok_or_else(|| missing_password(side))?;
+            Ok(Account {
+                endpoint,
+                login,
+                password,
+                options: self.connection.options(),
+            })
+        };
+        Ok((
+            account(source, "source", self.passwords.source()?)?,
+            account(dest, "destination", self.passwords.dest()?)?,
+        ))
     }
 
-    fn account(
-        &self,
-        url: &str,
-        side: &str,
-        variable: &str,
-        file: &Option<PathBuf>,
-    ) -> Result<Account> {
-        let endpoint = Endpoint::parse(url).with_context(|| format!("the {side} URL"))?;
-        if endpoint.kind != Kind::Imap {
-            bail!("the {side} is {url}: only imap:// and imaps:// are supported so far");
+    /// Both servers, IMAP only so far.
+    pub fn endpoints(&self) -> Result<(Endpoint, Endpoint)> {
+        Ok((
+            imap_endpoint(&self.source, "source")?,
+            imap_endpoint(&self.dest, "destination")?,
+        ))
+    }
+}
+
+pub fn imap_endpoint(url: &str, side: &str) -> Result<Endpoint> {
+    let endpoint = Endpoint::parse(url).with_context(|| format!("the {side} URL"))?;
+    if endpoint.kind != Kind::Imap {
+        bail!("the {side} is {url}: only imap:// and imaps:// are supported so far");
+    }
+    Ok(endpoint)
+}
+
+pub fn missing_password(side: &str) -> anyhow::Error {
+    let (variable, flag) = if side == "source" {
+        ("MAILMOVE_SOURCE_PASSWORD", "source")
+    } else {
+        ("MAILMOVE_DEST_PASSWORD", "dest")
+    };
+    anyhow::anyhow!("no {side} password: set {variable} or pass --{flag}-password-file FILE")
+}
+
+impl PasswordArgs {
+    /// The source password from its file or MAILMOVE_SOURCE_PASSWORD, if given.
+    pub fn source(&self) -> Result<Option<Secret<String>>> {
+        read_password(
+            &self.source_password_file,
+            "MAILMOVE_SOURCE_PASSWORD",
+            "source",
+        )
+    }
+
+    pub fn dest(&self) -> Result<Option<Secret<String>>> {
+        read_password(
+            &self.dest_password_file,
+            "MAILMOVE_DEST_PASSWORD",
+            "destination",
+        )
+    }
+}
+
+fn read_password(
+    file: &Option<PathBuf>,
+    variable: &str,
+    side: &str,
+) -> Result<Option<Secret<String>>> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the {side} password file {}", path.display())
+            })?;
+            Ok(Some(Secret::new(
+                text.lines().next().unwrap_or("").to_string(),
+            )))
         }
-        let Some(login) = endpoint.login.clone() else {
-            bail!(
-                "the {side} URL {url} names no login: write it as imaps://LOGIN@HOST (a login with @ is written %40)"
-            );
-        };
-        let password = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read the {side} password file {}", path.display())
-                })?;
-                text.lines().next().unwrap_or("").to_string()
-            }
-            None => std::env::var(variable).map_err(|_| {
-                anyhow::anyhow!(
-                    "no {side} password: set {variable} or pass --{}-password-file FILE",
-                    if side == "source" { "source" } else { "dest" }
-                )
-            })?,
-        };
-        Ok(Account {
-            endpoint,
-            login,
-            password: Secret::new(password),
-            options: ConnectOptions {
-                tls: TlsOptions {
-                    extra_ca: self.tls_ca.clone(),
-                    accept_invalid_certs: self.danger_accept_invalid_certs,
-                },
-                allow_plaintext: self.allow_plaintext,
-                ..ConnectOptions::default()
+        None => Ok(std::env::var(variable).ok().map(Secret::new)),
+    }
+}
+
+impl ConnectionArgs {
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            tls: TlsOptions {
+                extra_ca: self.tls_ca.clone(),
+                accept_invalid_certs: self.danger_accept_invalid_certs,
             },
-        })
+            allow_plaintext: self.allow_plaintext,
+            ..ConnectOptions::default()
+        }
+    }
+}
+
+impl DatabaseArgs {
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(user_data_dir()?.join("mailmove")),
+        }
+    }
+
+    /// The database URL: the one given, or SQLite in the data directory.
+    pub fn url(&self) -> Result<String> {
+        match &self.database {
+            Some(url) => Ok(url.clone()),
+            None => Ok(format!(
+                "sqlite://{}",
+                self.data_dir()?.join("mailmove.sqlite").display()
+            )),
+        }
     }
 }
 
@@ -257,11 +483,14 @@ fn parse_day(text: &str, flag: &str) -> Result<time::Date> {
         .with_context(|| format!("{flag} {text}: write the day as YYYY-MM-DD"))
 }
 
-/// `~/.local/share/mailmove/state/<source>__<dest>.sqlite`.
-fn default_state_file(key: &str) -> Result<PathBuf> {
-    let base = dirs::data_dir()
+fn user_data_dir() -> Result<PathBuf> {
+    dirs::data_dir()
         .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
-        .context("cannot find a data directory for the state file: pass --state FILE")?;
+        .context("cannot find a data directory: pass --data-dir DIR (or --state FILE)")
+}
+
+/// `~/.local/share/mailmove/state/<source>__<dest>.sqlite`.
+pub fn default_state_file(key: &str) -> Result<PathBuf> {
     let name: String = key
         .chars()
         .map(|c| {
@@ -272,8 +501,17 @@ fn default_state_file(key: &str) -> Result<PathBuf> {
             }
         })
         .collect();
-    Ok(base
+    Ok(user_data_dir()?
         .join("mailmove")
         .join("state")
         .join(format!("{name}.sqlite")))
+}
+
+/// Makes sure a file's directory exists.
+pub fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the directory {}", parent.display()))?;
+    }
+    Ok(())
 }

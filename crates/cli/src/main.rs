@@ -2,7 +2,10 @@
 //! wires the engine to the ledger and the terminal, and maps outcomes to exit codes.
 
 mod args;
+mod bulk;
 mod progress;
+mod project;
+mod runner;
 
 use std::process::ExitCode;
 
@@ -15,10 +18,10 @@ use mailmove_store::Ledger;
 use crate::args::{Cli, Command, Job};
 
 /// Exit codes of SPEC §5.
-const OK: u8 = 0;
-const ITEM_ERRORS: u8 = 1;
-const USAGE: u8 = 2;
-const CONNECTION: u8 = 3;
+pub(crate) const OK: u8 = 0;
+pub(crate) const ITEM_ERRORS: u8 = 1;
+pub(crate) const USAGE: u8 = 2;
+pub(crate) const CONNECTION: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,9 +54,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Migrate(args) => {
+            if let Some(file) = args.mailboxes.clone() {
+                return bulk::run(args, &file).await;
+            }
             let job = args.into_job()?;
             let ledger = open_ledger(&job).await?;
-            let progress = progress::for_stderr();
+            let display = progress::Display::for_stderr();
+            let progress = display.single();
             let (report, fatal) = migrate(
                 &job.source,
                 &job.dest,
@@ -63,6 +70,7 @@ async fn run(cli: Cli) -> Result<u8> {
             )
             .await;
             ledger.close().await;
+            display.finish();
             finish(&job, &report, fatal)
         }
         Command::Verify(args) => {
@@ -93,14 +101,14 @@ async fn run(cli: Cli) -> Result<u8> {
                 }
             }
         }
+        Command::Serve(args) => runner::serve(args).await,
+        Command::Worker(args) => runner::worker(args).await,
+        Command::Project { command } => project::run(command).await,
     }
 }
 
 async fn open_ledger(job: &Job) -> Result<Ledger> {
-    if let Some(parent) = job.state.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the state directory {}", parent.display()))?;
-    }
+    args::ensure_parent(&job.state)?;
     Ok(Ledger::open(&job.state, &job.ledger_key).await?)
 }
 
@@ -110,7 +118,7 @@ fn finish(job: &Job, report: &Report, fatal: Option<FatalKind>) -> Result<u8> {
         write_json(path, report)?;
     }
     Ok(match fatal {
-        Some(FatalKind::Connection) => CONNECTION,
+        Some(FatalKind::Connection | FatalKind::Interrupted) => CONNECTION,
         Some(FatalKind::Other) => ITEM_ERRORS,
         None if report.messages.failed > 0 && report.missing.is_none() => ITEM_ERRORS,
         None if report.unexplained() > 0 => ITEM_ERRORS,
@@ -118,13 +126,13 @@ fn finish(job: &Job, report: &Report, fatal: Option<FatalKind>) -> Result<u8> {
     })
 }
 
-fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(path, text + "\n")
         .with_context(|| format!("cannot write the report {}", path.display()))
 }
 
-fn print_summary(report: &Report, dry_run: bool) {
+pub(crate) fn print_summary(report: &Report, dry_run: bool) {
     let m = &report.messages;
     let seconds = report.elapsed_seconds.max(0.001);
     let mib = report.bytes_copied as f64 / (1024.0 * 1024.0);

@@ -1,26 +1,65 @@
-//! Progress for people: bars on a terminal, one line per event in a pipe.
+//! Progress for people: a bar per running mailbox on a terminal, one line per event
+//! (prefixed with the mailbox when there are several) in a pipe.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use mailmove_engine::report::human_size;
 use mailmove_engine::{Event, Progress};
 
-pub fn for_stderr() -> Box<dyn Progress> {
-    if std::io::stderr().is_terminal() {
-        Box::new(Bars::default())
-    } else {
-        Box::new(Lines)
+/// Where progress goes: bars on a terminal, lines otherwise.
+pub struct Display {
+    bars: Option<MultiProgress>,
+}
+
+impl Display {
+    pub fn for_stderr() -> Display {
+        Display {
+            bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+        }
+    }
+
+    /// Progress of a single-mailbox run.
+    pub fn single(&self) -> Box<dyn Progress> {
+        self.make(None)
+    }
+
+    /// Progress of one mailbox among several.
+    pub fn for_mailbox(&self, label: &str) -> Box<dyn Progress> {
+        self.make(Some(label.to_string()))
+    }
+
+    fn make(&self, label: Option<String>) -> Box<dyn Progress> {
+        match &self.bars {
+            Some(multi) => Box::new(Bars {
+                multi: multi.clone(),
+                label,
+                current: Mutex::new(None),
+            }),
+            None => Box::new(Lines { label }),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(multi) = &self.bars {
+            let _ = multi.clear();
+        }
     }
 }
 
 /// One line per event, for logs and pipes.
-struct Lines;
+struct Lines {
+    label: Option<String>,
+}
 
 impl Progress for Lines {
     fn event(&self, event: Event) {
         if let Some(line) = line(&event) {
-            eprintln!("{line}");
+            match &self.label {
+                Some(label) => eprintln!("[{label}] {line}"),
+                None => eprintln!("{line}"),
+            }
         }
     }
 }
@@ -40,7 +79,7 @@ fn line(event: &Event) -> Option<String> {
             total,
         } => format!(
             "{source} -> {dest}: {total} messages, {to_copy} to copy ({})",
-            mailmove_engine::report::human_size(*bytes_to_copy)
+            human_size(*bytes_to_copy)
         ),
         Event::MessageCopied { .. } => return None,
         Event::MessageFailed {
@@ -71,10 +110,11 @@ fn line(event: &Event) -> Option<String> {
     })
 }
 
-/// A bar per folder: messages, bytes, rate and ETA.
-#[derive(Default)]
+/// A bar per folder of one mailbox: messages, bytes, rate and ETA.
 struct Bars {
-    current: Mutex<Option<ProgressBar>>,
+    multi: MultiProgress,
+    label: Option<String>,
+    current: Mutex<Option<(ProgressBar, u64, u64)>>,
 }
 
 impl Progress for Bars {
@@ -87,47 +127,52 @@ impl Progress for Bars {
                 bytes_to_copy,
                 ..
             } => {
-                if let Some(bar) = current.take() {
+                if let Some((bar, _, _)) = current.take() {
                     bar.finish_and_clear();
+                    self.multi.remove(&bar);
                 }
-                let bar = ProgressBar::new(*bytes_to_copy);
+                let bar = self.multi.add(ProgressBar::new(*bytes_to_copy));
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{prefix:.bold} {bar:30} {msg} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                        "{prefix:.bold} {bar:25} {msg} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
-                bar.set_prefix(source.clone());
+                let prefix = match &self.label {
+                    Some(label) => format!("{label} {source}"),
+                    None => source.clone(),
+                };
+                bar.set_prefix(prefix);
                 bar.set_message(format!("0/{to_copy} msgs"));
-                bar.set_length(*bytes_to_copy);
-                *current = Some(bar);
+                *current = Some((bar, 0, *to_copy));
             }
             Event::MessageCopied { bytes } => {
-                if let Some(bar) = current.as_ref() {
+                if let Some((bar, done, total)) = current.as_mut() {
+                    *done += 1;
                     bar.inc(*bytes);
-                    let done = bar.message();
-                    if let Some((count, total)) = done.trim_end_matches(" msgs").split_once('/') {
-                        let count: u64 = count.parse().unwrap_or(0) + 1;
-                        bar.set_message(format!("{count}/{total} msgs"));
-                    }
+                    bar.set_message(format!("{done}/{total} msgs"));
                 }
             }
             Event::FolderFinished { .. } => {
-                if let Some(bar) = current.take() {
+                if let Some((bar, _, _)) = current.take() {
                     bar.finish_and_clear();
+                    self.multi.remove(&bar);
                 }
-                if let Some(text) = line(&event) {
-                    eprintln!("{text}");
-                }
+                self.print(&event);
             }
-            other => {
-                if let Some(text) = line(other) {
-                    match current.as_ref() {
-                        Some(bar) => bar.println(text),
-                        None => eprintln!("{text}"),
-                    }
-                }
-            }
+            other => self.print(other),
+        }
+    }
+}
+
+impl Bars {
+    fn print(&self, event: &Event) {
+        if let Some(text) = line(event) {
+            let text = match &self.label {
+                Some(label) => format!("[{label}] {text}"),
+                None => text,
+            };
+            let _ = self.multi.println(text);
         }
     }
 }

@@ -46,6 +46,14 @@ impl SideError {
     pub fn is_connection_setup(&self) -> bool {
         self.error.is_connection_setup()
     }
+
+    /// The server could not be reached at all (refused, timed out, no route).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self.error,
+            ImapError::Net(mailmove_net::NetError::Unreachable { .. })
+        )
+    }
 }
 
 fn describe(side: Side, error: &ImapError) -> String {

@@ -59,8 +59,11 @@ impl Default for MigrateSettings {
 /// Why a pass stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FatalKind {
-    /// Could not connect or log in (exit code 3).
+    /// Could not log in or set up the connection: a setting must change (exit code 3).
     Connection,
+    /// The server was unreachable or kept dropping the connection: it may pass, so a
+    /// worker tries the pass again later (exit code 3 on the command line).
+    Interrupted,
     /// Anything else (a server refusing a folder, the state file failing).
     Other,
 }
@@ -131,7 +134,7 @@ async fn run(
 ) -> Option<(FatalKind, String)> {
     let (mut src, mut dst) = match connect_both(source, dest, progress).await {
         Ok(pair) => pair,
-        Err(e) => return Some((FatalKind::Connection, e.to_string())),
+        Err(e) => return Some((fatal_kind(&e), e.to_string())),
     };
     let trees = async {
         Ok::<_, SideError>((
@@ -190,6 +193,9 @@ async fn run(
                         attempt,
                         wait_seconds: wait.as_secs(),
                     });
+                    // The old sessions go before new ones open: connection caps count them.
+                    src.client.shutdown().await;
+                    dst.client.shutdown().await;
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                     match connect_both(source, dest, progress).await {
@@ -199,7 +205,7 @@ async fn run(
                         }
                         Err(e) if e.is_transient() || e.is_connection_setup() => {
                             if attempt >= settings.max_attempts {
-                                return Some((FatalKind::Connection, e.to_string()));
+                                return Some((fatal_kind(&e), e.to_string()));
                             }
                         }
                         Err(e) => return Some((FatalKind::Other, e.to_string())),
@@ -207,10 +213,8 @@ async fn run(
                 }
                 Err(e) => {
                     let kind = match &e {
-                        FolderError::Side(s) if s.is_transient() || s.is_connection_setup() => {
-                            FatalKind::Connection
-                        }
-                        _ => FatalKind::Other,
+                        FolderError::Side(s) => fatal_kind(s),
+                        FolderError::Store(_) => FatalKind::Other,
                     };
                     return Some((kind, format!("folder {}: {e}", mapping.source_name)));
                 }
@@ -220,6 +224,17 @@ async fn run(
     src.client.logout().await;
     dst.client.logout().await;
     None
+}
+
+/// Sorts a side's failure that ends a pass.
+pub fn fatal_kind(error: &SideError) -> FatalKind {
+    if error.is_transient() || error.is_unreachable() {
+        FatalKind::Interrupted
+    } else if error.is_connection_setup() {
+        FatalKind::Connection
+    } else {
+        FatalKind::Other
+    }
 }
 
 async fn connect_both(

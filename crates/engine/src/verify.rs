@@ -40,11 +40,7 @@ pub async fn verify(
     let fatal = match run(source, dest, ledger, settings, &mut report).await {
         Ok(()) => None,
         Err(e) => {
-            let kind = if e.is_connection_setup() || e.is_transient() {
-                FatalKind::Connection
-            } else {
-                FatalKind::Other
-            };
+            let kind = crate::migrate::fatal_kind(&e);
             report.fatal = Some(e.to_string());
             Some(kind)
         }

@@ -370,6 +370,12 @@ impl Client {
         }
     }
 
+    /// Closes the connection at once, without LOGOUT: for a session that failed.
+    pub async fn shutdown(&mut self) {
+        self.broken = true;
+        let _ = self.connection.get_mut().shutdown().await;
+    }
+
     pub async fn logout(mut self) {
         if !self.broken {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.run("LOGOUT")).await;

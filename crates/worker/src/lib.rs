@@ -1,0 +1,138 @@
+//! Runs passes as jobs. A worker claims passes from the store with a lease, keeps each
+//! lease alive with heartbeats that also carry progress, holds a connection slot on the
+//! source and destination servers while it runs, and ends the pass with a status a
+//! person can act on. A worker that dies simply stops renewing its leases; another
+//! worker claims the pass and resumes it from the ledger, without duplicates.
+
+mod job;
+pub use job::secret_context;
+mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailmove_secrets::Keyring;
+use mailmove_store::Db;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use settings::ProjectSettings;
+
+/// How a worker behaves.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Shown in the database as the lease holder.
+    pub name: String,
+    /// Passes run at once by this worker.
+    pub max_jobs: usize,
+    /// Connections to one server (host and port) across every worker.
+    pub connections_per_host: u32,
+    pub lease_seconds: i64,
+    pub heartbeat: Duration,
+    pub poll: Duration,
+    /// Runs of a pass interrupted by unreachable servers or dropped connections
+    /// before it is marked failed.
+    pub max_attempts: u32,
+    /// First delay before a pass interrupted that way runs again; doubled each time.
+    pub retry_delay_seconds: i64,
+}
+
+impl WorkerConfig {
+    pub fn named(name: impl Into<String>) -> WorkerConfig {
+        WorkerConfig {
+            name: name.into(),
+            max_jobs: 4,
+            connections_per_host: 8,
+            lease_seconds: 30,
+            heartbeat: Duration::from_secs(5),
+            poll: Duration::from_millis(500),
+            max_attempts: 5,
+            retry_delay_seconds: 5,
+        }
+    }
+}
+
+/// A default worker name: host name and process id.
+pub fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    db: Db,
+    keyring: Keyring,
+    config: Arc<WorkerConfig>,
+}
+
+impl Worker {
+    pub fn new(db: Db, keyring: Keyring, config: WorkerConfig) -> Worker {
+        Worker {
+            db,
+            keyring,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Claims and runs passes until `stop` turns true; then waits for the running ones.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        info!(worker = %self.config.name, "worker started");
+        let mut running = JoinSet::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            while running.try_join_next().is_some() {}
+            let mut claimed_any = false;
+            while running.len() < self.config.max_jobs.max(1) {
+                match self
+                    .db
+                    .claim_pass(&self.config.name, self.config.lease_seconds)
+                    .await
+                {
+                    Ok(Some(pass)) => {
+                        claimed_any = true;
+                        let worker = self.clone();
+                        running.spawn(async move { job::run(&worker, pass).await });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!("cannot claim a pass: {e}");
+                        break;
+                    }
+                }
+            }
+            if claimed_any {
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.poll) => {}
+                _ = stop.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+        info!(worker = %self.config.name, "worker stopped");
+    }
+
+    /// Runs passes until none of this project's is left unfinished (the `--wait` of
+    /// `project run` when no separate worker runs).
+    pub async fn run_until_done(&self, project_id: i64) {
+        let (stop, stopped) = watch::channel(false);
+        let worker = self.clone();
+        let handle = tokio::spawn(async move { worker.run(stopped).await });
+        loop {
+            tokio::time::sleep(self.config.poll).await;
+            match self.db.unfinished_passes(project_id).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => warn!("cannot read the passes: {e}"),
+            }
+        }
+        let _ = stop.send(true);
+        let _ = handle.await;
+    }
+}
