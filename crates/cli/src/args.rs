@@ -104,6 +104,9 @@ pub struct FolderArgs {
     /// Put a source folder under another destination name, e.g. 'Sent Items=Sent' (repeatable)
     #[arg(long, value_name = "SOURCE=DEST")]
     pub map: Vec<String>,
+    /// With a pop3:// source: the destination folder its messages go to (default INBOX)
+    #[arg(long, value_name = "NAME")]
+    pub pop_folder: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +214,9 @@ pub enum ProjectCommand {
         /// The portal user who owns the project
         #[arg(long, value_name = "EMAIL", default_value = "admin@localhost")]
         owner: String,
+        /// With a pop3:// source: the destination folder its messages go to (default INBOX)
+        #[arg(long, value_name = "NAME")]
+        pop_folder: Option<String>,
         #[command(flatten)]
         passwords: PasswordArgs,
         #[command(flatten)]
@@ -284,8 +290,9 @@ pub struct Job {
 
 impl MigrateArgs {
     pub fn settings(&self) -> Result<MigrateSettings> {
+        let source_kind = Endpoint::parse(&self.servers.source).map(|e| e.kind).ok();
         Ok(MigrateSettings {
-            rules: self.folders.rules()?,
+            rules: self.folders.rules_for(source_kind)?,
             filter: MessageFilter {
                 since: self
                     .since
@@ -334,6 +341,20 @@ pub fn ledger_key(source: &Account, dest: &Account) -> String {
 }
 
 impl FolderArgs {
+    /// The rules, with `--pop-folder` as a mapping of the POP3 INBOX.
+    pub fn rules_for(&self, source: Option<Kind>) -> Result<FolderRules> {
+        let mut rules = self.rules()?;
+        if let Some(folder) = &self.pop_folder {
+            if source != Some(Kind::Pop3) {
+                bail!("--pop-folder is for a pop3:// or pop3s:// source");
+            }
+            rules
+                .map
+                .push(("INBOX".to_string(), folder.trim_matches('/').to_string()));
+        }
+        Ok(rules)
+    }
+
     pub fn rules(&self) -> Result<FolderRules> {
         let compile = |patterns: &[String], flag: &str| -> Result<Vec<Regex>> {
             patterns
@@ -381,19 +402,22 @@ impl Servers {
         ))
     }
 
-    /// Both servers, IMAP only so far.
+    /// The source (IMAP or POP3) and the destination (IMAP).
     pub fn endpoints(&self) -> Result<(Endpoint, Endpoint)> {
-        Ok((
-            imap_endpoint(&self.source, "source")?,
-            imap_endpoint(&self.dest, "destination")?,
-        ))
+        Ok((source_endpoint(&self.source)?, dest_endpoint(&self.dest)?))
     }
 }
 
-pub fn imap_endpoint(url: &str, side: &str) -> Result<Endpoint> {
-    let endpoint = Endpoint::parse(url).with_context(|| format!("the {side} URL"))?;
+pub fn source_endpoint(url: &str) -> Result<Endpoint> {
+    Endpoint::parse(url).context("the source URL")
+}
+
+pub fn dest_endpoint(url: &str) -> Result<Endpoint> {
+    let endpoint = Endpoint::parse(url).context("the destination URL")?;
     if endpoint.kind != Kind::Imap {
-        bail!("the {side} is {url}: only imap:// and imaps:// are supported so far");
+        bail!(
+            "the destination is {url}: a destination must be imap:// or imaps:// (POP3 can only be read)"
+        );
     }
     Ok(endpoint)
 }

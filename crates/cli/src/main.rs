@@ -82,7 +82,11 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Check(args) => {
             let (source, dest) = args.servers.accounts()?;
-            let rules = args.folders.rules()?;
+            let rules = args.folders.rules_for(
+                mailmove_model::Endpoint::parse(&args.servers.source)
+                    .map(|e| e.kind)
+                    .ok(),
+            )?;
             match check(&source, &dest, &rules).await {
                 Ok(found) => {
                     print_check(&found);

@@ -9,7 +9,7 @@ use mailmove_store::{Db, MailboxStatus, NewMailbox, PassKind, ProjectRecord};
 use mailmove_worker::{ProjectSettings, Worker, secret_context};
 use serde::Serialize;
 
-use crate::args::{PassArg, PasswordArgs, ProjectCommand, imap_endpoint};
+use crate::args::{PassArg, PasswordArgs, ProjectCommand, dest_endpoint, source_endpoint};
 use crate::runner::{open_database, worker_config};
 use crate::{ITEM_ERRORS, OK, USAGE};
 
@@ -21,6 +21,7 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
             dest,
             mailboxes,
             owner,
+            pop_folder,
             passwords,
             connection,
             database,
@@ -36,6 +37,7 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
                 tls_ca: connection.tls_ca.map(absolute).transpose()?,
                 accept_invalid_certs: connection.danger_accept_invalid_certs,
                 allow_plaintext: connection.allow_plaintext,
+                pop_folder,
             };
             let project = db
                 .create_project(&owner, &name, &source, &dest, &settings.to_json())
@@ -183,7 +185,11 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
 
 /// A project's server URL: scheme, host and port, never a login.
 fn server_only(url: &str, side: &str) -> Result<String> {
-    let endpoint = imap_endpoint(url, side)?;
+    let endpoint = if side == "source" {
+        source_endpoint(url)?
+    } else {
+        dest_endpoint(url)?
+    };
     if endpoint.login.is_some() {
         bail!(
             "the project's {side} URL names a server only (imaps://HOST:PORT); logins come with each mailbox"

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source};
+use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source, SourceSide};
 use crate::folders::{FolderRules, plan_folders};
 use crate::report::human_size;
 
@@ -40,7 +40,7 @@ pub async fn check(
     rules: &FolderRules,
 ) -> Result<CheckReport, SideError> {
     let (src, dst) = tokio::join!(
-        ImapSide::connect(source, Side::Source),
+        SourceSide::connect(source, None),
         ImapSide::connect(dest, Side::Destination)
     );
     let (mut src, mut dst) = (src?, dst?);
@@ -48,7 +48,7 @@ pub async fn check(
     let dest_tree = Destination::folders(&mut dst).await?;
     let plan = plan_folders(&source_tree, &dest_tree, rules);
 
-    let mut source_side = describe(&src, source);
+    let mut source_side = describe(src.capabilities(), source);
     source_side.folders = plan.mappings.len();
     for mapping in &plan.mappings {
         let opened = Source::open(&mut src, &mapping.source_raw).await?;
@@ -63,7 +63,7 @@ pub async fn check(
         }
     }
 
-    let mut dest_side = describe(&dst, dest);
+    let mut dest_side = describe(dst.client.capabilities(), dest);
     dest_side.folders = dest_tree.entries.len();
     let quota = dst
         .client
@@ -71,7 +71,7 @@ pub async fn check(
         .await
         .map_err(|error| SideError {
             side: Side::Destination,
-            error,
+            error: error.into(),
         })?;
     dest_side.quota_used = quota.map(|q| q.used);
     dest_side.quota_limit = quota.map(|q| q.limit);
@@ -99,7 +99,7 @@ pub async fn check(
             human_size(limit)
         ));
     }
-    src.client.logout().await;
+    src.close().await;
     dst.client.logout().await;
     Ok(CheckReport {
         estimated_seconds: (source_side.bytes as f64 / ESTIMATE_RATE).ceil() as u64,
@@ -115,8 +115,8 @@ pub async fn check(
     })
 }
 
-fn describe(side: &ImapSide, account: &Account) -> SideCheck {
-    let capabilities = side.client.capabilities().to_vec();
+fn describe(capabilities: &[String], account: &Account) -> SideCheck {
+    let capabilities = capabilities.to_vec();
     let append_limit = capabilities.iter().find_map(|c| {
         let (name, value) = c.split_once('=')?;
         name.eq_ignore_ascii_case("APPENDLIMIT")

@@ -30,12 +30,55 @@ impl std::fmt::Display for Side {
     }
 }
 
+/// A connector's failure, whatever the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error(transparent)]
+    Imap(#[from] ImapError),
+    #[error(transparent)]
+    Pop3(#[from] mailmove_pop3::Error),
+}
+
+impl ConnectorError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectorError::Imap(e) => e.is_transient(),
+            ConnectorError::Pop3(e) => e.is_transient(),
+        }
+    }
+
+    pub fn is_connection_setup(&self) -> bool {
+        match self {
+            ConnectorError::Imap(e) => e.is_connection_setup(),
+            ConnectorError::Pop3(e) => e.is_connection_setup(),
+        }
+    }
+
+    fn net(&self) -> Option<&mailmove_net::NetError> {
+        match self {
+            ConnectorError::Imap(ImapError::Net(e)) => Some(e),
+            ConnectorError::Pop3(mailmove_pop3::Error::Net(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn auth_failed(&self) -> Option<(&str, &str)> {
+        match self {
+            ConnectorError::Imap(ImapError::AuthFailed { login, text }) => Some((login, text)),
+            ConnectorError::Pop3(mailmove_pop3::Error::AuthFailed { login, text }) => {
+                Some((login, text))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A failure on one side, with the side named.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", describe(*side, error))]
 pub struct SideError {
     pub side: Side,
-    pub error: ImapError,
+    pub error: ConnectorError,
 }
 
 impl SideError {
@@ -50,24 +93,22 @@ impl SideError {
     /// The server could not be reached at all (refused, timed out, no route).
     pub fn is_unreachable(&self) -> bool {
         matches!(
-            self.error,
-            ImapError::Net(mailmove_net::NetError::Unreachable { .. })
+            self.error.net(),
+            Some(mailmove_net::NetError::Unreachable { .. })
         )
     }
 }
 
-fn describe(side: Side, error: &ImapError) -> String {
-    match error {
-        ImapError::Net(mailmove_net::NetError::Unreachable { address, reason }) => {
-            format!("cannot reach the {side} server {address}: {reason}")
-        }
-        ImapError::AuthFailed { login, text } => {
-            format!(
-                "{side} login refused for {login}: check the password (the server said: {text})"
-            )
-        }
-        other => format!("{side}: {other}"),
+fn describe(side: Side, error: &ConnectorError) -> String {
+    if let Some(mailmove_net::NetError::Unreachable { address, reason }) = error.net() {
+        return format!("cannot reach the {side} server {address}: {reason}");
     }
+    if let Some((login, text)) = error.auth_failed() {
+        return format!(
+            "{side} login refused for {login}: check the password (the server said: {text})"
+        );
+    }
+    format!("{side}: {error}")
 }
 
 /// How to reach one side: endpoint, login, password and connection options.
@@ -81,7 +122,10 @@ pub struct Account {
 
 impl Account {
     pub async fn connect(&self, side: Side) -> Result<Client, SideError> {
-        let wrap = |error| SideError { side, error };
+        let wrap = |error: ImapError| SideError {
+            side,
+            error: error.into(),
+        };
         let mut client = Client::connect(&self.endpoint, &self.options)
             .await
             .map_err(wrap)?;
@@ -158,7 +202,10 @@ impl ImapSide {
 
     fn wrap(&self) -> impl Fn(ImapError) -> SideError + use<> {
         let side = self.side;
-        move |error| SideError { side, error }
+        move |error| SideError {
+            side,
+            error: ConnectorError::Imap(error),
+        }
     }
 
     pub fn appender(&mut self, window: usize) -> Appender<'_> {
@@ -301,6 +348,85 @@ impl Destination for ImapSide {
                 })
             })
             .collect())
+    }
+}
+
+/// The source of a pass, whichever protocol its endpoint speaks.
+pub enum SourceSide {
+    Imap(ImapSide),
+    Pop3(crate::pop3_source::Pop3Side),
+}
+
+impl SourceSide {
+    /// Connects and logs in; a POP3 source numbers its messages through `ledger`.
+    pub async fn connect(
+        account: &Account,
+        ledger: Option<&mailmove_store::Ledger>,
+    ) -> Result<SourceSide, SideError> {
+        match account.endpoint.kind {
+            mailmove_model::Kind::Imap => Ok(SourceSide::Imap(
+                ImapSide::connect(account, Side::Source).await?,
+            )),
+            mailmove_model::Kind::Pop3 => Ok(SourceSide::Pop3(
+                crate::pop3_source::Pop3Side::connect(account, ledger).await?,
+            )),
+        }
+    }
+
+    pub fn capabilities(&self) -> &[String] {
+        match self {
+            SourceSide::Imap(side) => side.client.capabilities(),
+            SourceSide::Pop3(_) => &[],
+        }
+    }
+
+    /// Closes at once, without a goodbye: for a session that failed.
+    pub async fn shutdown(&mut self) {
+        match self {
+            SourceSide::Imap(side) => side.client.shutdown().await,
+            SourceSide::Pop3(_) => {}
+        }
+    }
+
+    pub async fn close(self) {
+        match self {
+            SourceSide::Imap(side) => side.client.logout().await,
+            SourceSide::Pop3(side) => side.close().await,
+        }
+    }
+}
+
+impl Source for SourceSide {
+    async fn folders(&mut self) -> Result<FolderTree, SideError> {
+        match self {
+            SourceSide::Imap(s) => Source::folders(s).await,
+            SourceSide::Pop3(s) => s.folders().await,
+        }
+    }
+
+    async fn open(&mut self, folder: &[u8]) -> Result<OpenedFolder, SideError> {
+        match self {
+            SourceSide::Imap(s) => Source::open(s, folder).await,
+            SourceSide::Pop3(s) => s.open(folder).await,
+        }
+    }
+
+    async fn messages(&mut self) -> Result<Vec<SourceMessage>, SideError> {
+        match self {
+            SourceSide::Imap(s) => Source::messages(s).await,
+            SourceSide::Pop3(s) => s.messages().await,
+        }
+    }
+
+    async fn fetch(
+        &mut self,
+        uids: &[u32],
+        sink: &mpsc::Sender<FetchedMessage>,
+    ) -> Result<(), SideError> {
+        match self {
+            SourceSide::Imap(s) => s.fetch(uids, sink).await,
+            SourceSide::Pop3(s) => s.fetch(uids, sink).await,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod folders;
 pub mod identity;
 pub mod migrate;
 pub mod plan;
+pub mod pop3_source;
 pub mod progress;
 pub mod report;
 pub mod verify;

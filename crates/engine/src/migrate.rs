@@ -13,7 +13,9 @@ use mailmove_store::{Intent, Ledger, Outcome, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::connector::{Account, Destination, FetchedMessage, ImapSide, Side, SideError, Source};
+use crate::connector::{
+    Account, Destination, FetchedMessage, ImapSide, Side, SideError, Source, SourceSide,
+};
 use crate::folders::{FolderMapping, FolderRules, plan_folders};
 use crate::plan::{
     Action, FolderIdentity, MessageFilter, PassKind, SourceMessage, claimed_in_dest,
@@ -132,7 +134,7 @@ async fn run(
     progress: &dyn Progress,
     report: &mut Report,
 ) -> Option<(FatalKind, String)> {
-    let (mut src, mut dst) = match connect_both(source, dest, progress).await {
+    let (mut src, mut dst) = match connect_both(source, dest, ledger, progress).await {
         Ok(pair) => pair,
         Err(e) => return Some((fatal_kind(&e), e.to_string())),
     };
@@ -194,11 +196,11 @@ async fn run(
                         wait_seconds: wait.as_secs(),
                     });
                     // The old sessions go before new ones open: connection caps count them.
-                    src.client.shutdown().await;
+                    src.shutdown().await;
                     dst.client.shutdown().await;
                     tokio::time::sleep(wait).await;
                     attempt += 1;
-                    match connect_both(source, dest, progress).await {
+                    match connect_both(source, dest, ledger, progress).await {
                         Ok((s, d)) => {
                             src = s;
                             dst = d;
@@ -221,7 +223,7 @@ async fn run(
             }
         }
     }
-    src.client.logout().await;
+    src.close().await;
     dst.client.logout().await;
     None
 }
@@ -240,16 +242,17 @@ pub fn fatal_kind(error: &SideError) -> FatalKind {
 async fn connect_both(
     source: &Account,
     dest: &Account,
+    ledger: &Ledger,
     progress: &dyn Progress,
-) -> Result<(ImapSide, ImapSide), SideError> {
+) -> Result<(SourceSide, ImapSide), SideError> {
     let (src, dst) = tokio::join!(
-        ImapSide::connect(source, Side::Source),
+        SourceSide::connect(source, Some(ledger)),
         ImapSide::connect(dest, Side::Destination)
     );
     let (src, dst) = (src?, dst?);
     progress.event(Event::Connected {
         side: "source",
-        capabilities: src.client.capabilities().len(),
+        capabilities: src.capabilities().len(),
     });
     progress.event(Event::Connected {
         side: "destination",
@@ -265,7 +268,7 @@ pub fn folder_key(raw: &[u8]) -> String {
 
 #[allow(clippy::too_many_arguments)] // reason: one call site; a struct would only rename these
 async fn copy_folder(
-    src: &mut ImapSide,
+    src: &mut SourceSide,
     dst: &mut ImapSide,
     mapping: &FolderMapping,
     ledger: &Ledger,
@@ -424,7 +427,7 @@ async fn copy_folder(
                 };
                 done.extend(appender.send(request).await.map_err(|error| SideError {
                     side: Side::Destination,
-                    error,
+                    error: error.into(),
                 })?);
             }
             written.extend(done);
@@ -434,7 +437,7 @@ async fn copy_folder(
         }
         written.extend(appender.finish().await.map_err(|error| SideError {
             side: Side::Destination,
-            error,
+            error: error.into(),
         })?);
         let outcomes = settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
         ledger.record_outcomes(&outcomes.0).await?;
@@ -523,7 +526,8 @@ fn settle(
                     error: mailmove_imap::Error::No {
                         command: "APPEND".into(),
                         status,
-                    },
+                    }
+                    .into(),
                 }));
             }
             Err(status) => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mailmove_store::{ItemState, Ledger};
 
-use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source};
+use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source, SourceSide};
 use crate::folders::{FolderMapping, plan_folders};
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
 use crate::plan::{FolderIdentity, skip_reason};
@@ -61,7 +61,7 @@ async fn run(
     report: &mut Report,
 ) -> Result<(), SideError> {
     let (src, dst) = tokio::join!(
-        ImapSide::connect(source, Side::Source),
+        SourceSide::connect(source, Some(ledger)),
         ImapSide::connect(dest, Side::Destination)
     );
     let (mut src, mut dst) = (src?, dst?);
@@ -73,13 +73,13 @@ async fn run(
         let folder = verify_folder(&mut src, &mut dst, mapping, ledger, settings, report).await?;
         report.folders.push(folder);
     }
-    src.client.logout().await;
+    src.close().await;
     dst.client.logout().await;
     Ok(())
 }
 
 async fn verify_folder(
-    src: &mut ImapSide,
+    src: &mut SourceSide,
     dst: &mut ImapSide,
     mapping: &FolderMapping,
     ledger: &Ledger,

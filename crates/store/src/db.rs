@@ -159,7 +159,8 @@ fn redact_url(url: &str) -> String {
 
 /// The schema, one entry per version. `ID_PRIMARY_KEY` and `BLOB` are translated per
 /// dialect; everything else is common SQL.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE IF NOT EXISTS items (
     mailbox TEXT NOT NULL,
     source_folder TEXT NOT NULL,
@@ -244,7 +245,17 @@ CREATE TABLE host_slots (
     lease_until BIGINT NOT NULL,
     PRIMARY KEY (host, slot)
 )
-"];
+",
+    "
+CREATE TABLE source_ids (
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    uid BIGINT NOT NULL,
+    PRIMARY KEY (mailbox, folder, source_key)
+)
+",
+];
 
 /// Creating and dropping whole databases: for tests and for first-time setup.
 impl Db {

@@ -144,6 +144,51 @@ impl Ledger {
         Ok(rows.iter().map(|r| r.get::<i64, _>(0) as u32).collect())
     }
 
+    /// Stable numbers for a source without UIDs (POP3): each key (a UIDL, or a content
+    /// hash) gets the next free number the first time it is seen, and keeps it.
+    pub async fn assign_source_uids(
+        &self,
+        folder: &str,
+        keys: &[String],
+    ) -> Result<Vec<u32>, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT source_key, uid FROM source_ids WHERE mailbox = $1 AND folder = $2",
+        )
+        .bind(&self.mailbox)
+        .bind(folder)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut known = std::collections::HashMap::with_capacity(rows.len());
+        let mut next = 1u32;
+        for row in &rows {
+            let uid = row.try_get::<i64, _>(1)? as u32;
+            next = next.max(uid + 1);
+            known.insert(row.try_get::<String, _>(0)?, uid);
+        }
+        let mut uids = Vec::with_capacity(keys.len());
+        for key in keys {
+            let uid = match known.get(key) {
+                Some(uid) => *uid,
+                None => {
+                    sqlx::query("INSERT INTO source_ids (mailbox, folder, source_key, uid) VALUES ($1, $2, $3, $4)")
+                        .bind(&self.mailbox)
+                        .bind(folder)
+                        .bind(key)
+                        .bind(i64::from(next))
+                        .execute(&mut *tx)
+                        .await?;
+                    known.insert(key.clone(), next);
+                    next += 1;
+                    next - 1
+                }
+            };
+            uids.push(uid);
+        }
+        tx.commit().await?;
+        Ok(uids)
+    }
+
     /// Records intents in one transaction; returns once they are durable.
     pub async fn record_intents(&self, intents: &[Intent]) -> Result<(), StoreError> {
         if intents.is_empty() {

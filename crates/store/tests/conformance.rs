@@ -117,7 +117,36 @@ conformance!(
     host_slots_cap_connections,
     deleting_a_project_deletes_its_secrets_and_ledgers,
     mailbox_results_are_kept,
+    source_uids_are_stable,
 );
+
+async fn source_uids_are_stable(db: &Db) {
+    let ledger = Ledger::within(db.clone(), "pop");
+    let keys = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        ledger
+            .assign_source_uids("INBOX", &keys(&["a", "b", "c"]))
+            .await
+            .unwrap(),
+        vec![1, 2, 3]
+    );
+    // "b" was deleted at the source, "d" arrived: old numbers kept, new one next.
+    assert_eq!(
+        ledger
+            .assign_source_uids("INBOX", &keys(&["a", "c", "d"]))
+            .await
+            .unwrap(),
+        vec![1, 3, 4]
+    );
+    let other = Ledger::within(db.clone(), "other");
+    assert_eq!(
+        other
+            .assign_source_uids("INBOX", &keys(&["d"]))
+            .await
+            .unwrap(),
+        vec![1]
+    );
+}
 
 fn intent(uid: u32) -> Intent {
     Intent {

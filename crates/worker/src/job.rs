@@ -201,7 +201,7 @@ async fn prepare(
 async fn execute(
     worker: &Worker,
     pass: &PassRecord,
-    _project: &ProjectRecord,
+    project: &ProjectRecord,
     mailbox: &MailboxRecord,
     source: Account,
     dest: Account,
@@ -271,14 +271,17 @@ async fn execute(
             }
         })
     };
+    let pop_folder = ProjectSettings::from_json(&project.settings)
+        .pop_folder
+        .filter(|_| source.endpoint.kind == mailmove_model::Kind::Pop3);
     let work = run_engine(
         pass,
         mailbox,
-        &worker.db,
         &source,
         &dest,
         progress.as_ref(),
         worker,
+        pop_folder,
     );
     let mut cancelled = cancelled;
     // Dropping the engine's future mid-pass is safe: the ledger was written before
@@ -297,11 +300,11 @@ async fn execute(
 async fn run_engine(
     pass: &PassRecord,
     mailbox: &MailboxRecord,
-    db: &mailmove_store::Db,
     source: &Account,
     dest: &Account,
     progress: &Counting,
     worker: &Worker,
+    pop_folder: Option<String>,
 ) -> Ending {
     let retry_delay = |attempts: u32| {
         worker.config.retry_delay_seconds * 2i64.pow(attempts.saturating_sub(1).min(6))
@@ -330,14 +333,19 @@ async fn run_engine(
             ),
         };
     }
+    let mut rules = mailmove_engine::FolderRules::default();
+    if let Some(folder) = &pop_folder {
+        rules.map.push(("INBOX".to_string(), folder.clone()));
+    }
     let settings = MigrateSettings {
+        rules,
         pass: match pass.kind {
             PassKind::Retry => EnginePass::Retry,
             _ => EnginePass::Full,
         },
         ..MigrateSettings::default()
     };
-    let ledger = Ledger::within(db.clone(), &mailbox.ledger_key());
+    let ledger = Ledger::within(worker.db.clone(), &mailbox.ledger_key());
     let (report, fatal) = migrate(source, dest, &ledger, &settings, progress).await;
     match fatal {
         None => {

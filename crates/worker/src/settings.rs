@@ -11,6 +11,8 @@ pub struct ProjectSettings {
     pub tls_ca: Option<PathBuf>,
     pub accept_invalid_certs: bool,
     pub allow_plaintext: bool,
+    /// With a POP3 source: the destination folder its messages go to.
+    pub pop_folder: Option<String>,
 }
 
 impl ProjectSettings {

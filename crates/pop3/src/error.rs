@@ -1,0 +1,103 @@
+//! What went wrong, sorted by who misbehaved, with messages a person can act on.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Net(#[from] mailmove_net::NetError),
+    #[error(
+        "{host} offers no STLS: refusing to send the password in clear \
+         (use pop3s://, or --allow-plaintext if you accept that risk)"
+    )]
+    PlaintextRefused { host: String },
+    #[error("login refused for {login}: check the password ({text})")]
+    AuthFailed { login: String, text: String },
+    #[error(
+        "the server sent data before the TLS handshake (possible injection); refusing to continue"
+    )]
+    StartTlsInjection,
+    /// A `-ERR` answer; `command` never holds a password.
+    #[error("the server refused {command}: {text}")]
+    Err { command: String, text: String },
+    #[error("the connection was lost: {0}")]
+    ConnectionLost(String),
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// Worth reconnecting and trying again: the connection failed, not the request, or
+    /// the server said the failure is temporary (RFC 3206 `[SYS/TEMP]`, or `[IN-USE]`
+    /// when another session holds the maildrop).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ConnectionLost(_) | Error::Protocol(_) => true,
+            Error::Err { text, .. } => is_temporary(text),
+            _ => false,
+        }
+    }
+
+    /// Could not connect or log in at all: the exit code 3 kind.
+    pub fn is_connection_setup(&self) -> bool {
+        matches!(
+            self,
+            Error::Net(_)
+                | Error::PlaintextRefused { .. }
+                | Error::AuthFailed { .. }
+                | Error::StartTlsInjection
+        )
+    }
+}
+
+/// RFC 3206 response codes that mean "later", not "never".
+pub(crate) fn is_temporary(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    ["[SYS/TEMP", "[IN-USE", "[LOGIN-DELAY"]
+        .iter()
+        .any(|code| upper.starts_with(code))
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Error::ConnectionLost(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let refused = |text: &str| Error::Err {
+            command: "RETR 1".into(),
+            text: text.into(),
+        };
+        assert!(Error::ConnectionLost("x".into()).is_transient());
+        assert!(Error::Protocol("x".into()).is_transient());
+        assert!(refused("[SYS/TEMP] try again").is_transient());
+        assert!(refused("[in-use] locked").is_transient());
+        assert!(!refused("There's no message 9.").is_transient());
+        assert!(!refused("[SYS/PERM] broken").is_transient());
+        assert!(Error::StartTlsInjection.is_connection_setup());
+        assert!(
+            Error::AuthFailed {
+                login: "a".into(),
+                text: "b".into()
+            }
+            .is_connection_setup()
+        );
+        assert!(!refused("x").is_connection_setup());
+    }
+
+    #[test]
+    fn the_auth_message_says_what_to_check() {
+        let error = Error::AuthFailed {
+            login: "alice".into(),
+            text: "[AUTH] Authentication failed.".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "login refused for alice: check the password ([AUTH] Authentication failed.)"
+        );
+    }
+}
