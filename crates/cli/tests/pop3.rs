@@ -219,3 +219,81 @@ fn check_counts_and_verify_finds_a_message_missing_at_the_destination() {
     assert_eq!(missing.len(), 1);
     assert_eq!(missing[0]["message_id"], "<c1@x>");
 }
+
+/// A POP3 server with neither UIDL nor TOP (no real server does that on demand):
+/// messages must then be recognised by content, and read with RETR.
+fn bare_pop3_server(messages: Vec<Vec<u8>>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let messages = messages.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let _ = writer.write_all(b"+OK bare server ready\r\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let reply: Vec<u8> =
+                        match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
+                            Some("USER") | Some("PASS") | Some("NOOP") => b"+OK\r\n".to_vec(),
+                            Some("STAT") => {
+                                let total: usize = messages.iter().map(Vec::len).sum();
+                                format!("+OK {} {total}\r\n", messages.len()).into_bytes()
+                            }
+                            Some("LIST") => {
+                                let mut out = b"+OK\r\n".to_vec();
+                                for (i, m) in messages.iter().enumerate() {
+                                    out.extend(format!("{} {}\r\n", i + 1, m.len()).into_bytes());
+                                }
+                                out.extend(b".\r\n");
+                                out
+                            }
+                            Some("RETR") => {
+                                let n: usize = words[1].parse().unwrap();
+                                let mut out = b"+OK\r\n".to_vec();
+                                for l in messages[n - 1].split_inclusive(|&b| b == b'\n') {
+                                    if l.starts_with(b".") {
+                                        out.push(b'.');
+                                    }
+                                    out.extend(l);
+                                }
+                                out.extend(b".\r\n");
+                                out
+                            }
+                            Some("QUIT") => {
+                                let _ = writer.write_all(b"+OK bye\r\n");
+                                return;
+                            }
+                            _ => b"-ERR not here\r\n".to_vec(),
+                        };
+                    if writer.write_all(&reply).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_without_uidl_is_matched_by_content_and_never_duplicated() {
+    let setup = Setup::new();
+    let same = b"Subject: twin\r\nMessage-ID: <twin@x>\r\n\r\n.same body\r\n".to_vec();
+    let other = b"Subject: other\r\n\r\nno message id here\r\n".to_vec();
+    let port = bare_pop3_server(vec![same.clone(), other.clone(), same.clone()]);
+    let source = format!("pop3://alice@127.0.0.1:{port}");
+    let first = run(&setup, "migrate", &source, &[]);
+    assert_eq!(first.code, 0, "{}", first.everything());
+    assert_eq!(first.counts(), (3, 0, 0, 0));
+    let mut expected = vec![same.clone(), other, same];
+    expected.sort();
+    assert_eq!(bodies(&mut setup.dst(), "INBOX"), expected);
+    let second = run(&setup, "migrate", &source, &[]);
+    assert_eq!(second.counts(), (0, 3, 0, 0), "{}", second.everything());
+    assert_eq!(setup.dst().fetch_all("INBOX").unwrap().len(), 3);
+}

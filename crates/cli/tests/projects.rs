@@ -489,6 +489,11 @@ struct CountingProxy {
 
 impl CountingProxy {
     fn start(target: u16) -> CountingProxy {
+        CountingProxy::slowed(target, Duration::ZERO)
+    }
+
+    /// Also waits `delay` before passing on each chunk from the server: a slow link.
+    fn slowed(target: u16, delay: Duration) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let open = Arc::new(AtomicUsize::new(0));
@@ -501,7 +506,7 @@ impl CountingProxy {
                 let open = Arc::clone(&open_c);
                 std::thread::spawn(move || {
                     if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
-                        pipe(client, server);
+                        pipe(client, server, delay);
                     }
                     open.fetch_sub(1, Ordering::SeqCst);
                 });
@@ -511,7 +516,7 @@ impl CountingProxy {
     }
 }
 
-fn pipe(client: TcpStream, server: TcpStream) {
+fn pipe(client: TcpStream, server: TcpStream, delay: Duration) {
     let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let up = std::thread::spawn(move || {
         let _ = std::io::copy(&mut c_read, &mut s_write);
@@ -523,6 +528,7 @@ fn pipe(client: TcpStream, server: TcpStream) {
         match s_read.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                std::thread::sleep(delay);
                 if c_write.write_all(&buffer[..n]).is_err() {
                     break;
                 }
@@ -652,4 +658,130 @@ fn a_bad_spreadsheet_is_refused_whole_with_its_lines() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("No projects yet"));
+}
+
+#[test]
+fn migrate_with_a_spreadsheet_copies_every_pair_with_one_report() {
+    let farm = Farm::new(5, 6);
+    let report = farm.dir.path().join("bulk.json");
+    let output = farm
+        .mailmove()
+        .args(["migrate", "--source"])
+        .arg(format!("imap://127.0.0.1:{}", farm.source.imap_port()))
+        .arg("--dest")
+        .arg(format!("imap://127.0.0.1:{}", farm.dest.imap_port()))
+        .arg("--tls-ca")
+        .arg(&farm.ca)
+        .arg("--mailboxes")
+        .arg(farm.csv())
+        .args(["--parallel", "3", "--state"])
+        .arg(farm.dir.path().join("bulk.sqlite"))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let run = common::finish(output, Some(report));
+    assert_eq!(run.code, 0, "{}", run.everything());
+    let report = run.report.clone().unwrap();
+    let mailboxes = report["mailboxes"].as_array().unwrap();
+    assert_eq!(mailboxes.len(), 5);
+    for mailbox in mailboxes {
+        assert_eq!(mailbox["messages"]["copied"], 6, "{mailbox}");
+    }
+    assert!(
+        run.stdout.contains("All 5 mailboxes: 30 copied"),
+        "{}",
+        run.stdout
+    );
+    farm.assert_all_copied_once();
+    farm.assert_no_password_in("the bulk output", run.everything().as_bytes());
+}
+
+#[test]
+fn a_running_pass_can_be_stopped() {
+    let farm = Farm::new(1, 0);
+    let mut src = farm.source.checker("user0", &source_password(0)).unwrap();
+    for i in 0..200 {
+        src.append(
+            "INBOX",
+            &[],
+            None,
+            &messages::simple(&format!("s{i}@x"), "s", 30_000),
+        )
+        .unwrap();
+    }
+    // A slow link, so the pass is still running when the stop arrives.
+    let proxy = CountingProxy::slowed(farm.source.imap_port(), Duration::from_millis(25));
+    let database = format!(
+        "sqlite://{}",
+        farm.data_dir().join("mailmove.sqlite").display()
+    );
+    farm.create_project(&database, proxy.port);
+    let mut serve = farm
+        .mailmove()
+        .args(["serve", "--database", &database, "--lease-seconds", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let queued = farm
+        .mailmove()
+        .args([
+            "project",
+            "run",
+            "acme",
+            "--pass",
+            "full",
+            "--database",
+            &database,
+        ])
+        .output()
+        .unwrap();
+    assert!(queued.status.success());
+    wait_until("the pass to start", Duration::from_secs(30), || {
+        statuses(&farm.status(&database))[0] == "Migrating"
+    });
+    let stop = farm
+        .mailmove()
+        .args(["project", "stop", "acme", "--database", &database])
+        .output()
+        .unwrap();
+    assert!(stop.status.success());
+    wait_until("the pass to stop", Duration::from_secs(30), || {
+        statuses(&farm.status(&database))[0] == "Stopped"
+    });
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let copied = farm
+        .dest
+        .checker("user0@new.example", &dest_password(0))
+        .unwrap()
+        .fetch_all("INBOX")
+        .unwrap()
+        .len();
+    assert!(
+        copied < 200,
+        "the pass ran to the end ({copied} copied) instead of stopping"
+    );
+    // A later pass finishes the job without duplicates.
+    let again = farm
+        .mailmove()
+        .args([
+            "project",
+            "run",
+            "acme",
+            "--pass",
+            "full",
+            "--wait",
+            "--database",
+            &database,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    farm.assert_all_copied_once();
 }
