@@ -110,7 +110,7 @@ fn line(event: &Event) -> Option<String> {
     })
 }
 
-/// A bar per folder of one mailbox: messages, bytes, rate and ETA.
+/// A bar per mailbox: messages and bytes of every folder started so far, rate, ETA.
 struct Bars {
     multi: MultiProgress,
     label: Option<String>,
@@ -121,30 +121,23 @@ impl Progress for Bars {
     fn event(&self, event: Event) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match &event {
-            Event::FolderStarted {
-                source,
-                to_copy,
-                bytes_to_copy,
-                ..
-            } => {
-                if let Some((bar, _, _)) = current.take() {
-                    bar.finish_and_clear();
-                    self.multi.remove(&bar);
-                }
-                let bar = self.multi.add(ProgressBar::new(*bytes_to_copy));
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix:.bold} {bar:25} {msg} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                let prefix = match &self.label {
+            Event::FolderStarted { source, to_copy, bytes_to_copy, .. } => {
+                let (bar, _, total) = current.get_or_insert_with(|| {
+                    let bar = self.multi.add(ProgressBar::new(0));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:.bold} {bar:25} {msg} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    (bar, 0, 0)
+                });
+                *total += to_copy;
+                bar.inc_length(*bytes_to_copy);
+                bar.set_prefix(match &self.label {
                     Some(label) => format!("{label} {source}"),
                     None => source.clone(),
-                };
-                bar.set_prefix(prefix);
-                bar.set_message(format!("0/{to_copy} msgs"));
-                *current = Some((bar, 0, *to_copy));
+                });
             }
             Event::MessageCopied { bytes } => {
                 if let Some((bar, done, total)) = current.as_mut() {
@@ -153,26 +146,26 @@ impl Progress for Bars {
                     bar.set_message(format!("{done}/{total} msgs"));
                 }
             }
-            Event::FolderFinished { .. } => {
-                if let Some((bar, _, _)) = current.take() {
-                    bar.finish_and_clear();
-                    self.multi.remove(&bar);
+            other => {
+                if let Some(text) = line(other) {
+                    let text = match &self.label {
+                        Some(label) => format!("[{label}] {text}"),
+                        None => text,
+                    };
+                    let _ = self.multi.println(text);
                 }
-                self.print(&event);
             }
-            other => self.print(other),
         }
     }
 }
 
-impl Bars {
-    fn print(&self, event: &Event) {
-        if let Some(text) = line(event) {
-            let text = match &self.label {
-                Some(label) => format!("[{label}] {text}"),
-                None => text,
-            };
-            let _ = self.multi.println(text);
+impl Drop for Bars {
+    fn drop(&mut self) {
+        if let Ok(mut current) = self.current.lock()
+            && let Some((bar, _, _)) = current.take()
+        {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
         }
     }
 }

@@ -125,7 +125,7 @@ fn a_destination_restart_mid_pass_is_survived_without_duplicates() {
     let total = fill(&setup);
     let mut checker = setup.dst();
     let mut child = spawn(&setup);
-    let mid_pass = wait_for(&mut child, &mut checker, 120);
+    let mid_pass = wait_for(&mut child, &mut checker, 40);
     assert!(mid_pass, "the pass ended before the restart");
     drop(checker);
     setup.dest.stop().unwrap();

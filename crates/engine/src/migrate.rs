@@ -5,7 +5,9 @@
 //! plan the folder again: the ledger makes that safe), item (record it and go on),
 //! fatal (stop the pass with a reason a person can act on).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mailmove_imap::{AppendOutcome, AppendRequest, MailboxInfo, is_throttled};
@@ -22,7 +24,7 @@ use crate::plan::{
     needs_dest_scan, plan_messages,
 };
 use crate::progress::{Event, Progress};
-use crate::report::{Counts, FolderReport, ItemError, Report, human_size};
+use crate::report::{FolderReport, ItemError, Report, human_size};
 
 /// How a pass runs.
 #[derive(Clone, Debug)]
@@ -37,6 +39,9 @@ pub struct MigrateSettings {
     pub fetch_batch: usize,
     /// Fetched messages waiting for the destination; bounds memory.
     pub queue_depth: usize,
+    /// Connection pairs that copy folders at once (one per folder at a time; a POP3
+    /// source always has one).
+    pub connections: usize,
     /// Connection attempts per folder before the pass stops.
     pub max_attempts: u32,
     pub first_backoff: Duration,
@@ -52,6 +57,7 @@ impl Default for MigrateSettings {
             append_window: 32,
             fetch_batch: 256,
             queue_depth: 16,
+            connections: 1,
             max_attempts: 5,
             first_backoff: Duration::from_secs(1),
         }
@@ -93,25 +99,7 @@ pub async fn migrate(
     progress: &dyn Progress,
 ) -> (Report, Option<FatalKind>) {
     let started = Instant::now();
-    let mut report = Report {
-        source: source.endpoint.to_string(),
-        dest: dest.endpoint.to_string(),
-        pass: match settings.pass {
-            PassKind::Full => "full".into(),
-            PassKind::Retry => "retry".into(),
-        },
-        started_at: now_rfc3339(),
-        finished_at: String::new(),
-        messages: Counts::default(),
-        bytes_copied: 0,
-        elapsed_seconds: 0.0,
-        folders: Vec::new(),
-        folders_excluded: Vec::new(),
-        errors: Vec::new(),
-        missing: None,
-        fatal: None,
-        warnings: Vec::new(),
-    };
+    let mut report = Report::empty(report_template(source, dest, settings));
     let fatal = run(source, dest, ledger, settings, progress, &mut report).await;
     let fatal_kind = fatal.map(|(kind, message)| {
         report.fatal = Some(message);
@@ -176,7 +164,111 @@ async fn run(
             }
         }
     }
+    // Several connection pairs ("lanes") copy whole folders at once, largest first,
+    // so each folder keeps its order while the destination works on several.
+    let mut order: Vec<(u64, &FolderMapping)> = Vec::with_capacity(plan.mappings.len());
     for mapping in &plan.mappings {
+        let count = match &mut src {
+            SourceSide::Imap(side) => side
+                .client
+                .status(&mapping.source_raw, "MESSAGES")
+                .await
+                .ok()
+                .and_then(|items| items.into_iter().find(|(name, _)| name == "MESSAGES"))
+                .map_or(0, |(_, n)| n),
+            SourceSide::Pop3(_) => 0,
+        };
+        order.push((count, mapping));
+    }
+    order.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+    let lanes = match src {
+        // A POP3 maildrop is locked by its one session.
+        SourceSide::Pop3(_) => 1,
+        SourceSide::Imap(_) => settings.connections.clamp(1, order.len().max(1)),
+    };
+    let queue = Mutex::new(order.into_iter().map(|(_, m)| m).collect::<VecDeque<_>>());
+    let abort = AtomicBool::new(false);
+    let mut first = Some((src, dst));
+    let mut runs = Vec::with_capacity(lanes);
+    for lane in 0..lanes {
+        let pair = first.take();
+        let (queue, abort) = (&queue, &abort);
+        runs.push(async move {
+            let mut scratch = Report::empty(report_template(source, dest, settings));
+            let fatal = run_lane(
+                lane,
+                pair,
+                source,
+                dest,
+                ledger,
+                settings,
+                progress,
+                queue,
+                abort,
+                &mut scratch,
+            )
+            .await;
+            (scratch, fatal)
+        });
+    }
+    let mut fatal = None;
+    for (scratch, lane_fatal) in futures_util::future::join_all(runs).await {
+        report.folders.extend(scratch.folders);
+        report.errors.extend(scratch.errors);
+        report.warnings.extend(scratch.warnings);
+        if fatal.is_none() {
+            fatal = lane_fatal;
+        }
+    }
+    // Report folders in plan order, not in the order lanes finished them.
+    let position: HashMap<&str, usize> = plan
+        .mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.source_name.as_str(), i))
+        .collect();
+    report.folders.sort_by_key(|f| {
+        position
+            .get(f.source.as_str())
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+    fatal
+}
+
+/// One lane: a connection pair that copies whole folders from the queue until it is
+/// empty or another lane failed for good.
+#[allow(clippy::too_many_arguments)] // reason: the pass's context, passed down unchanged
+async fn run_lane(
+    lane: usize,
+    pair: Option<(SourceSide, ImapSide)>,
+    source: &Account,
+    dest: &Account,
+    ledger: &Ledger,
+    settings: &MigrateSettings,
+    progress: &dyn Progress,
+    queue: &Mutex<VecDeque<&FolderMapping>>,
+    abort: &AtomicBool,
+    report: &mut Report,
+) -> Option<(FatalKind, String)> {
+    let (mut src, mut dst) = match pair {
+        Some(pair) => pair,
+        None => match connect_both(source, dest, ledger, &crate::progress::Silent).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Fewer lanes, not a failed pass: the server may cap connections.
+                tracing::info!(lane, "an extra connection was refused: {e}");
+                return None;
+            }
+        },
+    };
+    loop {
+        if abort.load(Ordering::SeqCst) {
+            break;
+        }
+        let Some(mapping) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+            break;
+        };
         let mut attempt = 1;
         loop {
             let result = copy_folder(
@@ -207,10 +299,14 @@ async fn run(
                         }
                         Err(e) if e.is_transient() || e.is_connection_setup() => {
                             if attempt >= settings.max_attempts {
+                                abort.store(true, Ordering::SeqCst);
                                 return Some((fatal_kind(&e), e.to_string()));
                             }
                         }
-                        Err(e) => return Some((FatalKind::Other, e.to_string())),
+                        Err(e) => {
+                            abort.store(true, Ordering::SeqCst);
+                            return Some((FatalKind::Other, e.to_string()));
+                        }
                     }
                 }
                 Err(e) => {
@@ -218,6 +314,7 @@ async fn run(
                         FolderError::Side(s) => fatal_kind(s),
                         FolderError::Store(_) => FatalKind::Other,
                     };
+                    abort.store(true, Ordering::SeqCst);
                     return Some((kind, format!("folder {}: {e}", mapping.source_name)));
                 }
             }
@@ -226,6 +323,21 @@ async fn run(
     src.close().await;
     dst.client.logout().await;
     None
+}
+
+fn report_template(
+    source: &Account,
+    dest: &Account,
+    settings: &MigrateSettings,
+) -> (String, String, String) {
+    (
+        source.endpoint.to_string(),
+        dest.endpoint.to_string(),
+        match settings.pass {
+            PassKind::Full => "full".into(),
+            PassKind::Retry => "retry".into(),
+        },
+    )
 }
 
 /// Sorts a side's failure that ends a pass.

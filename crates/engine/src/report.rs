@@ -80,6 +80,26 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report for (source, destination, pass) with nothing in it yet.
+    pub fn empty((source, dest, pass): (String, String, String)) -> Report {
+        Report {
+            source,
+            dest,
+            pass,
+            started_at: crate::migrate::now_rfc3339(),
+            finished_at: String::new(),
+            messages: Counts::default(),
+            bytes_copied: 0,
+            elapsed_seconds: 0.0,
+            folders: Vec::new(),
+            folders_excluded: Vec::new(),
+            errors: Vec::new(),
+            missing: None,
+            fatal: None,
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn unexplained(&self) -> usize {
         self.missing
             .as_ref()

@@ -11,7 +11,7 @@ use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source, 
 use crate::folders::{FolderMapping, plan_folders};
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
 use crate::plan::{FolderIdentity, skip_reason};
-use crate::report::{Counts, FolderReport, Missing, Report};
+use crate::report::{FolderReport, Missing, Report};
 
 /// Compares both sides; the report's `missing` lists every source message not found.
 pub async fn verify(
@@ -21,22 +21,12 @@ pub async fn verify(
     settings: &MigrateSettings,
 ) -> (Report, Option<FatalKind>) {
     let started = Instant::now();
-    let mut report = Report {
-        source: source.endpoint.to_string(),
-        dest: dest.endpoint.to_string(),
-        pass: "verify".into(),
-        started_at: now_rfc3339(),
-        finished_at: String::new(),
-        messages: Counts::default(),
-        bytes_copied: 0,
-        elapsed_seconds: 0.0,
-        folders: Vec::new(),
-        folders_excluded: Vec::new(),
-        errors: Vec::new(),
-        missing: Some(Vec::new()),
-        fatal: None,
-        warnings: Vec::new(),
-    };
+    let mut report = Report::empty((
+        source.endpoint.to_string(),
+        dest.endpoint.to_string(),
+        "verify".into(),
+    ));
+    report.missing = Some(Vec::new());
     let fatal = match run(source, dest, ledger, settings, &mut report).await {
         Ok(()) => None,
         Err(e) => {
