@@ -152,6 +152,46 @@ pub struct FetchedMessage {
     pub flags: Vec<String>,
     pub internal_date: Option<String>,
     pub body: Body,
+    /// Its share of the memory budget, given back when the message is dropped.
+    pub(crate) permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Where a source puts fetched messages: a queue bounded by count and by the bytes
+/// the queued messages hold in memory (spooled ones count little), so fetching runs
+/// ahead of the destination without holding more than the budget.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    queue: mpsc::Sender<FetchedMessage>,
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    budget_kib: u32,
+}
+
+impl Sink {
+    pub fn new(queue: mpsc::Sender<FetchedMessage>, budget_bytes: u64) -> Sink {
+        let budget_kib = (budget_bytes / 1024).clamp(1, u64::from(u32::MAX >> 4)) as u32;
+        Sink {
+            queue,
+            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(budget_kib as usize)),
+            budget_kib,
+        }
+    }
+
+    /// Waits for room, then queues the message. `Err` means the receiver is gone.
+    pub async fn send(&self, mut message: FetchedMessage) -> Result<(), ()> {
+        let in_memory = match &message.body {
+            Body::Memory(bytes) => bytes.len() as u64,
+            Body::File { .. } => 0,
+        };
+        let kib = ((in_memory / 1024) as u32).clamp(1, self.budget_kib);
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(drop)?;
+        message.permit = Some(permit);
+        self.queue.send(message).await.map_err(drop)
+    }
 }
 
 /// Where messages come from. Read-only: nothing at the source is ever changed.
@@ -168,7 +208,7 @@ pub trait Source: Send {
     fn fetch(
         &mut self,
         uids: &[u32],
-        sink: &mpsc::Sender<FetchedMessage>,
+        sink: &Sink,
     ) -> impl Future<Output = Result<(), SideError>> + Send;
 }
 
@@ -284,11 +324,7 @@ impl Source for ImapSide {
         Ok(messages)
     }
 
-    async fn fetch(
-        &mut self,
-        uids: &[u32],
-        sink: &mpsc::Sender<FetchedMessage>,
-    ) -> Result<(), SideError> {
+    async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
         let wrap = self.wrap();
         let set = uid_set(uids);
         let mut stream = self
@@ -305,6 +341,7 @@ impl Source for ImapSide {
                 flags: fetch.flags.unwrap_or_default(),
                 internal_date: fetch.internal_date,
                 body,
+                permit: None,
             };
             if sink.send(message).await.is_err() {
                 // The writer stopped (its own error ends the folder); the rest of
@@ -418,11 +455,7 @@ impl Source for SourceSide {
         }
     }
 
-    async fn fetch(
-        &mut self,
-        uids: &[u32],
-        sink: &mpsc::Sender<FetchedMessage>,
-    ) -> Result<(), SideError> {
+    async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
         match self {
             SourceSide::Imap(s) => s.fetch(uids, sink).await,
             SourceSide::Pop3(s) => s.fetch(uids, sink).await,

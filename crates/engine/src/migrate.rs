@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::connector::{
-    Account, Destination, FetchedMessage, ImapSide, Side, SideError, Source, SourceSide,
+    Account, Destination, FetchedMessage, ImapSide, Side, SideError, Sink, Source, SourceSide,
 };
 use crate::folders::{FolderMapping, FolderRules, plan_folders};
 use crate::plan::{
@@ -37,8 +37,11 @@ pub struct MigrateSettings {
     pub append_window: usize,
     /// UIDs per source FETCH command.
     pub fetch_batch: usize,
-    /// Fetched messages waiting for the destination; bounds memory.
+    /// Fetched messages waiting for the destination.
     pub queue_depth: usize,
+    /// Bytes that fetched messages waiting for the destination may hold in memory, per
+    /// connection pair (larger messages are spooled to disk and count little).
+    pub memory_budget: u64,
     /// Connection pairs that copy folders at once (one per folder at a time; a POP3
     /// source always has one).
     pub connections: usize,
@@ -56,7 +59,8 @@ impl Default for MigrateSettings {
             dry_run: false,
             append_window: 32,
             fetch_batch: 256,
-            queue_depth: 16,
+            queue_depth: 64,
+            memory_budget: 8 * 1024 * 1024,
             connections: 1,
             max_attempts: 5,
             first_backoff: Duration::from_secs(1),
@@ -489,6 +493,7 @@ async fn copy_folder(
     ledger.record_outcomes(&links).await?;
 
     let (sink, queue) = mpsc::channel::<FetchedMessage>(settings.queue_depth.max(1));
+    let sink = Sink::new(sink, settings.memory_budget);
     let fetch_batch = settings.fetch_batch.max(1);
     let producer = async {
         let result = async {

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use mailmove_imap::ListEntry;
 use mailmove_pop3::{Client, ConnectOptions};
 use mailmove_store::{ItemState, Ledger};
-use tokio::sync::mpsc;
 
-use crate::connector::{Account, FetchedMessage, OpenedFolder, Side, SideError, Source};
+use crate::connector::{Account, FetchedMessage, OpenedFolder, Side, SideError, Sink, Source};
 use crate::folders::FolderTree;
 use crate::identity::Headers;
 use crate::plan::SourceMessage;
@@ -206,11 +205,7 @@ impl Source for Pop3Side {
         Ok(messages)
     }
 
-    async fn fetch(
-        &mut self,
-        uids: &[u32],
-        sink: &mpsc::Sender<FetchedMessage>,
-    ) -> Result<(), SideError> {
+    async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
         let by_uid: HashMap<u32, (u32, u64)> = self
             .listing
             .iter()
@@ -230,6 +225,7 @@ impl Source for Pop3Side {
                 flags: Vec::new(),
                 internal_date: self.dates.get(uid).cloned(),
                 body,
+                permit: None,
             };
             if sink.send(message).await.is_err() {
                 return Ok(());
