@@ -34,7 +34,7 @@ pub enum Command {
     Check(CheckArgs),
     /// The proof: list every source message that is not at the destination, and why.
     Verify(MigrateArgs),
-    /// Run the passes of every project (SQLite: in this process); the web portal will be served here too.
+    /// Serve the web portal and, with SQLite, run the passes of every project in this process.
     Serve(ServeArgs),
     /// Run passes from a shared PostgreSQL database; start as many workers as you like, on any machine.
     Worker(WorkerArgs),
@@ -121,6 +121,9 @@ pub struct MigrateArgs {
     /// Mailboxes copied at once with --mailboxes
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub parallel: usize,
+    /// Connections to each server per mailbox, each copying a folder (default 4; 1 with --mailboxes)
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
     /// Only messages that arrived on or after this day (YYYY-MM-DD)
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
@@ -172,11 +175,29 @@ pub struct ServeArgs {
     /// Address of the web portal
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// The portal's address as people reach it, for emailed links (default: http://ADDR of --listen); https:// makes cookies Secure
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// SMTP server for login emails (smtp://HOST:PORT)
-    #[arg(long, value_name = "URL")]
+    /// SMTP server for login links and end-of-pass emails: smtp://HOST:PORT, smtp://HOST:587?tls=required or smtps://USER:PASSWORD@HOST (without it, emails are written to this log)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MAILMOVE_SMTP_URL",
+        hide_env_values = true
+    )]
     pub smtp_url: Option<String>,
+    /// The sender of the portal's emails
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        default_value = "mailmove <mailmove@localhost>"
+    )]
+    pub smtp_from: String,
+    /// Also trust the certificate authorities in this PEM file, for the servers of every project created in the portal
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     #[command(flatten)]
     pub runner: RunnerArgs,
 }
@@ -312,6 +333,10 @@ impl MigrateArgs {
                 PassKind::Full
             },
             dry_run: self.dry_run,
+            connections: self
+                .connections
+                .unwrap_or(if self.mailboxes.is_some() { 1 } else { 4 })
+                .max(1),
             ..MigrateSettings::default()
         })
     }

@@ -121,7 +121,12 @@ impl Progress for Bars {
     fn event(&self, event: Event) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match &event {
-            Event::FolderStarted { source, to_copy, bytes_to_copy, .. } => {
+            Event::FolderStarted {
+                source,
+                to_copy,
+                bytes_to_copy,
+                ..
+            } => {
                 let (bar, _, total) = current.get_or_insert_with(|| {
                     let bar = self.multi.add(ProgressBar::new(0));
                     bar.set_style(

@@ -1,11 +1,12 @@
-//! `serve` and `worker`: processes that run passes from the database.
+//! `serve` (the web portal, and with SQLite the passes too) and `worker`: the
+//! long-running processes, around the database.
 
 use anyhow::{Context, Result};
+use mailmove_portal::{AppState, Mailer, PortalConfig};
 use mailmove_secrets::Keyring;
 use mailmove_store::{Db, Dialect};
 use mailmove_worker::{Worker, WorkerConfig, default_worker_name};
 use tokio::sync::watch;
-use tracing::info;
 
 use crate::OK;
 use crate::args::{DatabaseArgs, RunnerArgs, ServeArgs, WorkerArgs, ensure_parent};
@@ -37,23 +38,66 @@ pub fn worker_config(args: &RunnerArgs) -> WorkerConfig {
     }
 }
 
+/// The web portal on `--listen`, and with SQLite the passes of every project in this
+/// process too (with PostgreSQL they run in `mailmove worker` processes).
 pub async fn serve(args: ServeArgs) -> Result<u8> {
     let (db, keyring) = open_database(&args.database).await?;
-    if args.smtp_url.is_some() {
-        info!("--smtp-url is kept for the portal, which is not built yet");
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen ADDR)", args.listen))?;
+    let address = listener.local_addr()?;
+    let mut config = PortalConfig::for_listen(address);
+    if let Some(url) = &args.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("--public-url {url}: write it as http://HOST[:PORT] or https://HOST");
+        }
+        config = config.with_public_url(url);
     }
+    config.tls_ca = args
+        .tls_ca
+        .as_deref()
+        .map(|path| {
+            std::path::absolute(path).with_context(|| format!("--tls-ca {}", path.display()))
+        })
+        .transpose()?;
+    let mailer = match &args.smtp_url {
+        Some(url) => Mailer::smtp(url, &args.smtp_from).context("--smtp-url")?,
+        None => Mailer::Log,
+    };
     eprintln!(
-        "mailmove serve: the web portal ({}) is not built yet; running the passes of every project. Ctrl-C stops.",
-        args.listen
+        "mailmove serve: the portal is at {} ({}). Ctrl-C stops.",
+        config.public_url,
+        mailer.describe()
     );
-    if db.dialect() == Dialect::Postgres {
+    if config.secure_cookies && !config.public_url.starts_with("https://") {
+        eprintln!(
+            "warning: the portal listens beyond loopback, so its cookies are Secure and browsers \
+             send them over HTTPS only: put it behind an HTTPS proxy and pass --public-url https://..."
+        );
+    }
+    let state = AppState::new(db.clone(), keyring.clone(), mailer, config);
+    let (stop, stopped) = watch::channel(false);
+    let worker = if db.dialect() == Dialect::Postgres {
         eprintln!(
             "With PostgreSQL, passes run in `mailmove worker` processes; this process runs none."
         );
-        tokio::signal::ctrl_c().await?;
-        return Ok(OK);
+        None
+    } else {
+        let worker = Worker::new(db, keyring, worker_config(&args.runner));
+        Some(tokio::spawn(async move { worker.run(stopped).await }))
+    };
+    let outcome = tokio::select! {
+        served = mailmove_portal::serve(listener, state) => {
+            served.context("the portal stopped")
+        }
+        signal = tokio::signal::ctrl_c() => signal.map_err(anyhow::Error::from),
+    };
+    if let Some(handle) = worker {
+        eprintln!("stopping: waiting for the running passes to reach a safe point");
+        let _ = stop.send(true);
+        handle.await?;
     }
-    run_worker(db, keyring, worker_config(&args.runner)).await
+    outcome.map(|()| OK)
 }
 
 pub async fn worker(args: WorkerArgs) -> Result<u8> {

@@ -719,7 +719,15 @@ fn a_running_pass_can_be_stopped() {
     farm.create_project(&database, proxy.port);
     let mut serve = farm
         .mailmove()
-        .args(["serve", "--database", &database, "--lease-seconds", "3"])
+        .args([
+            "serve",
+            "--database",
+            &database,
+            "--lease-seconds",
+            "3",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -255,6 +255,35 @@ CREATE TABLE source_ids (
     PRIMARY KEY (mailbox, folder, source_key)
 )
 ",
+    // The portal: login links and sessions (hashes only), the finished mark, and which
+    // ended passes a project's contact was told about. Passes that ended before this
+    // version count as told, so upgrading sends no burst of old news.
+    "
+CREATE TABLE login_tokens (
+    token_hash TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE TABLE sessions (
+    session_hash TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+ALTER TABLE projects ADD COLUMN finished_at BIGINT;
+CREATE TABLE project_notifications (
+    project_id BIGINT PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
+    notified_through BIGINT NOT NULL,
+    notified_at BIGINT NOT NULL
+);
+INSERT INTO project_notifications (project_id, notified_through, notified_at)
+    SELECT m.project_id, MAX(s.id), 0 FROM passes s JOIN mailboxes m ON m.id = s.mailbox_id
+    GROUP BY m.project_id
+",
 ];
 
 /// Creating and dropping whole databases: for tests and for first-time setup.

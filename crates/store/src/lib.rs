@@ -6,11 +6,15 @@
 //! committed, so after a crash at any instant every message that might have reached the
 //! destination is known as `appending` and is looked for there before it is sent again.
 
+mod accounts;
 mod db;
 mod ledger;
 mod passes;
 mod projects;
 
+pub use accounts::{
+    EndedProject, FailedItem, LoginTokenUse, OwnedProject, PassSnapshot, SessionRecord,
+};
 pub use db::{Db, Dialect, now};
 pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
 pub use passes::{Claimed, PassKind, PassProgress, PassRecord, PassState};

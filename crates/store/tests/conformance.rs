@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use mailmove_store::{
-    Db, Intent, ItemState, Ledger, MailboxResults, MailboxStatus, NewMailbox, Outcome, PassKind,
-    PassProgress, PassState, StoreError,
+    Db, EndedProject, Intent, ItemState, Ledger, LoginTokenUse, MailboxResults, MailboxStatus,
+    NewMailbox, Outcome, PassKind, PassProgress, PassState, StoreError,
 };
 
 /// A database for one test; dropping it removes a PostgreSQL database again.
@@ -118,6 +118,14 @@ conformance!(
     deleting_a_project_deletes_its_secrets_and_ledgers,
     mailbox_results_are_kept,
     source_uids_are_stable,
+    login_tokens_are_single_use_and_expire,
+    sessions_open_expire_and_close,
+    projects_are_reached_only_through_their_owner,
+    finishing_a_project_erases_its_secrets,
+    mailbox_secrets_are_replaced_side_by_side,
+    failed_items_of_a_project,
+    latest_passes_carry_progress,
+    ended_passes_are_notified_once,
 );
 
 async fn source_uids_are_stable(db: &Db) {
@@ -544,4 +552,370 @@ async fn mailbox_results_are_kept(db: &Db) {
     assert_eq!(mailbox.bytes_copied, 12345);
     assert_eq!(mailbox.last_pass.as_deref(), Some("full"));
     assert_eq!(mailbox.last_error.as_deref(), Some("1 message refused"));
+}
+
+async fn login_tokens_are_single_use_and_expire(db: &Db) {
+    let later = mailmove_store::now() + 900;
+    db.create_login_token("hash-a", "Ann@Example.com", later)
+        .await
+        .unwrap();
+    db.create_login_token("hash-old", "ann@example.com", mailmove_store::now() - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.use_login_token("hash-a").await.unwrap(),
+        LoginTokenUse::Accepted {
+            email: "ann@example.com".into()
+        }
+    );
+    assert_eq!(
+        db.use_login_token("hash-a").await.unwrap(),
+        LoginTokenUse::AlreadyUsed
+    );
+    assert_eq!(
+        db.use_login_token("hash-old").await.unwrap(),
+        LoginTokenUse::Expired
+    );
+    assert_eq!(
+        db.use_login_token("never").await.unwrap(),
+        LoginTokenUse::Unknown
+    );
+    // Two uses at once: exactly one is accepted.
+    db.create_login_token("hash-race", "bob@example.com", later)
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        db.use_login_token("hash-race"),
+        db.use_login_token("hash-race")
+    );
+    let accepted = [a.unwrap(), b.unwrap()]
+        .into_iter()
+        .filter(|u| matches!(u, LoginTokenUse::Accepted { .. }))
+        .count();
+    assert_eq!(accepted, 1);
+    // Expired tokens are kept a day (to say "expired"), then removed.
+    db.create_login_token("hash-ancient", "c@x", mailmove_store::now() - 90_000)
+        .await
+        .unwrap();
+    db.delete_expired_logins().await.unwrap();
+    assert_eq!(
+        db.use_login_token("hash-ancient").await.unwrap(),
+        LoginTokenUse::Unknown
+    );
+    assert_eq!(
+        db.use_login_token("hash-old").await.unwrap(),
+        LoginTokenUse::Expired
+    );
+}
+
+async fn sessions_open_expire_and_close(db: &Db) {
+    let user = db.ensure_user("ann@example.com").await.unwrap();
+    let later = mailmove_store::now() + 3600;
+    db.create_session("s1", user, "csrf-1", later)
+        .await
+        .unwrap();
+    db.create_session("s-old", user, "csrf-2", mailmove_store::now() - 1)
+        .await
+        .unwrap();
+    let session = db.session("s1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            session.user_id,
+            session.email.as_str(),
+            session.csrf_token.as_str()
+        ),
+        (user, "ann@example.com", "csrf-1")
+    );
+    assert_eq!(session.expires_at, later);
+    assert!(db.session("s-old").await.unwrap().is_none(), "expired");
+    assert!(db.session("nope").await.unwrap().is_none());
+    assert_eq!(db.delete_expired_logins().await.unwrap(), 1);
+    db.delete_session("s1").await.unwrap();
+    assert!(db.session("s1").await.unwrap().is_none());
+}
+
+async fn projects_are_reached_only_through_their_owner(db: &Db) {
+    let ann = db.ensure_user("ann@example.com").await.unwrap();
+    let bob = db.ensure_user("bob@example.com").await.unwrap();
+    let first = db
+        .create_project(
+            "ann@example.com",
+            "one",
+            "imaps://o:993",
+            "imaps://n:993",
+            "{}",
+        )
+        .await
+        .unwrap();
+    let second = db
+        .create_project(
+            "ann@example.com",
+            "two",
+            "imaps://o:993",
+            "imaps://n:993",
+            "{}",
+        )
+        .await
+        .unwrap();
+    let theirs = db
+        .create_project(
+            "bob@example.com",
+            "one",
+            "imaps://o:993",
+            "imaps://n:993",
+            "{}",
+        )
+        .await
+        .unwrap();
+    let ids = db
+        .add_mailboxes(first.id, &[new_mailbox(1), new_mailbox(2), new_mailbox(3)])
+        .await
+        .unwrap();
+    db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    db.queue_pass(ids[1], PassKind::Verify).await.unwrap();
+
+    let mine = db.owned_projects(ann).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|p| p.record.id).collect::<Vec<_>>(),
+        vec![first.id, second.id]
+    );
+    assert_eq!(
+        mine[0].status_counts,
+        vec![
+            (MailboxStatus::NotStarted, 1),
+            (MailboxStatus::Verifying, 1),
+            (MailboxStatus::Queued, 1)
+        ]
+    );
+    assert_eq!(mine[0].mailbox_count(), 3);
+    assert!(mine[1].status_counts.is_empty());
+    assert_eq!(mine[0].finished_at, None);
+
+    let one = db.owned_project(first.id, ann).await.unwrap();
+    assert_eq!(one.record, first);
+    assert_eq!(one.status_counts, mine[0].status_counts);
+    assert!(matches!(
+        db.owned_project(theirs.id, ann).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        db.owned_project(first.id, bob).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        db.owned_project(999_999, ann).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(db.owned_projects(bob).await.unwrap().len(), 1);
+}
+
+async fn finishing_a_project_erases_its_secrets(db: &Db) {
+    let user = db.ensure_user("a@x").await.unwrap();
+    let project = db
+        .create_project("a@x", "done", "imaps://o", "imaps://n", "{}")
+        .await
+        .unwrap();
+    let mut with_both = new_mailbox(1);
+    with_both.dest_secret = Some(vec![9, 9]);
+    db.add_mailboxes(project.id, &[with_both, new_mailbox(2)])
+        .await
+        .unwrap();
+    assert!(db.finish_project(project.id).await.unwrap());
+    assert!(
+        !db.finish_project(project.id).await.unwrap(),
+        "finished once"
+    );
+    let finished = db.owned_project(project.id, user).await.unwrap();
+    assert!(finished.finished_at.is_some());
+    for mailbox in db.mailboxes(project.id).await.unwrap() {
+        assert_eq!((mailbox.source_secret, mailbox.dest_secret), (None, None));
+    }
+}
+
+async fn failed_items_of_a_project(db: &Db) {
+    let project = db
+        .create_project("a@x", "f", "imaps://o", "imaps://n", "{}")
+        .await
+        .unwrap();
+    let other = db
+        .create_project("a@x", "g", "imaps://o", "imaps://n", "{}")
+        .await
+        .unwrap();
+    let ids = db
+        .add_mailboxes(project.id, &[new_mailbox(1), new_mailbox(2)])
+        .await
+        .unwrap();
+    let other_ids = db.add_mailboxes(other.id, &[new_mailbox(1)]).await.unwrap();
+    for (id, uids) in [
+        (ids[1], vec![5, 6, 7]),
+        (ids[0], vec![1, 2]),
+        (other_ids[0], vec![3, 4]),
+    ] {
+        let ledger = Ledger::within(db.clone(), &db.mailbox(id).await.unwrap().ledger_key());
+        let intents: Vec<Intent> = uids.iter().map(|&u| intent(u)).collect();
+        ledger.record_intents(&intents).await.unwrap();
+        // Every UID but the first fails; the first is copied.
+        let mut outcomes = vec![Outcome::Copied {
+            source_folder: "INBOX".into(),
+            source_uidvalidity: 7,
+            source_uid: uids[0],
+            dest_folder: "INBOX".into(),
+            dest_uidvalidity: Some(9),
+            dest_uid: Some(1),
+        }];
+        outcomes.extend(uids[1..].iter().map(|&u| Outcome::Failed {
+            intent: intent(u),
+            reason: format!("refused {u}"),
+        }));
+        ledger.record_outcomes(&outcomes).await.unwrap();
+    }
+    let failed = db.failed_items(project.id).await.unwrap();
+    let seen: Vec<_> = failed
+        .iter()
+        .map(|f| (f.mailbox_id, f.uid, f.reason.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (ids[0], 2, "refused 2"),
+            (ids[1], 6, "refused 6"),
+            (ids[1], 7, "refused 7")
+        ]
+    );
+    let first = &failed[0];
+    assert_eq!(
+        (
+            first.source_email.as_str(),
+            first.dest_email.as_str(),
+            first.folder.as_str()
+        ),
+        ("user1@old.example", "user1@new.example", "INBOX")
+    );
+    assert_eq!(
+        (
+            first.subject.as_deref(),
+            first.message_id.as_deref(),
+            first.size
+        ),
+        (Some("hello"), Some("<2@x>"), 100)
+    );
+    assert_eq!(db.failed_items(other.id).await.unwrap().len(), 1);
+}
+
+async fn latest_passes_carry_progress(db: &Db) {
+    let ids = mailbox_fixture(db, 3).await;
+    let project_id = db.mailbox(ids[0]).await.unwrap().project_id;
+    assert!(db.latest_passes(project_id).await.unwrap().is_empty());
+    let verify = db.queue_pass(ids[0], PassKind::Verify).await.unwrap();
+    let claimed = db.claim_pass("w", 60).await.unwrap().unwrap();
+    assert_eq!(claimed.id, verify);
+    db.finish_pass(verify, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    let full = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    db.claim_pass("w", 60).await.unwrap().unwrap();
+    let progress = PassProgress {
+        messages_total: 10,
+        messages_done: 4,
+        bytes_total: 1000,
+        bytes_done: 400,
+        current_folder: Some("Archive/2023".into()),
+    };
+    db.heartbeat(full, "w", 60, &progress).await.unwrap();
+    let queued = db.queue_pass(ids[2], PassKind::Delta).await.unwrap();
+
+    let latest = db.latest_passes(project_id).await.unwrap();
+    assert_eq!(latest.len(), 2, "mailbox 2 has had no pass");
+    assert_eq!(
+        (
+            latest[0].pass_id,
+            latest[0].mailbox_id,
+            latest[0].kind,
+            latest[0].state
+        ),
+        (full, ids[0], PassKind::Full, PassState::Running)
+    );
+    assert_eq!(latest[0].progress, progress);
+    assert!(latest[0].started_at.is_some());
+    assert_eq!(
+        (latest[1].pass_id, latest[1].kind, latest[1].state),
+        (queued, PassKind::Delta, PassState::Queued)
+    );
+}
+
+async fn ended_passes_are_notified_once(db: &Db) {
+    let ids = mailbox_fixture(db, 2).await;
+    let project_id = db.mailbox(ids[0]).await.unwrap().project_id;
+    assert!(db.ended_projects().await.unwrap().is_empty(), "no pass yet");
+    db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let last = db.queue_pass(ids[1], PassKind::Full).await.unwrap();
+    assert!(
+        db.ended_projects().await.unwrap().is_empty(),
+        "still queued"
+    );
+    let first = db.claim_pass("w", 60).await.unwrap().unwrap();
+    db.finish_pass(first.id, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    assert!(
+        db.ended_projects().await.unwrap().is_empty(),
+        "one mailbox still runs"
+    );
+    let second = db.claim_pass("w", 60).await.unwrap().unwrap();
+    db.finish_pass(second.id, "w", PassState::Failed, None, Some("x"))
+        .await
+        .unwrap();
+    let ended = db.ended_projects().await.unwrap();
+    assert_eq!(
+        ended,
+        vec![EndedProject {
+            project_id,
+            last_pass_id: last
+        }]
+    );
+    let (a, b) = tokio::join!(
+        db.claim_notification(project_id, last),
+        db.claim_notification(project_id, last)
+    );
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one claim wins");
+    assert!(db.ended_projects().await.unwrap().is_empty(), "told once");
+    // A later pass makes news again.
+    let next = db.queue_pass(ids[0], PassKind::Delta).await.unwrap();
+    db.request_stop(ids[0]).await.unwrap();
+    assert_eq!(
+        db.ended_projects().await.unwrap(),
+        vec![EndedProject {
+            project_id,
+            last_pass_id: next
+        }]
+    );
+    assert!(db.claim_notification(project_id, next).await.unwrap());
+    assert!(!db.claim_notification(project_id, last).await.unwrap());
+}
+
+async fn mailbox_secrets_are_replaced_side_by_side(db: &Db) {
+    let ids = mailbox_fixture(db, 2).await;
+    db.set_mailbox_secrets(ids[0], None, Some(vec![4, 5]))
+        .await
+        .unwrap();
+    let mailbox = db.mailbox(ids[0]).await.unwrap();
+    assert_eq!(
+        mailbox.source_secret.as_deref(),
+        Some(&[1, 2, 3, 0][..]),
+        "kept"
+    );
+    assert_eq!(mailbox.dest_secret.as_deref(), Some(&[4, 5][..]));
+    db.set_mailbox_secrets(ids[0], Some(vec![6]), None)
+        .await
+        .unwrap();
+    let mailbox = db.mailbox(ids[0]).await.unwrap();
+    assert_eq!(
+        (
+            mailbox.source_secret.as_deref(),
+            mailbox.dest_secret.as_deref()
+        ),
+        (Some(&[6][..]), Some(&[4, 5][..]))
+    );
+    let other = db.mailbox(ids[1]).await.unwrap();
+    assert_eq!(other.dest_secret, None, "other mailboxes untouched");
 }

@@ -1,0 +1,229 @@
+//! The self-service web portal of SPEC §6, served by `mailmove serve`: log in with an
+//! emailed one-time link, list "My Migrations", create a project from two server
+//! endpoints (typed in or from a preset), add mailbox pairs by hand or by spreadsheet,
+//! queue trial and migration passes, watch their progress live (server-sent events) and
+//! download the reports. Passes are run by `mailmove-worker`; this crate only queues them
+//! and reads their progress from the store.
+//!
+//! Invariants, kept here and checked by the handler tests:
+//! - only this crate speaks HTTP;
+//! - every state-changing request (every POST) passes the CSRF check in [`auth`] before
+//!   a handler runs;
+//! - every project is looked up through the session's user ([`Db::owned_project`]):
+//!   anyone else's project answers 404, like one that does not exist;
+//! - a mailbox password goes from the form straight into [`Keyring::seal`] and is never
+//!   rendered, logged or sent back; login tokens and session ids are stored hashed.
+
+mod assets;
+mod auth;
+mod mail;
+mod notify;
+mod presets;
+mod routes;
+mod sse;
+mod views;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use mailmove_secrets::Keyring;
+use mailmove_store::Db;
+
+pub use mail::{MailError, Mailer, OutgoingMail, SentMail};
+pub use notify::notify_ended_passes;
+
+/// How the portal behaves; [`PortalConfig::for_listen`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct PortalConfig {
+    /// The address people reach the portal at, without a trailing slash; emailed links
+    /// start with it. Never taken from a request's Host header, which a client chooses.
+    pub public_url: String,
+    /// Cookies carry `Secure` (sent over HTTPS only).
+    pub secure_cookies: bool,
+    /// A CA file (PEM) trusted for both servers of every project created here: an
+    /// operator's choice (`serve --tls-ca`), since portal users cannot upload one.
+    pub tls_ca: Option<PathBuf>,
+    /// How long an emailed login link works.
+    pub login_link_seconds: i64,
+    /// How long a session lasts.
+    pub session_seconds: i64,
+    /// Login requests allowed per email address, and per client address, in `login_window`.
+    pub logins_per_email: usize,
+    pub logins_per_address: usize,
+    pub login_window: Duration,
+    /// How often live progress reads the passes.
+    pub progress_every: Duration,
+    /// How often ended passes are looked for, to email the project's contact.
+    pub notify_every: Duration,
+}
+
+impl PortalConfig {
+    /// Defaults for a portal listening on `listen`: links to `http://listen`, `Secure`
+    /// cookies unless the address is a loopback one (a portal reachable from other
+    /// machines belongs behind HTTPS).
+    pub fn for_listen(listen: SocketAddr) -> PortalConfig {
+        let host = if listen.ip().is_unspecified() {
+            "localhost".to_string()
+        } else if listen.is_ipv6() {
+            format!("[{}]", listen.ip())
+        } else {
+            listen.ip().to_string()
+        };
+        PortalConfig {
+            public_url: format!("http://{host}:{}", listen.port()),
+            secure_cookies: !listen.ip().is_loopback(),
+            tls_ca: None,
+            login_link_seconds: 15 * 60,
+            session_seconds: 7 * 24 * 3600,
+            logins_per_email: 5,
+            logins_per_address: 20,
+            login_window: Duration::from_secs(15 * 60),
+            progress_every: Duration::from_secs(1),
+            notify_every: Duration::from_secs(5),
+        }
+    }
+
+    /// Emailed links start with `url` (e.g. `https://migrate.example.com`); an `https`
+    /// address makes the cookies `Secure` too.
+    pub fn with_public_url(mut self, url: &str) -> PortalConfig {
+        self.public_url = url.trim_end_matches('/').to_string();
+        if self.public_url.starts_with("https://") {
+            self.secure_cookies = true;
+        }
+        self
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: Db,
+    keyring: Keyring,
+    mailer: Mailer,
+    config: PortalConfig,
+    limiter: auth::RateLimiter,
+}
+
+impl AppState {
+    pub fn new(db: Db, keyring: Keyring, mailer: Mailer, config: PortalConfig) -> AppState {
+        AppState {
+            shared: Arc::new(Shared {
+                db,
+                keyring,
+                mailer,
+                config,
+                limiter: auth::RateLimiter::default(),
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.shared.db
+    }
+
+    pub fn config(&self) -> &PortalConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.shared.keyring
+    }
+
+    pub(crate) fn mailer(&self) -> &Mailer {
+        &self.shared.mailer
+    }
+
+    pub(crate) fn limiter(&self) -> &auth::RateLimiter {
+        &self.shared.limiter
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("public_url", &self.shared.config.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The largest request body: a spreadsheet of several thousand mailboxes fits.
+const BODY_LIMIT: usize = 12 * 1024 * 1024;
+
+/// Every page and action of the portal.
+pub fn router(state: AppState) -> Router {
+    use routes::{login, mailboxes, migrations, project, reports};
+    Router::new()
+        .route("/", get(routes::home))
+        .route("/login", get(login::form).post(login::request_link))
+        .route("/login/{token}", get(login::follow_link))
+        .route("/logout", post(login::logout))
+        .route("/terms", get(login::terms))
+        .route(
+            "/migrations",
+            get(migrations::list).post(migrations::create),
+        )
+        .route("/migrations/new", get(migrations::new_form))
+        .route("/projects/{id}", get(project::show))
+        .route("/projects/{id}/passes", post(project::queue_passes))
+        .route("/projects/{id}/stop", post(project::stop))
+        .route("/projects/{id}/finish", post(project::finish))
+        .route("/projects/{id}/delete", post(project::delete))
+        .route("/projects/{id}/events", get(sse::project_events))
+        .route(
+            "/projects/{id}/mailboxes",
+            get(mailboxes::form).post(mailboxes::add_rows),
+        )
+        .route("/projects/{id}/mailboxes/row", get(mailboxes::row))
+        .route("/projects/{id}/mailboxes/upload", post(mailboxes::upload))
+        .route(
+            "/projects/{id}/mailboxes/{mailbox}/passwords",
+            get(mailboxes::passwords_form).post(mailboxes::set_passwords),
+        )
+        .route(
+            "/projects/{id}/reports/mailboxes.csv",
+            get(reports::mailbox_statistics),
+        )
+        .route(
+            "/projects/{id}/reports/failed-items.csv",
+            get(reports::failed_items),
+        )
+        .route("/mailboxes-template.csv", get(mailboxes::template))
+        .route("/assets/{name}", get(assets::serve))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(state.clone(), auth::require_csrf))
+        .layer(from_fn_with_state(state.clone(), auth::load_session))
+        .layer(from_fn(routes::security_headers))
+        .with_state(state)
+}
+
+/// Serves the portal on `listener` until the process ends, with the background task
+/// that emails a project's contact when its passes end.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let background = tokio::spawn(notify::run(state.clone()));
+    // Stops the background task however this future ends (returned or dropped).
+    let _background = AbortOnDrop(background);
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

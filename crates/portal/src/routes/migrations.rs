@@ -1,0 +1,146 @@
+//! "My Migrations" (SPEC §6.2) and "Start a new migration" (§6.3, §6.4): the user's
+//! projects with their mailbox counts per status, and the form that creates a project
+//! from a source and a destination endpoint.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use mailmove_store::StoreError;
+use mailmove_worker::ProjectSettings;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::presets::{EndpointForm, Side, describe, resolve};
+use crate::routes::{Notice, PageError, layout, page};
+use crate::views::{MigrationsPage, NewMigrationPage, ProjectSummary, SideForm, status_counts};
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Query(notice): Query<Notice>,
+) -> Result<Response, PageError> {
+    let projects = state
+        .db()
+        .owned_projects(session.user_id)
+        .await?
+        .into_iter()
+        .map(|p| ProjectSummary {
+            id: p.record.id,
+            mailboxes: p.mailbox_count(),
+            counts: status_counts(&p.status_counts),
+            name: p.record.name,
+            source: describe(&p.record.source),
+            dest: describe(&p.record.dest),
+            finished: p.finished_at.is_some(),
+        })
+        .collect();
+    let view = MigrationsPage {
+        layout: layout(&session, "My Migrations"),
+        notice: notice.text(),
+        projects,
+    };
+    Ok(page(&view)?.into_response())
+}
+
+pub(crate) async fn new_form(CurrentUser(session): CurrentUser) -> Result<Response, PageError> {
+    let view = NewMigrationPage {
+        layout: layout(&session, "Start a new migration"),
+        errors: Vec::new(),
+        name: String::new(),
+        sides: vec![
+            SideForm::new(Side::Source, &EndpointForm::default()),
+            SideForm::new(Side::Destination, &EndpointForm::default()),
+        ],
+    };
+    Ok(page(&view)?.into_response())
+}
+
+/// The new-migration form as posted; a field left out is empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NewMigrationForm {
+    name: String,
+    source_kind: String,
+    source_preset: String,
+    source_host: String,
+    source_port: String,
+    source_security: String,
+    dest_kind: String,
+    dest_preset: String,
+    dest_host: String,
+    dest_port: String,
+    dest_security: String,
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Form(form): Form<NewMigrationForm>,
+) -> Result<Response, PageError> {
+    let source_form = EndpointForm {
+        kind: form.source_kind,
+        preset: form.source_preset,
+        host: form.source_host,
+        port: form.source_port,
+        security: form.source_security,
+    };
+    let dest_form = EndpointForm {
+        kind: form.dest_kind,
+        preset: form.dest_preset,
+        host: form.dest_host,
+        port: form.dest_port,
+        security: form.dest_security,
+    };
+    let name = form.name.trim().to_string();
+    let mut errors = Vec::new();
+    if name.is_empty() {
+        errors.push("Give the migration a name, such as the company or the mailbox.".to_string());
+    } else if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors.push("The name must be at most 100 characters, on one line.".to_string());
+    }
+    let source = resolve(Side::Source, &source_form).map_err(|e| errors.push(capitalise(&e)));
+    let dest = resolve(Side::Destination, &dest_form).map_err(|e| errors.push(capitalise(&e)));
+    if let (true, Ok(source), Ok(dest)) = (errors.is_empty(), &source, &dest) {
+        let settings = ProjectSettings {
+            tls_ca: state.config().tls_ca.clone(),
+            ..ProjectSettings::default()
+        };
+        match state
+            .db()
+            .create_project(&session.email, &name, source, dest, &settings.to_json())
+            .await
+        {
+            Ok(project) => {
+                return Ok(Redirect::to(&format!(
+                    "/projects/{}/mailboxes?notice=created",
+                    project.id
+                ))
+                .into_response());
+            }
+            Err(StoreError::Conflict(_)) => errors.push(format!(
+                "You already have a migration named “{name}”: choose another name."
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let view = NewMigrationPage {
+        layout: layout(&session, "Start a new migration"),
+        errors,
+        name,
+        sides: vec![
+            SideForm::new(Side::Source, &source_form),
+            SideForm::new(Side::Destination, &dest_form),
+        ],
+    };
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page(&view)?).into_response())
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,210 @@
+//! One migration's page (SPEC §6.6–§6.8): its mailboxes with status and live progress,
+//! and the actions on all or chosen mailboxes: the trial (a `verify` pass), Migrate
+//! (`full`), Migrate new items (`delta`), Retry errors (`retry`), Stop; then Finish
+//! (the project is marked finished and its passwords erased) or Delete.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use mailmove_store::{MailboxRecord, OwnedProject, PassKind, PassState, now};
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::presets::describe;
+use crate::routes::{Notice, PageError, layout, owned_project, page};
+use crate::views::{MailboxView, ProjectPage, progress_html, status_html, summary_html};
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Result<Response, PageError> {
+    let project = owned_project(&state, &session, &id).await?;
+    let db = state.db();
+    let mailboxes = db.mailboxes(project.record.id).await?;
+    let passes: HashMap<i64, _> = db
+        .latest_passes(project.record.id)
+        .await?
+        .into_iter()
+        .map(|p| (p.mailbox_id, p))
+        .collect();
+    let now = now();
+    let live = passes
+        .values()
+        .any(|p| matches!(p.state, PassState::Queued | PassState::Running));
+    let views = mailboxes
+        .iter()
+        .map(|m| MailboxView {
+            id: m.id,
+            source_email: m.source_email.clone(),
+            dest_email: m.dest_email.clone(),
+            status_html: status_html(m, passes.get(&m.id)),
+            progress_html: progress_html(m, passes.get(&m.id), now),
+        })
+        .collect();
+    let view = ProjectPage {
+        layout: layout(&session, project.record.name.clone()),
+        id: project.record.id,
+        name: project.record.name.clone(),
+        source: describe(&project.record.source),
+        dest: describe(&project.record.dest),
+        notice: notice.text(),
+        finished: project.finished_at.map(day),
+        live,
+        summary_html: summary_html(&mailboxes),
+        mailboxes: views,
+    };
+    Ok(page(&view)?.into_response())
+}
+
+/// Queues a pass of the kind of the button pressed for the chosen mailboxes (all when
+/// none is chosen). A mailbox that already has a pass queued or running keeps it.
+pub(crate) async fn queue_passes(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let project = active_project(&state, &session, &id).await?;
+    let kind = fields
+        .iter()
+        .find(|(name, _)| name == "pass")
+        .and_then(|(_, value)| PassKind::parse(value))
+        .ok_or(PageError::NotFound)?;
+    let chosen = chosen_mailboxes(&state, &project, &fields).await?;
+    if chosen.is_empty() {
+        return Ok(back(&project, nothing_chosen(&fields)));
+    }
+    for mailbox in &chosen {
+        state.db().queue_pass(mailbox.id, kind).await?;
+    }
+    Ok(back(
+        &project,
+        &format!(
+            "notice=queued&pass={}&count={}",
+            kind.as_str(),
+            chosen.len()
+        ),
+    ))
+}
+
+pub(crate) async fn stop(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let project = active_project(&state, &session, &id).await?;
+    let chosen = chosen_mailboxes(&state, &project, &fields).await?;
+    if chosen.is_empty() {
+        return Ok(back(&project, nothing_chosen(&fields)));
+    }
+    for mailbox in &chosen {
+        state.db().request_stop(mailbox.id).await?;
+    }
+    Ok(back(
+        &project,
+        &format!("notice=stopped&count={}", chosen.len()),
+    ))
+}
+
+/// Finishing marks the project finished and erases its stored passwords; refused while
+/// a pass is queued or running.
+pub(crate) async fn finish(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let project = active_project(&state, &session, &id).await?;
+    if state.db().unfinished_passes(project.record.id).await? > 0 {
+        return Ok(back(&project, "notice=busy"));
+    }
+    state.db().finish_project(project.record.id).await?;
+    Ok(back(&project, "notice=finished"))
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let project = owned_project(&state, &session, &id).await?;
+    if !fields
+        .iter()
+        .any(|(name, value)| name == "confirm" && value == "yes")
+    {
+        return Ok(back(&project, "notice=confirm"));
+    }
+    if state.db().unfinished_passes(project.record.id).await? > 0 {
+        return Ok(back(&project, "notice=busy"));
+    }
+    state.db().delete_project(project.record.id).await?;
+    Ok(Redirect::to("/migrations?notice=deleted").into_response())
+}
+
+/// The user's project, if it is not finished yet.
+pub(crate) async fn active_project(
+    state: &AppState,
+    session: &crate::auth::Session,
+    id: &str,
+) -> Result<OwnedProject, PageError> {
+    let project = owned_project(state, session, id).await?;
+    if project.finished_at.is_some() {
+        return Err(PageError::Finished);
+    }
+    Ok(project)
+}
+
+/// The project's mailboxes named by the `mailbox` fields, or all of them when none is.
+/// Ids of mailboxes outside this project are ignored.
+async fn chosen_mailboxes(
+    state: &AppState,
+    project: &OwnedProject,
+    fields: &[(String, String)],
+) -> Result<Vec<MailboxRecord>, PageError> {
+    let ids: Vec<i64> = fields
+        .iter()
+        .filter(|(name, _)| name == "mailbox")
+        .filter_map(|(_, value)| value.parse().ok())
+        .collect();
+    let all = state.db().mailboxes(project.record.id).await?;
+    Ok(if ids.is_empty() {
+        all
+    } else {
+        all.into_iter().filter(|m| ids.contains(&m.id)).collect()
+    })
+}
+
+/// Why an action found no mailbox: the project has none, or the chosen ones are not
+/// its own.
+fn nothing_chosen(fields: &[(String, String)]) -> &'static str {
+    if fields.iter().any(|(name, _)| name == "mailbox") {
+        "notice=not-chosen"
+    } else {
+        "notice=empty"
+    }
+}
+
+fn back(project: &OwnedProject, query: &str) -> Response {
+    Redirect::to(&format!("/projects/{}?{query}", project.record.id)).into_response()
+}
+
+/// A Unix time as the day it falls on (UTC), `2025-11-26`.
+fn day(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn days_are_dates() {
+        assert_eq!(super::day(0), "1970-01-01");
+        assert_eq!(super::day(1_764_115_200), "2025-11-26");
+    }
+}

@@ -1,0 +1,8 @@
+//! Handler tests of the portal: every route through the router with `oneshot`, on a
+//! fresh SQLite database per test, including who may reach what, CSRF, login links that
+//! expired or were used, rate limits, and that no answer ever carries a mailbox password.
+
+mod harness;
+mod login;
+mod projects;
+mod security;

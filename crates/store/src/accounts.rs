@@ -1,0 +1,481 @@
+//! What the web portal keeps beside the projects: one-time login tokens and sessions
+//! (both stored only as hashes), projects looked up through their owner, the finished
+//! mark, the failed items of a project's ledgers, the latest pass of each mailbox for
+//! live progress, and which ended passes the project's contact was told about.
+//!
+//! Every lookup of a project here takes the owner's user id, so a portal handler that
+//! goes through these functions cannot reach another user's project.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::StoreError;
+use crate::db::{Db, now};
+use crate::passes::{PassKind, PassProgress, PassState};
+use crate::projects::{MailboxStatus, ProjectRecord};
+
+/// What became of a login link that was followed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginTokenUse {
+    /// Valid, and now used: the session may open for this email.
+    Accepted { email: String },
+    /// Known, but older than its validity.
+    Expired,
+    /// Known, and used before.
+    AlreadyUsed,
+    /// Never issued (or removed since).
+    Unknown,
+}
+
+/// An open portal session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: i64,
+    pub email: String,
+    /// The token every state-changing request of this session must carry.
+    pub csrf_token: String,
+    pub expires_at: i64,
+}
+
+/// A project as its owner sees it in the portal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedProject {
+    pub record: ProjectRecord,
+    /// Set when the owner finished the migration.
+    pub finished_at: Option<i64>,
+    /// How many of its mailboxes are in each status (statuses with none are left out),
+    /// in the order of [`MailboxStatus::ALL`].
+    pub status_counts: Vec<(MailboxStatus, u64)>,
+}
+
+impl OwnedProject {
+    pub fn mailbox_count(&self) -> u64 {
+        self.status_counts.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// One message of a project that the source could not give or the destination refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedItem {
+    pub mailbox_id: i64,
+    pub source_email: String,
+    pub dest_email: String,
+    pub folder: String,
+    pub uid: u32,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub size: u64,
+    pub reason: Option<String>,
+}
+
+/// The newest pass of one mailbox, as live progress shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassSnapshot {
+    pub pass_id: i64,
+    pub mailbox_id: i64,
+    pub kind: PassKind,
+    pub state: PassState,
+    pub progress: PassProgress,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A project whose passes have all ended since its contact was last told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndedProject {
+    pub project_id: i64,
+    /// The newest pass of the project: the notification covers it and every older one.
+    pub last_pass_id: i64,
+}
+
+impl Db {
+    /// Records a login link, by the SHA-256 of its token only.
+    pub async fn create_login_token(
+        &self,
+        token_hash: &str,
+        email: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO login_tokens (token_hash, email, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(email.trim().to_lowercase())
+        .bind(now())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses a login token once: of two concurrent uses, exactly one is accepted.
+    pub async fn use_login_token(&self, token_hash: &str) -> Result<LoginTokenUse, StoreError> {
+        let now = now();
+        let accepted = sqlx::query(
+            "UPDATE login_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING email",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = accepted {
+            return Ok(LoginTokenUse::Accepted {
+                email: row.try_get(0)?,
+            });
+        }
+        let known = sqlx::query("SELECT used_at FROM login_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match known {
+            None => LoginTokenUse::Unknown,
+            Some(row) if row.try_get::<Option<i64>, _>(0)?.is_some() => LoginTokenUse::AlreadyUsed,
+            Some(_) => LoginTokenUse::Expired,
+        })
+    }
+
+    /// Opens a session for a user, by the SHA-256 of its cookie only.
+    pub async fn create_session(
+        &self,
+        session_hash: &str,
+        user_id: i64,
+        csrf_token: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (session_hash, user_id, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session_hash)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The session with this hash, if it has not expired.
+    pub async fn session(&self, session_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.user_id, u.email, s.csrf_token, s.expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.session_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(session_hash)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SessionRecord {
+                user_id: row.try_get(0)?,
+                email: row.try_get(1)?,
+                csrf_token: row.try_get(2)?,
+                expires_at: row.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn delete_session(&self, session_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE session_hash = $1")
+            .bind(session_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes expired sessions and login tokens expired for more than a day (kept that
+    /// long so a late click is told "expired" rather than "unknown").
+    pub async fn delete_expired_logins(&self) -> Result<u64, StoreError> {
+        let now = now();
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let tokens = sqlx::query("DELETE FROM login_tokens WHERE expires_at <= $1")
+            .bind(now - 86_400)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(sessions + tokens)
+    }
+
+    /// A user's projects, oldest first, with their mailbox counts per status.
+    pub async fn owned_projects(&self, user_id: i64) -> Result<Vec<OwnedProject>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{OWNED_SELECT} WHERE p.owner_id = $1 ORDER BY p.id"
+        )))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let counts = sqlx::query(
+            "SELECT m.project_id, m.status, COUNT(*) FROM mailboxes m \
+             JOIN projects p ON p.id = m.project_id WHERE p.owner_id = $1 \
+             GROUP BY m.project_id, m.status",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_project: BTreeMap<i64, Vec<(MailboxStatus, u64)>> = BTreeMap::new();
+        for row in &counts {
+            let status = MailboxStatus::parse(&row.try_get::<String, _>(1)?)?;
+            by_project
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push((status, row.try_get::<i64, _>(2)? as u64));
+        }
+        rows.iter()
+            .map(|row| {
+                let (record, finished_at) = owned(row)?;
+                let counts = by_project.remove(&record.id).unwrap_or_default();
+                Ok(OwnedProject {
+                    record,
+                    finished_at,
+                    status_counts: in_status_order(counts),
+                })
+            })
+            .collect()
+    }
+
+    /// The project `project_id` if `user_id` owns it; anyone else's is `NotFound`, the
+    /// same answer as a project that does not exist.
+    pub async fn owned_project(
+        &self,
+        project_id: i64,
+        user_id: i64,
+    ) -> Result<OwnedProject, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{OWNED_SELECT} WHERE p.id = $1 AND p.owner_id = $2"
+        )))
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no project with id {project_id}")))?;
+        let (record, finished_at) = owned(&row)?;
+        let counts = sqlx::query(
+            "SELECT status, COUNT(*) FROM mailboxes WHERE project_id = $1 GROUP BY status",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                MailboxStatus::parse(&row.try_get::<String, _>(0)?)?,
+                row.try_get::<i64, _>(1)? as u64,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(OwnedProject {
+            record,
+            finished_at,
+            status_counts: in_status_order(counts),
+        })
+    }
+
+    /// Marks a project finished and erases its mailboxes' stored passwords: a finished
+    /// migration keeps its reports and no secret. Returns false if it was finished already.
+    pub async fn finish_project(&self, project_id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE projects SET finished_at = $1 WHERE id = $2 AND finished_at IS NULL",
+        )
+        .bind(now())
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE mailboxes SET source_secret = NULL, dest_secret = NULL WHERE project_id = $1",
+        )
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(marked == 1)
+    }
+
+    /// Replaces a mailbox's sealed secrets; a side given `None` keeps its secret.
+    pub async fn set_mailbox_secrets(
+        &self,
+        mailbox_id: i64,
+        source_secret: Option<Vec<u8>>,
+        dest_secret: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (column, secret) in [
+            ("source_secret", source_secret),
+            ("dest_secret", dest_secret),
+        ] {
+            if let Some(secret) = secret {
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE mailboxes SET {column} = $1, updated_at = $2 WHERE id = $3"
+                )))
+                .bind(secret)
+                .bind(now())
+                .bind(mailbox_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every failed item of a project's mailboxes, by mailbox, folder and UID.
+    pub async fn failed_items(&self, project_id: i64) -> Result<Vec<FailedItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.source_email, m.dest_email, i.source_folder, i.source_uid, \
+                    i.message_id, i.subject, i.size, i.reason \
+             FROM mailboxes m JOIN items i ON i.mailbox = 'mailbox:' || CAST(m.id AS TEXT) \
+             WHERE m.project_id = $1 AND i.state = 'failed' \
+             ORDER BY m.id, i.source_folder, i.source_uid",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailedItem {
+                    mailbox_id: row.try_get(0)?,
+                    source_email: row.try_get(1)?,
+                    dest_email: row.try_get(2)?,
+                    folder: row.try_get(3)?,
+                    uid: row.try_get::<i64, _>(4)? as u32,
+                    message_id: row.try_get(5)?,
+                    subject: row.try_get(6)?,
+                    size: row.try_get::<i64, _>(7)? as u64,
+                    reason: row.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest pass of each mailbox of a project that has had one, in one query.
+    pub async fn latest_passes(&self, project_id: i64) -> Result<Vec<PassSnapshot>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, mailbox_id, kind, state, messages_total, messages_done, bytes_total, \
+                    bytes_done, current_folder, error, started_at, finished_at \
+             FROM passes WHERE id IN (SELECT MAX(s.id) FROM passes s \
+                 JOIN mailboxes m ON m.id = s.mailbox_id WHERE m.project_id = $1 \
+                 GROUP BY s.mailbox_id) \
+             ORDER BY mailbox_id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(snapshot).collect()
+    }
+
+    /// Projects that had a pass, have none queued or running, and whose newest pass is
+    /// newer than the last notification sent about them.
+    pub async fn ended_projects(&self) -> Result<Vec<EndedProject>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.project_id, MAX(s.id) FROM passes s \
+             JOIN mailboxes m ON m.id = s.mailbox_id \
+             LEFT JOIN project_notifications n ON n.project_id = m.project_id \
+             GROUP BY m.project_id, n.notified_through \
+             HAVING SUM(CASE WHEN s.state IN ('queued', 'running') THEN 1 ELSE 0 END) = 0 \
+                AND MAX(s.id) > COALESCE(n.notified_through, 0) \
+             ORDER BY m.project_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EndedProject {
+                    project_id: row.try_get(0)?,
+                    last_pass_id: row.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims the notification about a project's passes up to `last_pass_id`. Of several
+    /// portals claiming the same, exactly one gets true and sends it.
+    pub async fn claim_notification(
+        &self,
+        project_id: i64,
+        last_pass_id: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = sqlx::query(
+            "INSERT INTO project_notifications (project_id, notified_through, notified_at) \
+             VALUES ($1, $2, $3) \
+             ON CONFLICT (project_id) DO UPDATE SET notified_through = excluded.notified_through, \
+             notified_at = excluded.notified_at \
+             WHERE project_notifications.notified_through < excluded.notified_through",
+        )
+        .bind(project_id)
+        .bind(last_pass_id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+}
+
+const OWNED_SELECT: &str = "SELECT p.id, u.email, p.name, p.source, p.dest, p.settings, p.created_at, p.finished_at \
+     FROM projects p JOIN users u ON u.id = p.owner_id";
+
+fn owned(row: &AnyRow) -> Result<(ProjectRecord, Option<i64>), StoreError> {
+    Ok((
+        ProjectRecord {
+            id: row.try_get(0)?,
+            owner_email: row.try_get(1)?,
+            name: row.try_get(2)?,
+            source: row.try_get(3)?,
+            dest: row.try_get(4)?,
+            settings: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+        },
+        row.try_get(7)?,
+    ))
+}
+
+fn in_status_order(mut counts: Vec<(MailboxStatus, u64)>) -> Vec<(MailboxStatus, u64)> {
+    counts.sort_by_key(|(status, _)| MailboxStatus::ALL.iter().position(|s| s == status));
+    counts
+}
+
+fn snapshot(row: &AnyRow) -> Result<PassSnapshot, StoreError> {
+    let count = |index: usize| -> Result<u64, StoreError> {
+        Ok(row.try_get::<i64, _>(index)?.max(0) as u64)
+    };
+    let kind: String = row.try_get(2)?;
+    let state: String = row.try_get(3)?;
+    Ok(PassSnapshot {
+        pass_id: row.try_get(0)?,
+        mailbox_id: row.try_get(1)?,
+        kind: PassKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("pass kind `{kind}`")))?,
+        state: [
+            PassState::Queued,
+            PassState::Running,
+            PassState::Done,
+            PassState::Failed,
+            PassState::Stopped,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == state)
+        .ok_or_else(|| StoreError::Corrupt(format!("pass state `{state}`")))?,
+        progress: PassProgress {
+            messages_total: count(4)?,
+            messages_done: count(5)?,
+            bytes_total: count(6)?,
+            bytes_done: count(7)?,
+            current_folder: row.try_get(8)?,
+        },
+        error: row.try_get(9)?,
+        started_at: row.try_get(10)?,
+        finished_at: row.try_get(11)?,
+    })
+}
