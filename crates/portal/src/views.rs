@@ -365,6 +365,14 @@ pub(crate) fn progress_html(
             line: format!("{} waiting to start", pass_name(p.kind)),
             bar: None,
         },
+        Some(p) if p.kind == PassKind::Verify && p.state == PassState::Done => ProgressCell {
+            line: p
+                .report
+                .as_deref()
+                .and_then(trial_summary)
+                .unwrap_or_else(|| "Trial passed".into()),
+            bar: None,
+        },
         _ if mailbox.last_pass.is_some() && mailbox.last_pass.as_deref() != Some("verify") => {
             ProgressCell {
                 line: format!(
@@ -384,6 +392,34 @@ pub(crate) fn progress_html(
         },
     };
     render(&cell)
+}
+
+/// The pre-flight of a passed trial, from its report: what there is to copy, the
+/// largest message, the destination quota and an estimate of the time.
+fn trial_summary(report: &str) -> Option<String> {
+    let report: serde_json::Value = serde_json::from_str(report).ok()?;
+    let source = &report["source"];
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    let mut parts = vec![format!(
+        "Trial: {} messages in {} folders, {}; largest message {}",
+        number(&source["messages"]),
+        number(&source["folders"]),
+        human_size(number(&source["bytes"])),
+        human_size(number(&source["largest_message"]))
+    )];
+    let dest = &report["dest"];
+    if let (Some(used), Some(limit)) = (dest["quota_used"].as_u64(), dest["quota_limit"].as_u64()) {
+        parts.push(format!(
+            "destination quota {} used of {}",
+            human_size(used),
+            human_size(limit)
+        ));
+    }
+    parts.push(format!(
+        "about {} to copy",
+        human_duration(number(&report["estimated_seconds"]).max(1))
+    ));
+    Some(parts.join("; "))
 }
 
 fn running(pass: &PassSnapshot, now: i64) -> ProgressCell {
@@ -486,6 +522,38 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_trial_shows_its_pre_flight() {
+        let report = r#"{"source":{"messages":2000,"folders":5,"bytes":207000000,"largest_message":9100000},
+            "dest":{"quota_used":1000000,"quota_limit":5000000000},"estimated_seconds":11,"warnings":[]}"#;
+        let pass = PassSnapshot {
+            pass_id: 2,
+            mailbox_id: 7,
+            kind: PassKind::Verify,
+            state: PassState::Done,
+            progress: PassProgress::default(),
+            error: None,
+            started_at: Some(1000),
+            finished_at: Some(1001),
+            report: Some(report.into()),
+        };
+        let html = progress_html(
+            &mailbox(MailboxStatus::ReadyForMigration),
+            Some(&pass),
+            1010,
+        );
+        assert!(
+            html.contains("2000 messages in 5 folders, 207.0 MB"),
+            "{html}"
+        );
+        assert!(html.contains("largest message 9.1 MB"), "{html}");
+        assert!(
+            html.contains("destination quota 1.0 MB used of 5.0 GB"),
+            "{html}"
+        );
+        assert!(html.contains("to copy"), "{html}");
+    }
+
+    #[test]
     fn a_running_pass_shows_folder_counts_rate_and_time_left() {
         let pass = PassSnapshot {
             pass_id: 1,
@@ -502,6 +570,7 @@ mod tests {
             error: None,
             started_at: Some(1000),
             finished_at: None,
+            report: None,
         };
         let html = progress_html(&mailbox(MailboxStatus::Migrating), Some(&pass), 1010);
         assert!(html.contains("Folder Archive/&#60;2023&#62;"), "{html}");

@@ -81,6 +81,8 @@ pub struct PassSnapshot {
     pub error: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The pass's report as JSON (a trial's pre-flight findings, a migration's report).
+    pub report: Option<String>,
 }
 
 /// A project whose passes have all ended since its contact was last told.
@@ -363,7 +365,7 @@ impl Db {
     pub async fn latest_passes(&self, project_id: i64) -> Result<Vec<PassSnapshot>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, mailbox_id, kind, state, messages_total, messages_done, bytes_total, \
-                    bytes_done, current_folder, error, started_at, finished_at \
+                    bytes_done, current_folder, error, started_at, finished_at, report \
              FROM passes WHERE id IN (SELECT MAX(s.id) FROM passes s \
                  JOIN mailboxes m ON m.id = s.mailbox_id WHERE m.project_id = $1 \
                  GROUP BY s.mailbox_id) \
@@ -477,5 +479,6 @@ fn snapshot(row: &AnyRow) -> Result<PassSnapshot, StoreError> {
         error: row.try_get(9)?,
         started_at: row.try_get(10)?,
         finished_at: row.try_get(11)?,
+        report: row.try_get(12)?,
     })
 }

@@ -33,13 +33,19 @@ enum Cancel {
     LeaseLost,
 }
 
+/// What a finished pass found, kept as its report.
+enum Findings {
+    Migration(Report),
+    Trial(mailmove_engine::CheckReport),
+}
+
 /// Why a pass stopped running in this worker.
 enum Ending {
     Finished(
         PassState,
         MailboxStatus,
         Option<String>,
-        Option<Box<Report>>,
+        Option<Box<Findings>>,
     ),
     /// Try again later (unreachable server, dropped connections, no free host slot).
     Again {
@@ -68,7 +74,10 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
     };
     let result = match ending {
         Ending::Finished(state, status, error, report) => {
-            let report_json = report.as_ref().and_then(|r| serde_json::to_string(r).ok());
+            let report_json = report.as_deref().and_then(|findings| match findings {
+                Findings::Migration(report) => serde_json::to_string(report).ok(),
+                Findings::Trial(found) => serde_json::to_string(found).ok(),
+            });
             match db
                 .finish_pass(
                     pass.id,
@@ -79,17 +88,24 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
                 )
                 .await
             {
-                Ok(true) => {
-                    let results = report.as_deref().map(results_of).unwrap_or_default();
-                    db.set_mailbox_results(
-                        pass.mailbox_id,
-                        pass.kind.as_str(),
-                        status,
-                        &results,
-                        error.as_deref(),
-                    )
-                    .await
-                }
+                Ok(true) => match report.as_deref() {
+                    // Only a migration changes the counts; a trial or a failure to
+                    // start leaves the last migration's figures in place.
+                    Some(Findings::Migration(report)) => {
+                        db.set_mailbox_results(
+                            pass.mailbox_id,
+                            pass.kind.as_str(),
+                            status,
+                            &results_of(report),
+                            error.as_deref(),
+                        )
+                        .await
+                    }
+                    _ => {
+                        db.set_mailbox_status(pass.mailbox_id, status, error.as_deref())
+                            .await
+                    }
+                },
                 Ok(false) => Ok(()), // the lease was lost meanwhile: the new holder reports
                 Err(e) => Err(e),
             }
@@ -317,7 +333,7 @@ async fn run_engine(
                     PassState::Done,
                     MailboxStatus::ReadyForMigration,
                     warnings,
-                    None,
+                    Some(Box::new(Findings::Trial(found))),
                 )
             }
             Err(e) if e.is_transient() || e.is_unreachable() => Ending::Again {
@@ -356,7 +372,12 @@ async fn run_engine(
                 MailboxStatus::CompletedWithErrors
             };
             let note = (failed > 0).then(|| format!("{failed} messages failed; see the report"));
-            Ending::Finished(PassState::Done, status, note, Some(Box::new(report)))
+            Ending::Finished(
+                PassState::Done,
+                status,
+                note,
+                Some(Box::new(Findings::Migration(report))),
+            )
         }
         Some(FatalKind::Interrupted) => Ending::Again {
             delay: retry_delay(pass.attempts),
@@ -367,7 +388,7 @@ async fn run_engine(
             PassState::Failed,
             MailboxStatus::Failed,
             report.fatal.clone(),
-            Some(Box::new(report)),
+            Some(Box::new(Findings::Migration(report))),
         ),
     }
 }
