@@ -28,7 +28,7 @@ const SERVERS = join(TARGET, 'debug', 'examples', 'e2e_servers');
 const CHROMIUM = process.env.MAILMOVE_E2E_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = join(REPO, 'target', 'portal-screenshots');
 /// Messages in the first mailbox: enough for its migration to last a few seconds.
-const BIG = Number(process.env.MAILMOVE_E2E_BIG || 8000);
+const BIG = Number(process.env.MAILMOVE_E2E_BIG || 20000);
 const CHROMIUM_FLAGS = [
   '--headless',
   '--no-sandbox',
@@ -363,7 +363,7 @@ after(async () => {
   console.log(`# portal e2e: ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
 });
 
-test('the portal, end to end in Chromium', { timeout: 150_000 }, async (t) => {
+test('the portal, end to end in Chromium', { timeout: 240_000 }, async (t) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
   const page = await context.newPage();
   page.setDefaultTimeout(20_000);

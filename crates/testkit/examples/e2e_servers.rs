@@ -9,7 +9,7 @@
 //! - `count USER`: the destination mailbox of USER, per folder → `ok {"INBOX":5,...}`
 //! - `quit` (or the end of stdin, so a test that dies takes the servers with it) → exits.
 //!
-//! The first pair's source holds BIG messages (default 8000), so a migration of it lasts
+//! The first pair's source holds BIG messages (default 20000), so a migration of it lasts
 //! long enough to be watched; the others a few messages in INBOX and Archive.
 
 use std::fmt::Write as _;
@@ -54,7 +54,7 @@ fn main() -> Result<()> {
             .to_str()
             .and_then(|t| t.parse().ok())
             .context("BIG must be a number of messages")?,
-        None => 8_000,
+        None => 20_000,
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
