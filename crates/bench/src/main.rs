@@ -375,7 +375,26 @@ impl Bench<'_> {
             load_average(),
             command_line("uname", &["-r"])
         );
-        println!("mailmove: {}", self.mailmove.display());
+        if self.args.mailmove.is_some() {
+            println!("mailmove: {}", self.mailmove.display());
+        } else {
+            // Built by this program from the workspace it was compiled in.
+            let commit = command_line(
+                "git",
+                &[
+                    "-C",
+                    env!("CARGO_MANIFEST_DIR"),
+                    "describe",
+                    "--always",
+                    "--dirty",
+                ],
+            );
+            println!(
+                "mailmove: {} (built from the workspace at commit {})",
+                self.mailmove.display(),
+                if commit.is_empty() { "?" } else { &commit }
+            );
+        }
         for (tool, status) in &self.tools {
             match status {
                 Ok(version) if !version.is_empty() => println!("{tool}: {version}"),

@@ -368,7 +368,15 @@ impl Destination for ImapSide {
     }
 
     async fn open(&mut self, folder: &[u8]) -> Result<MailboxInfo, SideError> {
-        self.client.select(folder).await.map_err(self.wrap())
+        match self.client.select(folder).await {
+            // Dovecot creates special-use folders on first access; when two of our
+            // connections get there at once, one is told ALREADYEXISTS. Once more
+            // finds the folder there.
+            Err(ImapError::No { status, .. }) if already_exists(&status) => {
+                self.client.select(folder).await.map_err(self.wrap())
+            }
+            other => other.map_err(self.wrap()),
+        }
     }
 
     async fn messages(&mut self) -> Result<Vec<DestMessage>, SideError> {
@@ -461,6 +469,10 @@ impl Source for SourceSide {
             SourceSide::Pop3(s) => s.fetch(uids, sink).await,
         }
     }
+}
+
+fn already_exists(status: &mailmove_imap::Status) -> bool {
+    matches!(&status.code, Some(mailmove_imap::Code::Other(name, _)) if name == "ALREADYEXISTS")
 }
 
 /// Builds a compact UID set: `1:5,7,9:12`.
