@@ -170,26 +170,28 @@ async fn run(
     }
     // Several connection pairs ("lanes") copy whole folders at once, largest first,
     // so each folder keeps its order while the destination works on several.
+    let lanes = match src {
+        // A POP3 maildrop is locked by its one session.
+        SourceSide::Pop3(_) => 1,
+        SourceSide::Imap(_) => settings.connections.clamp(1, plan.mappings.len().max(1)),
+    };
     let mut order: Vec<(u64, &FolderMapping)> = Vec::with_capacity(plan.mappings.len());
     for mapping in &plan.mappings {
+        // Sizes only matter when several lanes share the folders out.
         let count = match &mut src {
-            SourceSide::Imap(side) => side
+            SourceSide::Imap(side) if lanes > 1 => side
                 .client
                 .status(&mapping.source_raw, "MESSAGES")
                 .await
                 .ok()
                 .and_then(|items| items.into_iter().find(|(name, _)| name == "MESSAGES"))
                 .map_or(0, |(_, n)| n),
-            SourceSide::Pop3(_) => 0,
+            _ => 0,
         };
         order.push((count, mapping));
     }
+    // Stable: with one lane, folders keep the plan's order.
     order.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
-    let lanes = match src {
-        // A POP3 maildrop is locked by its one session.
-        SourceSide::Pop3(_) => 1,
-        SourceSide::Imap(_) => settings.connections.clamp(1, order.len().max(1)),
-    };
     let queue = Mutex::new(order.into_iter().map(|(_, m)| m).collect::<VecDeque<_>>());
     let abort = AtomicBool::new(false);
     let mut first = Some((src, dst));
