@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailmove_engine::folders::FolderRules;
-use mailmove_engine::{Account, MessageFilter, MigrateSettings, PassKind};
+use mailmove_engine::{Account, MessageFilter, MigrateSettings, PassKind, WebAuth};
 use mailmove_imap::{ConnectOptions, TlsOptions};
 use mailmove_model::{Endpoint, Kind, Secret};
 use regex::Regex;
@@ -47,10 +47,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct Servers {
-    /// Source: imaps://LOGIN@HOST:PORT or imap://... (a login with @ is written %40); with --mailboxes, the server only
+    /// Source: imaps://LOGIN@HOST:PORT, imap://..., pop3s://..., or Exchange as ews+https://LOGIN@HOST/EWS/Exchange.asmx or https://LOGIN@HOST/owa (a login with @ is written %40); with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub source: String,
-    /// Destination: imaps://LOGIN@HOST:PORT or imap://...; with --mailboxes, the server only
+    /// Destination: imaps://LOGIN@HOST:PORT, imap://..., or Exchange (ews+https://... or https://.../owa); with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub dest: String,
     #[command(flatten)]
@@ -80,6 +80,22 @@ pub struct ConnectionArgs {
     /// Send passwords unencrypted to a server that offers no STARTTLS (always allowed to loopback addresses)
     #[arg(long)]
     pub allow_plaintext: bool,
+    /// How an Exchange source logs in: auto (NTLM, else Basic), basic, ntlm, or bearer (the "password" is then an OAuth2 token)
+    #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = parse_web_auth)]
+    pub source_auth: WebAuth,
+    /// How an Exchange destination logs in (as --source-auth)
+    #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = parse_web_auth)]
+    pub dest_auth: WebAuth,
+}
+
+fn parse_web_auth(text: &str) -> Result<WebAuth, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "auto" => Ok(WebAuth::Auto),
+        "basic" => Ok(WebAuth::Basic),
+        "ntlm" => Ok(WebAuth::Ntlm),
+        "bearer" | "oauth" | "token" => Ok(WebAuth::Bearer),
+        _ => Err(format!("`{text}` is not one of auto, basic, ntlm, bearer")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -406,7 +422,10 @@ impl Servers {
     /// Both sides with their logins and passwords.
     pub fn accounts(&self) -> Result<(Account, Account)> {
         let (source, dest) = self.endpoints()?;
-        let account = |endpoint: Endpoint, side: &str, password: Option<Secret<String>>| {
+        let account = |endpoint: Endpoint,
+                       side: &str,
+                       password: Option<Secret<String>>,
+                       web_auth: WebAuth| {
             let Some(login) = endpoint.login.clone() else {
                 bail!(
                     "the {side} URL {endpoint} names no login: write it as imaps://LOGIN@HOST \
@@ -419,15 +438,26 @@ impl Servers {
                 login,
                 password,
                 options: self.connection.options(),
+                web_auth,
             })
         };
         Ok((
-            account(source, "source", self.passwords.source()?)?,
-            account(dest, "destination", self.passwords.dest()?)?,
+            account(
+                source,
+                "source",
+                self.passwords.source()?,
+                self.connection.source_auth,
+            )?,
+            account(
+                dest,
+                "destination",
+                self.passwords.dest()?,
+                self.connection.dest_auth,
+            )?,
         ))
     }
 
-    /// The source (IMAP or POP3) and the destination (IMAP).
+    /// The source (IMAP, POP3 or EWS) and the destination (IMAP or EWS).
     pub fn endpoints(&self) -> Result<(Endpoint, Endpoint)> {
         Ok((source_endpoint(&self.source)?, dest_endpoint(&self.dest)?))
     }
@@ -439,9 +469,10 @@ pub fn source_endpoint(url: &str) -> Result<Endpoint> {
 
 pub fn dest_endpoint(url: &str) -> Result<Endpoint> {
     let endpoint = Endpoint::parse(url).context("the destination URL")?;
-    if endpoint.kind != Kind::Imap {
+    if endpoint.kind == Kind::Pop3 {
         bail!(
-            "the destination is {url}: a destination must be imap:// or imaps:// (POP3 can only be read)"
+            "the destination is {url}: a destination must be imap://, imaps:// or an Exchange \
+             address (POP3 can only be read)"
         );
     }
     Ok(endpoint)

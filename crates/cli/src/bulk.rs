@@ -51,12 +51,14 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
                 login: row.source_login.clone(),
                 password: source_password,
                 options: options.clone(),
+                web_auth: args.servers.connection.source_auth,
             },
             Account {
                 endpoint: dest.with_login(&row.dest_login),
                 login: row.dest_login.clone(),
                 password: dest_password,
                 options: options.clone(),
+                web_auth: args.servers.connection.dest_auth,
             },
         ));
     }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source, SourceSide};
+use crate::connector::{Account, DestSide, Destination, Side, SideError, Source, SourceSide};
 use crate::folders::{FolderRules, plan_folders};
 use crate::report::human_size;
 
@@ -41,7 +41,7 @@ pub async fn check(
 ) -> Result<CheckReport, SideError> {
     let (src, dst) = tokio::join!(
         SourceSide::connect(source, None),
-        ImapSide::connect(dest, Side::Destination)
+        DestSide::connect(dest, None)
     );
     let (mut src, mut dst) = (src?, dst?);
     let source_tree = Source::folders(&mut src).await?;
@@ -63,16 +63,20 @@ pub async fn check(
         }
     }
 
-    let mut dest_side = describe(dst.client.capabilities(), dest);
+    let mut dest_side = describe(dst.capabilities(), dest);
     dest_side.folders = dest_tree.entries.len();
-    let quota = dst
-        .client
-        .storage_quota(b"INBOX")
-        .await
-        .map_err(|error| SideError {
-            side: Side::Destination,
-            error: error.into(),
-        })?;
+    let quota = match &mut dst {
+        DestSide::Imap(side) => {
+            side.client
+                .storage_quota(b"INBOX")
+                .await
+                .map_err(|error| SideError {
+                    side: Side::Destination,
+                    error: error.into(),
+                })?
+        }
+        DestSide::Ews(_) => None,
+    };
     dest_side.quota_used = quota.map(|q| q.used);
     dest_side.quota_limit = quota.map(|q| q.limit);
 
@@ -100,7 +104,7 @@ pub async fn check(
         ));
     }
     src.close().await;
-    dst.client.logout().await;
+    dst.close().await;
     Ok(CheckReport {
         estimated_seconds: (source_side.bytes as f64 / ESTIMATE_RATE).ceil() as u64,
         folders_to_create: plan

@@ -10,6 +10,7 @@ use mailmove_imap::{
 use mailmove_model::{Endpoint, Secret};
 use tokio::sync::mpsc;
 
+use crate::ews_side::EwsSide;
 use crate::folders::FolderTree;
 use crate::identity::{HEADER_FIELDS, Headers};
 use crate::plan::{DestMessage, SourceMessage};
@@ -37,6 +38,11 @@ pub enum ConnectorError {
     Imap(#[from] ImapError),
     #[error(transparent)]
     Pop3(#[from] mailmove_pop3::Error),
+    #[error(transparent)]
+    Ews(#[from] mailmove_ews::Error),
+    /// The server asked us to slow down: try again after a pause.
+    #[error("the server asks to slow down: {0}")]
+    Throttled(String),
 }
 
 impl ConnectorError {
@@ -44,6 +50,8 @@ impl ConnectorError {
         match self {
             ConnectorError::Imap(e) => e.is_transient(),
             ConnectorError::Pop3(e) => e.is_transient(),
+            ConnectorError::Ews(e) => e.is_transient(),
+            ConnectorError::Throttled(_) => true,
         }
     }
 
@@ -51,6 +59,8 @@ impl ConnectorError {
         match self {
             ConnectorError::Imap(e) => e.is_connection_setup(),
             ConnectorError::Pop3(e) => e.is_connection_setup(),
+            ConnectorError::Ews(e) => e.is_connection_setup(),
+            ConnectorError::Throttled(_) => false,
         }
     }
 
@@ -58,6 +68,7 @@ impl ConnectorError {
         match self {
             ConnectorError::Imap(ImapError::Net(e)) => Some(e),
             ConnectorError::Pop3(mailmove_pop3::Error::Net(e)) => Some(e),
+            ConnectorError::Ews(mailmove_ews::Error::Net(e)) => Some(e),
             _ => None,
         }
     }
@@ -65,6 +76,7 @@ impl ConnectorError {
     fn auth_failed(&self) -> Option<(&str, &str)> {
         match self {
             ConnectorError::Imap(ImapError::AuthFailed { login, text }) => Some((login, text)),
+            // Exchange's own wording names the login and what to do.
             ConnectorError::Pop3(mailmove_pop3::Error::AuthFailed { login, text }) => {
                 Some((login, text))
             }
@@ -116,8 +128,23 @@ fn describe(side: Side, error: &ConnectorError) -> String {
 pub struct Account {
     pub endpoint: Endpoint,
     pub login: String,
+    /// The password (or, with [`WebAuth::Bearer`], the token).
     pub password: Secret<String>,
     pub options: ConnectOptions,
+    /// How an EWS endpoint logs in; IMAP and POP3 ignore it.
+    pub web_auth: WebAuth,
+}
+
+/// How an Exchange (EWS) endpoint logs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebAuth {
+    /// What the server offers: NTLM, else Basic.
+    #[default]
+    Auto,
+    Basic,
+    Ntlm,
+    /// OAuth2 bearer token, given where the password would be.
+    Bearer,
 }
 
 impl Account {
@@ -152,6 +179,9 @@ pub struct FetchedMessage {
     pub flags: Vec<String>,
     pub internal_date: Option<String>,
     pub body: Body,
+    /// The content key of the bytes fetched, when the source's listing could not
+    /// tell it exactly (an EWS item's listed size is not its MIME size).
+    pub content_key: Option<String>,
     /// Its share of the memory budget, given back when the message is dropped.
     pub(crate) permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -341,6 +371,7 @@ impl Source for ImapSide {
                 flags: fetch.flags.unwrap_or_default(),
                 internal_date: fetch.internal_date,
                 body,
+                content_key: None,
                 permit: None,
             };
             if sink.send(message).await.is_err() {
@@ -390,6 +421,7 @@ impl Destination for ImapSide {
                 Some(DestMessage {
                     uid,
                     content_key: headers.content_key(fetch.size.unwrap_or(0)),
+                    origin: None,
                 })
             })
             .collect())
@@ -400,6 +432,7 @@ impl Destination for ImapSide {
 pub enum SourceSide {
     Imap(ImapSide),
     Pop3(crate::pop3_source::Pop3Side),
+    Ews(Box<EwsSide>),
 }
 
 impl SourceSide {
@@ -415,13 +448,32 @@ impl SourceSide {
             mailmove_model::Kind::Pop3 => Ok(SourceSide::Pop3(
                 crate::pop3_source::Pop3Side::connect(account, ledger).await?,
             )),
+            mailmove_model::Kind::Ews => Ok(SourceSide::Ews(Box::new(
+                EwsSide::connect(account, Side::Source, ledger).await?,
+            ))),
         }
     }
 
     pub fn capabilities(&self) -> &[String] {
         match self {
             SourceSide::Imap(side) => side.client.capabilities(),
-            SourceSide::Pop3(_) => &[],
+            SourceSide::Pop3(_) | SourceSide::Ews(_) => &[],
+        }
+    }
+
+    /// How many messages a folder holds, as cheaply as the server tells (0 when it
+    /// cannot): for sharing folders out among lanes, largest first.
+    pub async fn folder_size(&mut self, folder: &[u8]) -> u64 {
+        match self {
+            SourceSide::Imap(side) => side
+                .client
+                .status(folder, "MESSAGES")
+                .await
+                .ok()
+                .and_then(|items| items.into_iter().find(|(name, _)| name == "MESSAGES"))
+                .map_or(0, |(_, n)| n),
+            SourceSide::Pop3(_) => 0,
+            SourceSide::Ews(side) => side.folder_size(folder),
         }
     }
 
@@ -429,7 +481,7 @@ impl SourceSide {
     pub async fn shutdown(&mut self) {
         match self {
             SourceSide::Imap(side) => side.client.shutdown().await,
-            SourceSide::Pop3(_) => {}
+            SourceSide::Pop3(_) | SourceSide::Ews(_) => {}
         }
     }
 
@@ -437,6 +489,7 @@ impl SourceSide {
         match self {
             SourceSide::Imap(side) => side.client.logout().await,
             SourceSide::Pop3(side) => side.close().await,
+            SourceSide::Ews(_) => {}
         }
     }
 }
@@ -446,6 +499,7 @@ impl Source for SourceSide {
         match self {
             SourceSide::Imap(s) => Source::folders(s).await,
             SourceSide::Pop3(s) => s.folders().await,
+            SourceSide::Ews(s) => s.tree().await,
         }
     }
 
@@ -453,6 +507,7 @@ impl Source for SourceSide {
         match self {
             SourceSide::Imap(s) => Source::open(s, folder).await,
             SourceSide::Pop3(s) => s.open(folder).await,
+            SourceSide::Ews(s) => s.open_source(folder).await,
         }
     }
 
@@ -460,6 +515,7 @@ impl Source for SourceSide {
         match self {
             SourceSide::Imap(s) => Source::messages(s).await,
             SourceSide::Pop3(s) => s.messages().await,
+            SourceSide::Ews(s) => s.source_messages().await,
         }
     }
 
@@ -467,7 +523,212 @@ impl Source for SourceSide {
         match self {
             SourceSide::Imap(s) => s.fetch(uids, sink).await,
             SourceSide::Pop3(s) => s.fetch(uids, sink).await,
+            SourceSide::Ews(s) => s.fetch(uids, sink).await,
         }
+    }
+}
+
+/// The destination of a pass, whichever protocol its endpoint speaks.
+pub enum DestSide {
+    Imap(ImapSide),
+    Ews(EwsSide),
+}
+
+impl DestSide {
+    /// Connects and logs in; an EWS destination numbers its items through `ledger`.
+    pub async fn connect(
+        account: &Account,
+        ledger: Option<&mailmove_store::Ledger>,
+    ) -> Result<DestSide, SideError> {
+        match account.endpoint.kind {
+            mailmove_model::Kind::Ews => Ok(DestSide::Ews(
+                EwsSide::connect(account, Side::Destination, ledger).await?,
+            )),
+            _ => Ok(DestSide::Imap(
+                ImapSide::connect(account, Side::Destination).await?,
+            )),
+        }
+    }
+
+    pub fn capabilities(&self) -> &[String] {
+        match self {
+            DestSide::Imap(side) => side.client.capabilities(),
+            DestSide::Ews(_) => &[],
+        }
+    }
+
+    /// Closes at once, without a goodbye: for a session that failed.
+    pub async fn shutdown(&mut self) {
+        match self {
+            DestSide::Imap(side) => side.client.shutdown().await,
+            DestSide::Ews(_) => {}
+        }
+    }
+
+    pub async fn close(self) {
+        match self {
+            DestSide::Imap(side) => side.client.logout().await,
+            DestSide::Ews(_) => {}
+        }
+    }
+
+    /// Which flags survive the copy to this destination.
+    pub fn flag_policy(&self) -> FlagPolicy {
+        match self {
+            DestSide::Imap(_) => FlagPolicy::Imap,
+            DestSide::Ews(_) => FlagPolicy::Exchange,
+        }
+    }
+
+    /// Writes messages into the open folder `folder`, pipelined.
+    pub fn writer(&mut self, window: usize, folder: &[u8]) -> Writer<'_> {
+        match self {
+            DestSide::Imap(side) => Writer::Imap {
+                appender: side.appender(window),
+                folder: folder.to_vec(),
+            },
+            DestSide::Ews(side) => Writer::Ews(side.writer(folder)),
+        }
+    }
+}
+
+impl Destination for DestSide {
+    async fn folders(&mut self) -> Result<FolderTree, SideError> {
+        match self {
+            DestSide::Imap(d) => Destination::folders(d).await,
+            DestSide::Ews(d) => d.tree().await,
+        }
+    }
+
+    async fn create(&mut self, folder: &[u8]) -> Result<(), SideError> {
+        match self {
+            DestSide::Imap(d) => d.create(folder).await,
+            DestSide::Ews(d) => d.create(folder).await,
+        }
+    }
+
+    async fn subscribe(&mut self, folder: &[u8]) -> Result<(), SideError> {
+        match self {
+            DestSide::Imap(d) => d.subscribe(folder).await,
+            // Exchange shows every folder; there is nothing to subscribe to.
+            DestSide::Ews(_) => Ok(()),
+        }
+    }
+
+    async fn open(&mut self, folder: &[u8]) -> Result<MailboxInfo, SideError> {
+        match self {
+            DestSide::Imap(d) => Destination::open(d, folder).await,
+            DestSide::Ews(d) => d.open_dest(folder).await,
+        }
+    }
+
+    async fn messages(&mut self) -> Result<Vec<DestMessage>, SideError> {
+        match self {
+            DestSide::Imap(d) => Destination::messages(d).await,
+            DestSide::Ews(d) => d.dest_messages().await,
+        }
+    }
+}
+
+/// Which flags a destination keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagPolicy {
+    /// What the folder's PERMANENTFLAGS allow.
+    Imap,
+    /// Read state, the follow-up flag and keywords as categories.
+    Exchange,
+}
+
+impl FlagPolicy {
+    pub fn keeps(self, info: &MailboxInfo, flag: &str) -> bool {
+        match self {
+            FlagPolicy::Imap => info.accepts_flag(flag),
+            FlagPolicy::Exchange => crate::ews_side::keeps_flag(flag),
+        }
+    }
+}
+
+/// One message to write, whatever the destination.
+#[derive(Debug)]
+pub struct WriteRequest {
+    pub flags: Vec<String>,
+    pub internal_date: Option<String>,
+    pub body: Body,
+    /// Where it came from (see [`crate::plan::origin`]), for destinations that keep it.
+    pub origin: String,
+    /// Given back with the outcome.
+    pub token: u64,
+}
+
+/// How one write ended.
+#[derive(Debug)]
+pub struct Written {
+    pub token: u64,
+    /// `Ok(Some((uidvalidity, uid)))` when the destination tells where it put it.
+    pub result: Result<Option<(u32, u32)>, Refusal>,
+}
+
+/// The destination refused one message.
+#[derive(Debug)]
+pub struct Refusal {
+    /// What the server said, for people.
+    pub text: String,
+    /// A "slow down" rather than a verdict on the message.
+    pub throttled: bool,
+}
+
+/// Writes into one destination folder; outcomes come back as they settle.
+pub enum Writer<'a> {
+    Imap {
+        appender: Appender<'a>,
+        folder: Vec<u8>,
+    },
+    Ews(crate::ews_side::EwsWriter),
+}
+
+impl Writer<'_> {
+    pub async fn send(&mut self, request: WriteRequest) -> Result<Vec<Written>, SideError> {
+        match self {
+            Writer::Imap { appender, folder } => {
+                let request = mailmove_imap::AppendRequest {
+                    mailbox: folder.clone(),
+                    flags: request.flags,
+                    internal_date: request.internal_date,
+                    body: request.body,
+                    token: request.token,
+                };
+                let done = appender.send(request).await.map_err(dest_error)?;
+                Ok(done.into_iter().map(written).collect())
+            }
+            Writer::Ews(writer) => writer.send(request).await,
+        }
+    }
+
+    pub async fn finish(self) -> Result<Vec<Written>, SideError> {
+        match self {
+            Writer::Imap { mut appender, .. } => {
+                let done = appender.finish().await.map_err(dest_error)?;
+                Ok(done.into_iter().map(written).collect())
+            }
+            Writer::Ews(writer) => writer.finish().await,
+        }
+    }
+}
+
+fn dest_error(error: ImapError) -> SideError {
+    SideError {
+        side: Side::Destination,
+        error: error.into(),
+    }
+}
+
+fn written(outcome: mailmove_imap::AppendOutcome) -> Written {
+    Written {
+        token: outcome.token,
+        result: outcome.result.map_err(|status| Refusal {
+            throttled: mailmove_imap::is_throttled(&status),
+            text: status.describe(),
+        }),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod connector;
+pub mod ews_side;
 pub mod folders;
 pub mod identity;
 pub mod migrate;
@@ -14,7 +15,7 @@ pub mod report;
 pub mod verify;
 
 pub use check::{CheckReport, check};
-pub use connector::{Account, Destination, Side, SideError, Source};
+pub use connector::{Account, Destination, Side, SideError, Source, WebAuth};
 pub use folders::FolderRules;
 pub use migrate::{FatalKind, MigrateSettings, migrate};
 pub use plan::{MessageFilter, PassKind};

@@ -10,18 +10,19 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mailmove_imap::{AppendOutcome, AppendRequest, MailboxInfo, is_throttled};
-use mailmove_store::{Intent, Ledger, Outcome, StoreError};
+use mailmove_imap::MailboxInfo;
+use mailmove_store::{Intent, ItemState, Ledger, Outcome, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::connector::{
-    Account, Destination, FetchedMessage, ImapSide, Side, SideError, Sink, Source, SourceSide,
+    Account, ConnectorError, DestSide, Destination, FetchedMessage, Side, SideError, Sink, Source,
+    SourceSide, WriteRequest, Written,
 };
 use crate::folders::{FolderMapping, FolderRules, plan_folders};
 use crate::plan::{
     Action, FolderIdentity, MessageFilter, PassKind, SourceMessage, claimed_in_dest,
-    needs_dest_scan, plan_messages,
+    needs_dest_scan, origin, origins_in_dest, plan_messages,
 };
 use crate::progress::{Event, Progress};
 use crate::report::{FolderReport, ItemError, Report, human_size};
@@ -173,20 +174,17 @@ async fn run(
     let lanes = match src {
         // A POP3 maildrop is locked by its one session.
         SourceSide::Pop3(_) => 1,
-        SourceSide::Imap(_) => settings.connections.clamp(1, plan.mappings.len().max(1)),
+        SourceSide::Imap(_) | SourceSide::Ews(_) => {
+            settings.connections.clamp(1, plan.mappings.len().max(1))
+        }
     };
     let mut order: Vec<(u64, &FolderMapping)> = Vec::with_capacity(plan.mappings.len());
     for mapping in &plan.mappings {
         // Sizes only matter when several lanes share the folders out.
-        let count = match &mut src {
-            SourceSide::Imap(side) if lanes > 1 => side
-                .client
-                .status(&mapping.source_raw, "MESSAGES")
-                .await
-                .ok()
-                .and_then(|items| items.into_iter().find(|(name, _)| name == "MESSAGES"))
-                .map_or(0, |(_, n)| n),
-            _ => 0,
+        let count = if lanes > 1 {
+            src.folder_size(&mapping.source_raw).await
+        } else {
+            0
         };
         order.push((count, mapping));
     }
@@ -247,7 +245,7 @@ async fn run(
 #[allow(clippy::too_many_arguments)] // reason: the pass's context, passed down unchanged
 async fn run_lane(
     lane: usize,
-    pair: Option<(SourceSide, ImapSide)>,
+    pair: Option<(SourceSide, DestSide)>,
     source: &Account,
     dest: &Account,
     ledger: &Ledger,
@@ -295,7 +293,7 @@ async fn run_lane(
                     });
                     // The old sessions go before new ones open: connection caps count them.
                     src.shutdown().await;
-                    dst.client.shutdown().await;
+                    dst.shutdown().await;
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                     match connect_both(source, dest, ledger, progress).await {
@@ -327,7 +325,7 @@ async fn run_lane(
         }
     }
     src.close().await;
-    dst.client.logout().await;
+    dst.close().await;
     None
 }
 
@@ -362,10 +360,10 @@ async fn connect_both(
     dest: &Account,
     ledger: &Ledger,
     progress: &dyn Progress,
-) -> Result<(SourceSide, ImapSide), SideError> {
+) -> Result<(SourceSide, DestSide), SideError> {
     let (src, dst) = tokio::join!(
         SourceSide::connect(source, Some(ledger)),
-        ImapSide::connect(dest, Side::Destination)
+        DestSide::connect(dest, Some(ledger))
     );
     let (src, dst) = (src?, dst?);
     progress.event(Event::Connected {
@@ -374,7 +372,7 @@ async fn connect_both(
     });
     progress.event(Event::Connected {
         side: "destination",
-        capabilities: dst.client.capabilities().len(),
+        capabilities: dst.capabilities().len(),
     });
     Ok((src, dst))
 }
@@ -387,7 +385,7 @@ pub fn folder_key(raw: &[u8]) -> String {
 #[allow(clippy::too_many_arguments)] // reason: one call site; a struct would only rename these
 async fn copy_folder(
     src: &mut SourceSide,
-    dst: &mut ImapSide,
+    dst: &mut DestSide,
     mapping: &FolderMapping,
     ledger: &Ledger,
     settings: &MigrateSettings,
@@ -418,25 +416,32 @@ async fn copy_folder(
     let source_key = folder_key(&mapping.source_raw);
     let dest_key = folder_key(&mapping.dest_raw);
     let rows = ledger.source_folder_items(&source_key).await?;
-    let (dest_messages, claimed) = if needs_dest_scan(&rows, identity) && info.exists > 0 {
-        let claims = ledger
-            .claimed_dest_uids(&dest_key, identity.dest_uidvalidity)
-            .await?;
-        (
-            Some(Destination::messages(dst).await?),
-            claimed_in_dest(&claims, &rows, identity),
-        )
-    } else if needs_dest_scan(&rows, identity) {
-        (Some(Vec::new()), HashSet::new())
-    } else {
-        (None, HashSet::new())
-    };
+    let (dest_messages, claimed): (Option<Vec<_>>, _) =
+        if needs_dest_scan(&rows, identity) && info.exists > 0 {
+            let claims = ledger
+                .claimed_dest_uids(&dest_key, identity.dest_uidvalidity)
+                .await?;
+            (
+                Some(Destination::messages(dst).await?),
+                claimed_in_dest(&claims, &rows, identity),
+            )
+        } else if needs_dest_scan(&rows, identity) {
+            (Some(Vec::new()), HashSet::new())
+        } else {
+            (None, HashSet::new())
+        };
+    let origins = origins_in_dest(
+        dest_messages.as_deref().unwrap_or_default(),
+        &source_key,
+        identity.source_uidvalidity,
+    );
     let actions = plan_messages(
         &messages,
         &rows,
         identity,
         dest_messages.as_deref(),
         &claimed,
+        &origins,
         &settings.filter,
         settings.pass,
     );
@@ -452,6 +457,13 @@ async fn copy_folder(
         subject: message.subject.clone(),
         size: message.size,
     };
+    let sent_keys: HashMap<u32, &str> = rows
+        .iter()
+        .filter(|r| {
+            r.state == ItemState::Appending && r.source_uidvalidity == identity.source_uidvalidity
+        })
+        .map(|r| (r.source_uid, r.content_key.as_str()))
+        .collect();
     let mut to_copy = Vec::new();
     let mut links = Vec::new();
     for (uid, action) in &actions {
@@ -461,8 +473,13 @@ async fn copy_folder(
             Action::AlreadyCopied => folder.counts.already_present += 1,
             Action::Link { dest_uid } => {
                 folder.counts.already_present += 1;
+                let mut intent = intent_for(message);
+                // Found under the key of the bytes sent before: keep that key.
+                if let Some(key) = sent_keys.get(uid) {
+                    intent.content_key = key.to_string();
+                }
                 links.push(Outcome::Linked {
-                    intent: intent_for(message),
+                    intent,
                     dest_uid: *dest_uid,
                 });
             }
@@ -513,7 +530,9 @@ async fn copy_folder(
     let consumer = async {
         // Owned here, so an early error drops the receiver and the producer stops.
         let mut queue = queue;
-        let mut appender = dst.appender(settings.append_window);
+        let policy = dst.flag_policy();
+        let keeps = |flag: &str| policy.keeps(&info, flag);
+        let mut writer = dst.writer(settings.append_window, &mapping.dest_raw);
         let mut written = Vec::new();
         loop {
             let Some(first) = queue.recv().await else {
@@ -528,7 +547,13 @@ async fn copy_folder(
             }
             let intents: Vec<Intent> = batch
                 .iter()
-                .filter_map(|m| by_uid.get(&m.uid).map(|s| intent_for(s)))
+                .filter_map(|m| {
+                    let mut intent = intent_for(by_uid.get(&m.uid)?);
+                    if let Some(key) = &m.content_key {
+                        intent.content_key = key.clone();
+                    }
+                    Some(intent)
+                })
                 .collect();
             ledger.record_intents(&intents).await?;
             let mut done = Vec::new();
@@ -536,28 +561,22 @@ async fn copy_folder(
                 if !by_uid.contains_key(&message.uid) || !received.insert(message.uid) {
                     continue; // not asked for, or sent twice by the server
                 }
-                let flags = keep_flags(&message.flags, &info, &mut dropped_flags);
-                let request = AppendRequest {
-                    mailbox: mapping.dest_raw.clone(),
+                let flags = keep_flags(&message.flags, &keeps, &mut dropped_flags);
+                let request = WriteRequest {
                     flags,
                     internal_date: message.internal_date,
                     body: message.body,
+                    origin: origin(&source_key, identity.source_uidvalidity, message.uid),
                     token: u64::from(message.uid),
                 };
-                done.extend(appender.send(request).await.map_err(|error| SideError {
-                    side: Side::Destination,
-                    error: error.into(),
-                })?);
+                done.extend(writer.send(request).await?);
             }
             written.extend(done);
             let outcomes = settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
             ledger.record_outcomes(&outcomes.0).await?;
             apply(outcomes.1, &mut folder, report, progress, mapping);
         }
-        written.extend(appender.finish().await.map_err(|error| SideError {
-            side: Side::Destination,
-            error: error.into(),
-        })?);
+        written.extend(writer.finish().await?);
         let outcomes = settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
         ledger.record_outcomes(&outcomes.0).await?;
         apply(outcomes.1, &mut folder, report, progress, mapping);
@@ -614,7 +633,7 @@ type SettleResult = (Vec<Outcome>, Vec<Settled>);
 /// Turns APPEND completions into ledger outcomes. A throttling answer is transient:
 /// the folder is planned again after a pause and the message is found or re-sent.
 fn settle(
-    written: &mut Vec<AppendOutcome>,
+    written: &mut Vec<Written>,
     by_uid: &HashMap<u32, &SourceMessage>,
     mapping: &FolderMapping,
     identity: FolderIdentity,
@@ -639,22 +658,18 @@ fn settle(
                     bytes: message.size,
                 });
             }
-            Err(status) if is_throttled(&status) => {
+            Err(refusal) if refusal.throttled => {
                 return Err(FolderError::Side(SideError {
                     side: Side::Destination,
-                    error: mailmove_imap::Error::No {
-                        command: "APPEND".into(),
-                        status,
-                    }
-                    .into(),
+                    error: ConnectorError::Throttled(refusal.text),
                 }));
             }
-            Err(status) => {
+            Err(refusal) => {
                 let reason = format!(
                     "destination refused message UID {uid} in {} ({}): {}",
                     mapping.source_name,
                     human_size(message.size),
-                    status.describe()
+                    refusal.text
                 );
                 outcomes.push(Outcome::Failed {
                     intent: intent_for(message),
@@ -698,13 +713,17 @@ fn apply(
     }
 }
 
-/// The flags APPEND can set and the destination keeps; the others are noted.
-fn keep_flags(flags: &[String], info: &MailboxInfo, dropped: &mut Vec<String>) -> Vec<String> {
+/// The flags a write can set and the destination keeps; the others are noted.
+fn keep_flags(
+    flags: &[String],
+    keeps: &dyn Fn(&str) -> bool,
+    dropped: &mut Vec<String>,
+) -> Vec<String> {
     flags
         .iter()
         .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && !f.eq_ignore_ascii_case("\\Deleted"))
         .filter(|f| {
-            let keep = info.accepts_flag(f);
+            let keep = keeps(f);
             if !keep {
                 dropped.push((*f).clone());
             }

@@ -32,6 +32,48 @@ impl SourceMessage {
 pub struct DestMessage {
     pub uid: u32,
     pub content_key: String,
+    /// The source message it was copied from, where the destination keeps that with
+    /// the message (an EWS item's property of ours; see [`origin`]). Such a message is
+    /// matched only by its origin, never by content.
+    pub origin: Option<String>,
+}
+
+/// The origin mark a copied message carries where the destination can hold one: the
+/// source folder's ledger name, its UIDVALIDITY and the message's UID.
+pub fn origin(source_folder: &str, source_uidvalidity: u32, source_uid: u32) -> String {
+    format!("mailmove/1/{source_uidvalidity}/{source_uid}/{source_folder}")
+}
+
+/// Destination messages that carry the origin of a message of this source folder (at
+/// its current UIDVALIDITY): source UID -> destination UID.
+pub fn origins_in_dest(
+    dest: &[DestMessage],
+    source_folder: &str,
+    source_uidvalidity: u32,
+) -> HashMap<u32, u32> {
+    let mut found = HashMap::new();
+    for message in dest {
+        let Some(mark) = message.origin.as_deref() else {
+            continue;
+        };
+        let mut parts = mark.splitn(5, '/');
+        let (Some("mailmove"), Some("1"), Some(validity), Some(uid), Some(folder)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            continue;
+        };
+        if folder == source_folder
+            && validity.parse() == Ok(source_uidvalidity)
+            && let Ok(uid) = uid.parse()
+        {
+            found.entry(uid).or_insert(message.uid);
+        }
+    }
+    found
 }
 
 /// Filters that leave messages out on purpose.
@@ -145,13 +187,17 @@ pub fn claimed_in_dest(
 /// Plans every message of a folder, in source order.
 ///
 /// `dest` is the destination's content when [`needs_dest_scan`] said so; `claimed`
-/// holds destination UIDs already accounted for by any source folder's confirmed rows.
+/// holds destination UIDs already accounted for by any source folder's confirmed rows;
+/// `origins` maps source UIDs to destination messages that carry their origin mark
+/// ([`origins_in_dest`]), which wins over any match by content.
+#[allow(clippy::too_many_arguments)] // reason: the plan's inputs, each a separate fact
 pub fn plan_messages(
     source: &[SourceMessage],
     rows: &[ItemRecord],
     identity: FolderIdentity,
     dest: Option<&[DestMessage]>,
     claimed: &HashSet<u32>,
+    origins: &HashMap<u32, u32>,
     filter: &MessageFilter,
     pass: PassKind,
 ) -> Vec<(u32, Action)> {
@@ -163,7 +209,7 @@ pub fn plan_messages(
     // Unclaimed destination messages by content key, each usable once.
     let mut available: HashMap<&str, Vec<u32>> = HashMap::new();
     for message in dest.unwrap_or_default() {
-        if !claimed.contains(&message.uid) {
+        if !claimed.contains(&message.uid) && message.origin.is_none() {
             available
                 .entry(&message.content_key)
                 .or_default()
@@ -191,30 +237,44 @@ pub fn plan_messages(
         if pass == PassKind::Retry && !row.is_some_and(|r| r.state == ItemState::Failed) {
             continue;
         }
+        // An APPEND in doubt is looked for under the key of the bytes really sent
+        // (a source may describe a message differently before reading it).
+        let key = match row {
+            Some(row) if row.state == ItemState::Appending => row.content_key.as_str(),
+            _ => message.content_key.as_str(),
+        };
+        let found = origins
+            .get(&message.uid)
+            .copied()
+            .filter(|uid| !claimed.contains(uid));
         let action = if row.is_some_and(|row| confirmed(row, identity)) {
             Action::AlreadyCopied
         } else if let Some(reason) = skip_reason(message, filter) {
             Action::Skip(reason)
         } else if let Some(row) = row.filter(|r| r.state == ItemState::Failed) {
             match pass {
-                PassKind::Retry => copy_or_link(message, &mut available),
+                PassKind::Retry => copy_or_link(key, found, &mut available),
                 PassKind::Full => Action::PreviouslyFailed {
                     reason: row.reason.clone().unwrap_or_default(),
                 },
             }
         } else {
-            copy_or_link(message, &mut available)
+            copy_or_link(key, found, &mut available)
         };
         plan.push((message.uid, action));
     }
     plan
 }
 
-fn copy_or_link(message: &SourceMessage, available: &mut HashMap<&str, Vec<u32>>) -> Action {
-    match available
-        .get_mut(message.content_key.as_str())
-        .and_then(Vec::pop)
-    {
+fn copy_or_link(
+    key: &str,
+    by_origin: Option<u32>,
+    available: &mut HashMap<&str, Vec<u32>>,
+) -> Action {
+    if let Some(dest_uid) = by_origin {
+        return Action::Link { dest_uid };
+    }
+    match available.get_mut(key).and_then(Vec::pop) {
         Some(dest_uid) => Action::Link { dest_uid },
         None => Action::Copy,
     }
@@ -317,6 +377,7 @@ mod tests {
             ID,
             dest,
             &claimed,
+            &HashMap::new(),
             &MessageFilter::default(),
             pass,
         )
@@ -329,6 +390,73 @@ mod tests {
         assert_eq!(
             plan(&source, &[], Some(&[]), PassKind::Full),
             vec![(1, Action::Copy), (2, Action::Copy)]
+        );
+    }
+
+    #[test]
+    fn a_destination_that_keeps_origins_is_matched_by_origin_only() {
+        let source = [message(1, "a"), message(2, "b"), message(3, "c")];
+        let rows = [
+            row(1, ItemState::Appending, None, "a"),
+            row(2, ItemState::Appending, None, "b"),
+            row(3, ItemState::Appending, None, "c"),
+        ];
+        let dest = [
+            // Message 1's copy, rendered differently (another size): found by origin.
+            DestMessage {
+                uid: 7,
+                content_key: "a-rendered".into(),
+                origin: Some(origin("INBOX", 10, 1)),
+            },
+            // Same content as message 2 but copied from another folder: not ours.
+            DestMessage {
+                uid: 8,
+                content_key: "b".into(),
+                origin: Some(origin("Archive", 10, 2)),
+            },
+            // Same content as message 3, there before us: matched by content.
+            DestMessage {
+                uid: 9,
+                content_key: "c".into(),
+                origin: None,
+            },
+        ];
+        let origins = origins_in_dest(&dest, "INBOX", 10);
+        assert_eq!(origins, HashMap::from([(1, 7)]));
+        assert!(origins_in_dest(&dest, "INBOX", 11).is_empty());
+        let actions = plan_messages(
+            &source,
+            &rows,
+            ID,
+            Some(&dest),
+            &HashSet::new(),
+            &origins,
+            &MessageFilter::default(),
+            PassKind::Full,
+        );
+        assert_eq!(
+            actions,
+            vec![
+                (1, Action::Link { dest_uid: 7 }),
+                (2, Action::Copy),
+                (3, Action::Link { dest_uid: 9 })
+            ]
+        );
+    }
+
+    #[test]
+    fn an_append_in_doubt_is_looked_for_under_the_key_of_the_bytes_sent() {
+        // The listing described the message as "listed"; the bytes sent had key "sent".
+        let source = [message(1, "listed")];
+        let rows = [row(1, ItemState::Appending, None, "sent")];
+        let dest = [DestMessage {
+            uid: 4,
+            content_key: "sent".into(),
+            origin: None,
+        }];
+        assert_eq!(
+            plan(&source, &rows, Some(&dest), PassKind::Full),
+            vec![(1, Action::Link { dest_uid: 4 })]
         );
     }
 
@@ -354,6 +482,7 @@ mod tests {
         let dest = [DestMessage {
             uid: 7,
             content_key: "a".into(),
+            origin: None,
         }];
         assert_eq!(
             plan(&source, &rows, Some(&dest), PassKind::Full),
@@ -367,6 +496,7 @@ mod tests {
         let dest = [DestMessage {
             uid: 3,
             content_key: "same".into(),
+            origin: None,
         }];
         assert_eq!(
             plan(&source, &[], Some(&dest), PassKind::Full),
@@ -384,6 +514,7 @@ mod tests {
         let dest = [DestMessage {
             uid: 3,
             content_key: "same".into(),
+            origin: None,
         }];
         assert_eq!(
             plan(&source, &rows, Some(&dest), PassKind::Full),
@@ -406,6 +537,7 @@ mod tests {
         let dest = [DestMessage {
             uid: 1,
             content_key: "a".into(),
+            origin: None,
         }];
         assert_eq!(
             plan(&source, &rows, Some(&dest), PassKind::Full),
@@ -424,6 +556,7 @@ mod tests {
         let dest = [DestMessage {
             uid: 5,
             content_key: "a".into(),
+            origin: None,
         }];
         assert_eq!(
             plan(&source, &rows, Some(&dest), PassKind::Full),
@@ -517,11 +650,11 @@ mod tests {
             for (i, m) in source.iter().enumerate() {
                 if i < cut {
                     rows.push(row(m.uid, ItemState::Copied, Some(m.uid + 1000), &m.content_key));
-                    dest.push(DestMessage { uid: m.uid + 1000, content_key: m.content_key.clone() });
+                    dest.push(DestMessage { uid: m.uid + 1000, content_key: m.content_key.clone(), origin: None });
                 } else if i < cut + 3 {
                     rows.push(row(m.uid, ItemState::Appending, None, &m.content_key));
                     if i < cut + landed.min(3) {
-                        dest.push(DestMessage { uid: m.uid + 2000, content_key: m.content_key.clone() });
+                        dest.push(DestMessage { uid: m.uid + 2000, content_key: m.content_key.clone(), origin: None });
                     }
                 }
             }

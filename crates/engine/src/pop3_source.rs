@@ -225,6 +225,7 @@ impl Source for Pop3Side {
                 flags: Vec::new(),
                 internal_date: self.dates.get(uid).cloned(),
                 body,
+                content_key: None,
                 permit: None,
             };
             if sink.send(message).await.is_err() {

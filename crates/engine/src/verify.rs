@@ -5,12 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use mailmove_store::{ItemState, Ledger};
+use mailmove_store::{ItemRecord, ItemState, Ledger};
 
-use crate::connector::{Account, Destination, ImapSide, Side, SideError, Source, SourceSide};
+use crate::connector::{Account, DestSide, Destination, SideError, Source, SourceSide};
 use crate::folders::{FolderMapping, plan_folders};
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
-use crate::plan::{FolderIdentity, skip_reason};
+use crate::plan::{FolderIdentity, SourceMessage, origins_in_dest, skip_reason};
 use crate::report::{FolderReport, Missing, Report};
 
 /// Compares both sides; the report's `missing` lists every source message not found.
@@ -52,7 +52,7 @@ async fn run(
 ) -> Result<(), SideError> {
     let (src, dst) = tokio::join!(
         SourceSide::connect(source, Some(ledger)),
-        ImapSide::connect(dest, Side::Destination)
+        DestSide::connect(dest, Some(ledger))
     );
     let (mut src, mut dst) = (src?, dst?);
     let source_tree = Source::folders(&mut src).await?;
@@ -64,13 +64,13 @@ async fn run(
         report.folders.push(folder);
     }
     src.close().await;
-    dst.client.logout().await;
+    dst.close().await;
     Ok(())
 }
 
 async fn verify_folder(
     src: &mut SourceSide,
-    dst: &mut ImapSide,
+    dst: &mut DestSide,
     mapping: &FolderMapping,
     ledger: &Ledger,
     settings: &MigrateSettings,
@@ -117,18 +117,34 @@ async fn verify_folder(
         .collect();
     let mut used: HashSet<u32> = HashSet::new();
     let mut unmatched = Vec::new();
+    // Where the destination keeps each copy's origin, that settles it.
+    let origins = origins_in_dest(
+        &dest_messages,
+        &folder_key(&mapping.source_raw),
+        identity.source_uidvalidity,
+    );
+    // A message's key is that of the bytes really copied, where the ledger knows it
+    // (a source's listing may describe a message less exactly).
+    fn key_of<'a>(rows: &'a HashMap<u32, ItemRecord>, message: &'a SourceMessage) -> &'a str {
+        rows.get(&message.uid)
+            .map_or(message.content_key.as_str(), |row| row.content_key.as_str())
+    }
+    let key_of = |message| key_of(&rows, message);
     // First the ledger's word, checked against what is really there.
     for message in &messages {
+        if let Some(uid) = origins.get(&message.uid)
+            && used.insert(*uid)
+        {
+            folder.counts.already_present += 1;
+            continue;
+        }
         let linked = rows.get(&message.uid).and_then(|row| {
             (row.state == ItemState::Copied && row.dest_uidvalidity == dest_uidvalidity)
                 .then_some(row.dest_uid)
                 .flatten()
         });
         match linked {
-            Some(uid)
-                if dest_by_uid.get(&uid) == Some(&message.content_key.as_str())
-                    && used.insert(uid) =>
-            {
+            Some(uid) if dest_by_uid.get(&uid) == Some(&key_of(message)) && used.insert(uid) => {
                 folder.counts.already_present += 1;
             }
             _ => unmatched.push(message),
@@ -137,7 +153,7 @@ async fn verify_folder(
     // Then by content, each destination message used once.
     let mut available: HashMap<&str, Vec<u32>> = HashMap::new();
     for m in &dest_messages {
-        if !used.contains(&m.uid) {
+        if !used.contains(&m.uid) && m.origin.is_none() {
             available
                 .entry(m.content_key.as_str())
                 .or_default()
@@ -146,7 +162,7 @@ async fn verify_folder(
     }
     for message in unmatched {
         if available
-            .get_mut(message.content_key.as_str())
+            .get_mut(key_of(message))
             .and_then(Vec::pop)
             .is_some()
         {

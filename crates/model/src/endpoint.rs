@@ -1,5 +1,7 @@
 //! One side of a migration, parsed once from the URL form of SPEC §5
-//! (`imaps://alice%40example.com@mail.example.com:993`) into validated settings.
+//! (`imaps://alice%40example.com@mail.example.com:993`,
+//! `ews+https://alice%40example.com@mail.example.com/EWS/Exchange.asmx`) into validated
+//! settings.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -12,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub enum Kind {
     Imap,
     Pop3,
+    /// Exchange Web Services (on-premises Exchange).
+    Ews,
 }
 
 /// How the connection is protected.
@@ -39,13 +43,23 @@ pub struct Endpoint {
     /// The login name, decoded (`%40` is `@`). `None` when the URL names only a server,
     /// as with `--mailboxes` where each row brings its own login.
     pub login: Option<String>,
+    /// The HTTP path of an EWS endpoint (`/EWS/Exchange.asmx`). `None` for EWS means
+    /// "find it": autodiscover from the login's email address. Unused by IMAP and POP3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
+
+/// The path of the EWS service on every Exchange server since 2007.
+pub const EWS_PATH: &str = "/EWS/Exchange.asmx";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EndpointError {
     #[error("`{0}` is not a URL such as imaps://alice%40example.com@mail.example.com:993")]
     NotAUrl(String),
-    #[error("unsupported scheme `{0}`: use imap, imaps, pop3 or pop3s")]
+    #[error(
+        "unsupported scheme `{0}`: use imap, imaps, pop3, pop3s, ews+https, or the \
+         https:// address of Outlook on the web (…/owa)"
+    )]
     UnsupportedScheme(String),
     #[error("`{0}` has no host name")]
     NoHost(String),
@@ -57,14 +71,23 @@ pub enum EndpointError {
 }
 
 impl Endpoint {
-    /// Parses `SCHEME://[LOGIN@]HOST[:PORT]`.
+    /// Parses `SCHEME://[LOGIN@]HOST[:PORT][/PATH]`.
+    ///
+    /// EWS comes as `ews+https://` (path defaults to autodiscover when absent), or as
+    /// the address people know, Outlook on the web's (`https://mail.example.com/owa`),
+    /// from which the EWS address is derived; `https://…/EWS/Exchange.asmx` also works.
     pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
         let url = url::Url::parse(text).map_err(|_| EndpointError::NotAUrl(text.to_string()))?;
+        let web_path = url.path().to_ascii_lowercase();
         let (kind, security, default_port) = match url.scheme() {
             "imap" => (Kind::Imap, Security::StartTls, 143),
             "imaps" => (Kind::Imap, Security::Tls, 993),
             "pop3" | "pop" => (Kind::Pop3, Security::StartTls, 110),
             "pop3s" | "pops" => (Kind::Pop3, Security::Tls, 995),
+            "ews+https" | "ews" => (Kind::Ews, Security::Tls, 443),
+            "ews+http" => (Kind::Ews, Security::None, 80),
+            "https" if is_exchange_web_path(&web_path) => (Kind::Ews, Security::Tls, 443),
+            "http" if is_exchange_web_path(&web_path) => (Kind::Ews, Security::None, 80),
             other => return Err(EndpointError::UnsupportedScheme(other.to_string())),
         };
         if url.password().is_some() {
@@ -83,13 +106,35 @@ impl Endpoint {
             "" => None,
             raw => Some(percent_decode(raw)),
         };
+        let path = match kind {
+            Kind::Ews if web_path.starts_with("/owa") => Some(EWS_PATH.to_string()),
+            Kind::Ews if url.path().is_empty() || url.path() == "/" => None,
+            Kind::Ews => Some(url.path().to_string()),
+            Kind::Imap | Kind::Pop3 => None,
+        };
         Ok(Endpoint {
             kind,
             host,
             port: url.port().unwrap_or(default_port),
             security,
             login,
+            path,
         })
+    }
+
+    /// The HTTP(S) address of an EWS endpoint whose path is known.
+    pub fn web_url(&self) -> Option<String> {
+        let path = self.path.as_deref()?;
+        let scheme = match self.security {
+            Security::Tls => "https",
+            Security::StartTls | Security::None => "http",
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        Some(format!("{scheme}://{host}:{}{path}", self.port))
     }
 
     /// True when the host is a loopback address, where a clear-text password never
@@ -118,8 +163,15 @@ impl Endpoint {
             (Kind::Imap, _) => "imap",
             (Kind::Pop3, Security::Tls) => "pop3s",
             (Kind::Pop3, _) => "pop3",
+            (Kind::Ews, Security::Tls) => "ews+https",
+            (Kind::Ews, _) => "ews+http",
         }
     }
+}
+
+/// Paths under which Exchange serves Outlook on the web or EWS.
+fn is_exchange_web_path(path: &str) -> bool {
+    path.starts_with("/owa") || path.starts_with("/ews/")
 }
 
 /// The URL form, as reports show it: never a password (an endpoint has none).
@@ -130,9 +182,13 @@ impl fmt::Display for Endpoint {
             write!(f, "{}@", login.replace('%', "%25").replace('@', "%40"))?;
         }
         if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
+            write!(f, "[{}]:{}", self.host, self.port)?;
         } else {
-            write!(f, "{}:{}", self.host, self.port)
+            write!(f, "{}:{}", self.host, self.port)?;
+        }
+        match &self.path {
+            Some(path) => f.write_str(path),
+            None => Ok(()),
         }
     }
 }
@@ -225,7 +281,38 @@ mod tests {
     }
 
     #[test]
+    fn exchange_endpoints_come_as_ews_urls_or_the_outlook_web_address() {
+        let ews =
+            Endpoint::parse("ews+https://alice%40ex.com@mail.ex.com/EWS/Exchange.asmx").unwrap();
+        assert_eq!(ews.kind, Kind::Ews);
+        assert_eq!(ews.security, Security::Tls);
+        assert_eq!(ews.port, 443);
+        assert_eq!(ews.login.as_deref(), Some("alice@ex.com"));
+        assert_eq!(
+            ews.web_url().as_deref(),
+            Some("https://mail.ex.com:443/EWS/Exchange.asmx")
+        );
+        let owa = Endpoint::parse("https://alice%40ex.com@mail.ex.com/owa/").unwrap();
+        assert_eq!(owa.kind, Kind::Ews);
+        assert_eq!(owa.path.as_deref(), Some(EWS_PATH));
+        let plain = Endpoint::parse("ews+http://bob@127.0.0.1:8080/EWS/Exchange.asmx").unwrap();
+        assert_eq!(plain.security, Security::None);
+        assert_eq!(
+            plain.web_url().as_deref(),
+            Some("http://127.0.0.1:8080/EWS/Exchange.asmx")
+        );
+        // No path: found by autodiscover from the login.
+        let discover = Endpoint::parse("ews+https://alice%40ex.com@ex.com").unwrap();
+        assert_eq!(discover.path, None);
+        assert_eq!(discover.web_url(), None);
+        // Any other web address is not a mail server.
+        assert!(Endpoint::parse("https://www.example.com/").is_err());
+    }
+
+    #[test]
     fn display_round_trips() {
+        let text = "ews+https://alice%40ex.com@mail.ex.com:443/EWS/Exchange.asmx";
+        assert_eq!(Endpoint::parse(text).unwrap().to_string(), text);
         let text = "imaps://alice%40old.example@mail.old.example:993";
         assert_eq!(Endpoint::parse(text).unwrap().to_string(), text);
     }

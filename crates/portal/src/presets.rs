@@ -132,6 +132,7 @@ pub(crate) fn resolve(side: Side, form: &EndpointForm) -> Result<String, String>
             let host = match kind {
                 Kind::Imap => preset.imap,
                 Kind::Pop3 => preset.pop,
+                Kind::Ews => None,
             };
             match host {
                 Some(host) => (
@@ -160,6 +161,8 @@ pub(crate) fn resolve(side: Side, form: &EndpointForm) -> Result<String, String>
         (Kind::Imap, _) => "imap",
         (Kind::Pop3, Security::Tls) => "pop3s",
         (Kind::Pop3, _) => "pop3",
+        (Kind::Ews, Security::Tls) => "ews+https",
+        (Kind::Ews, _) => "ews+http",
     };
     let shown_host = if host.contains(':') {
         format!("[{host}]")
@@ -219,6 +222,8 @@ fn default_port(kind: Kind, security: Security) -> u16 {
         (Kind::Imap, _) => 143,
         (Kind::Pop3, Security::Tls) => 995,
         (Kind::Pop3, _) => 110,
+        (Kind::Ews, Security::Tls) => 443,
+        (Kind::Ews, _) => 80,
     }
 }
 
@@ -226,6 +231,7 @@ fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Imap => "IMAP",
         Kind::Pop3 => "POP",
+        Kind::Ews => "Exchange",
     }
 }
 
@@ -245,6 +251,7 @@ pub(crate) fn describe(url: &str) -> String {
             let host = match endpoint.kind {
                 Kind::Imap => p.imap,
                 Kind::Pop3 => p.pop,
+                Kind::Ews => None,
             };
             host == Some(endpoint.host.as_str())
                 && endpoint.port == default_port(endpoint.kind, Security::Tls)

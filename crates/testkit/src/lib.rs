@@ -25,6 +25,7 @@
 mod certs;
 mod checker;
 mod dovecot;
+pub mod ews;
 pub mod messages;
 mod ports;
 

@@ -195,6 +195,7 @@ async fn prepare(
             login: login.to_string(),
             password,
             options: options.clone(),
+            web_auth: Default::default(),
         })
     };
     let source = account(

@@ -1,0 +1,642 @@
+//! An Exchange mailbox over EWS, as a migration source or destination.
+//!
+//! The planner sees EWS folders as an IMAP-like tree: display names joined by `/`, the
+//! inbox (found by its role, whatever its display name) as `INBOX`, the distinguished
+//! folders' roles as special-use attributes, so mapping by role and by name works
+//! unchanged. Items have no UIDs: each gets a stable number through the ledger (as a
+//! POP3 message does), keyed by its ItemId. A folder's "UIDVALIDITY" is a hash of its
+//! FolderId, so a folder deleted and created again under the same name is new.
+//!
+//! As a destination, every item carries its origin ([`crate::plan::origin`]) in a
+//! named property of ours: after a crash, an item whose creation was not recorded is
+//! found by that mark before it is created again.
+
+use std::collections::HashMap;
+
+use mailmove_ews::{Client, FlagStatus, Folder, FolderId, ItemSummary, NewItem, Role};
+use mailmove_imap::{ListEntry, MailboxInfo, mutf7};
+use mailmove_net::Body;
+use mailmove_store::Ledger;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::connector::{
+    Account, ConnectorError, FetchedMessage, OpenedFolder, Refusal, Side, SideError, Sink, WebAuth,
+    WriteRequest, Written,
+};
+use crate::folders::FolderTree;
+use crate::identity::Headers;
+use crate::plan::{DestMessage, SourceMessage};
+
+/// Items per GetItem or CreateItem request, and the bytes one request may carry.
+const BATCH_ITEMS: usize = 16;
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The flags an Exchange item keeps: read state, the follow-up flag, and keywords as
+/// categories (except `$`-keywords, which are IMAP clients' private markers).
+pub fn keeps_flag(flag: &str) -> bool {
+    flag.eq_ignore_ascii_case("\\Seen")
+        || flag.eq_ignore_ascii_case("\\Flagged")
+        || (!flag.starts_with('\\') && !flag.starts_with('$'))
+}
+
+pub struct EwsSide {
+    client: Client,
+    side: Side,
+    ledger: Option<Ledger>,
+    /// Raw name -> folder, as last listed.
+    folders: HashMap<Vec<u8>, Folder>,
+    /// The open folder's raw name and id.
+    open: Option<(Vec<u8>, FolderId)>,
+    /// The open folder's items by our number.
+    items: HashMap<u32, ItemSummary>,
+}
+
+impl EwsSide {
+    pub async fn connect(
+        account: &Account,
+        side: Side,
+        ledger: Option<&Ledger>,
+    ) -> Result<EwsSide, SideError> {
+        let wrap = |error: mailmove_ews::Error| SideError {
+            side,
+            error: ConnectorError::Ews(error),
+        };
+        let options = options(account);
+        let url = match account.endpoint.web_url() {
+            Some(url) => url::Url::parse(&url).map_err(|e| {
+                wrap(mailmove_ews::Error::Protocol(format!(
+                    "the Exchange address {url} is not a URL: {e}"
+                )))
+            })?,
+            None => discover(account, &options).await.map_err(wrap)?,
+        };
+        let client = Client::connect(&url, &account.login, &account.password, &options)
+            .await
+            .map_err(wrap)?;
+        Ok(EwsSide {
+            client,
+            side,
+            ledger: ledger.cloned(),
+            folders: HashMap::new(),
+            open: None,
+            items: HashMap::new(),
+        })
+    }
+
+    fn wrap(&self) -> impl Fn(mailmove_ews::Error) -> SideError + use<> {
+        let side = self.side;
+        move |error| SideError {
+            side,
+            error: ConnectorError::Ews(error),
+        }
+    }
+
+    /// Lists the mail folders again and shows them as a tree.
+    pub async fn tree(&mut self) -> Result<FolderTree, SideError> {
+        let folders = self.client.mail_folders().await.map_err(self.wrap())?;
+        let inbox_path = folders
+            .iter()
+            .find(|f| f.role == Some(Role::Inbox))
+            .map(|f| f.path.clone());
+        self.folders.clear();
+        let mut entries = Vec::with_capacity(folders.len());
+        for folder in folders {
+            let mut levels = folder.path.clone();
+            if let Some(inbox) = &inbox_path
+                && levels.starts_with(inbox)
+            {
+                levels.splice(0..inbox.len(), ["INBOX".to_string()]);
+            }
+            let raw = raw_name(&levels);
+            let attributes = match folder.role {
+                Some(Role::SentItems) => vec!["\\Sent".to_string()],
+                Some(Role::Drafts) => vec!["\\Drafts".to_string()],
+                Some(Role::DeletedItems) => vec!["\\Trash".to_string()],
+                Some(Role::JunkEmail) => vec!["\\Junk".to_string()],
+                _ => Vec::new(),
+            };
+            entries.push(ListEntry {
+                attributes,
+                delimiter: Some('/'),
+                name: raw.clone(),
+            });
+            self.folders.insert(raw, folder);
+        }
+        // Exchange has no subscriptions: every folder shows.
+        let subscribed = entries.iter().map(|e| e.name.clone()).collect();
+        Ok(FolderTree {
+            entries,
+            prefix: Vec::new(),
+            delimiter: Some('/'),
+            subscribed,
+        })
+    }
+
+    /// The folder of a raw name, listing again once if another connection created it.
+    async fn folder(&mut self, raw: &[u8]) -> Result<Folder, SideError> {
+        if !self.folders.contains_key(raw) {
+            self.tree().await?;
+        }
+        self.folders.get(raw).cloned().ok_or_else(|| {
+            (self.wrap())(mailmove_ews::Error::Protocol(format!(
+                "the folder {} is not in the mailbox",
+                mutf7::decode_lenient(raw)
+            )))
+        })
+    }
+
+    /// Stable numbers for the items of a folder (positions without a ledger).
+    async fn number(&self, scope: &str, items: &[ItemSummary]) -> Result<Vec<u32>, SideError> {
+        match &self.ledger {
+            Some(ledger) => {
+                let keys: Vec<String> = items.iter().map(|i| i.id.0.clone()).collect();
+                ledger.assign_source_uids(scope, &keys).await.map_err(|e| {
+                    (self.wrap())(mailmove_ews::Error::Protocol(format!(
+                        "the state file: {e}"
+                    )))
+                })
+            }
+            None => Ok((1..=items.len() as u32).collect()),
+        }
+    }
+
+    async fn list(&mut self, scope: String) -> Result<Vec<(u32, ItemSummary)>, SideError> {
+        let Some((_, id)) = self.open.clone() else {
+            return Ok(Vec::new());
+        };
+        let items = self.client.list_items(&id).await.map_err(self.wrap())?;
+        let numbers = self.number(&scope, &items).await?;
+        let listed: Vec<(u32, ItemSummary)> = numbers.into_iter().zip(items).collect();
+        self.items = listed.iter().cloned().collect();
+        Ok(listed)
+    }
+
+    /// A folder's message count as last listed.
+    pub fn folder_size(&self, raw: &[u8]) -> u64 {
+        self.folders
+            .get(raw)
+            .map_or(0, |folder| u64::from(folder.total_count))
+    }
+
+    // The source.
+
+    pub async fn open_source(&mut self, raw: &[u8]) -> Result<OpenedFolder, SideError> {
+        let folder = self.folder(raw).await?;
+        self.open = Some((raw.to_vec(), folder.id.clone()));
+        self.items.clear();
+        Ok(OpenedFolder {
+            uidvalidity: validity(&folder.id),
+            exists: folder.total_count,
+        })
+    }
+
+    pub async fn source_messages(&mut self) -> Result<Vec<SourceMessage>, SideError> {
+        let Some((raw, _)) = self.open.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut messages: Vec<SourceMessage> = self
+            .list(String::from_utf8_lossy(&raw).into_owned())
+            .await?
+            .into_iter()
+            .map(|(uid, item)| {
+                let headers = Headers {
+                    message_id: item.internet_message_id.clone(),
+                    subject: item.subject.clone(),
+                    ..Headers::default()
+                };
+                SourceMessage {
+                    uid,
+                    flags: flags_of(item.is_read, item.flag, &item.categories),
+                    internal_date: item.received.map(internal_date),
+                    size: item.size,
+                    content_key: headers.content_key(item.size),
+                    message_id: item.internet_message_id,
+                    subject: item.subject,
+                }
+            })
+            .collect();
+        messages.sort_by_key(|m| m.uid);
+        Ok(messages)
+    }
+
+    pub async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
+        let wanted: Vec<(u32, ItemSummary)> = uids
+            .iter()
+            .filter_map(|uid| Some((*uid, self.items.get(uid)?.clone())))
+            .collect();
+        let mut start = 0;
+        while start < wanted.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < wanted.len()
+                && end - start < BATCH_ITEMS
+                && (end == start || bytes + wanted[end].1.size <= BATCH_BYTES)
+            {
+                bytes += wanted[end].1.size;
+                end += 1;
+            }
+            let batch = &wanted[start..end];
+            start = end;
+            let ids: Vec<_> = batch.iter().map(|(_, item)| item.id.clone()).collect();
+            let found = self.client.get_mime(&ids).await.map_err(self.wrap())?;
+            let by_id: HashMap<String, u32> = batch
+                .iter()
+                .map(|(uid, i)| (i.id.0.clone(), *uid))
+                .collect();
+            for (id, result) in found {
+                let (Some(uid), Ok(item)) = (by_id.get(&id.0), result) else {
+                    // Gone since the listing, or unreadable: the engine records it
+                    // as not returned.
+                    continue;
+                };
+                let headers = Headers::parse(header_part(&item.mime));
+                let size = item.mime.len() as u64;
+                let message = FetchedMessage {
+                    uid: *uid,
+                    flags: flags_of(item.is_read, item.flag, &item.categories),
+                    internal_date: item.received.map(internal_date),
+                    content_key: Some(headers.content_key(size)),
+                    body: Body::Memory(item.mime),
+                    permit: None,
+                };
+                if sink.send(message).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // The destination.
+
+    pub async fn create(&mut self, raw: &[u8]) -> Result<(), SideError> {
+        let levels: Vec<String> = raw
+            .split(|b| *b == b'/')
+            .map(mutf7::decode_lenient)
+            .collect();
+        let mut parent: Option<FolderId> = None;
+        for depth in 1..=levels.len() {
+            let path = raw_name(&levels[..depth]);
+            if let Some(folder) = self.folders.get(&path) {
+                parent = Some(folder.id.clone());
+                continue;
+            }
+            let name = &levels[depth - 1];
+            let created = match self.client.create_folder(parent.as_ref(), name).await {
+                Ok(folder) => folder,
+                // Another connection got there first.
+                Err(mailmove_ews::Error::Fault { code, .. }) if code == "ErrorFolderExists" => {
+                    self.tree().await?;
+                    match self.folders.get(&path) {
+                        Some(folder) => folder.clone(),
+                        None => {
+                            return Err((self.wrap())(mailmove_ews::Error::Protocol(format!(
+                                "Exchange says the folder {name} exists but does not list it"
+                            ))));
+                        }
+                    }
+                }
+                Err(e) => return Err((self.wrap())(e)),
+            };
+            parent = Some(created.id.clone());
+            self.folders.insert(path, created);
+        }
+        Ok(())
+    }
+
+    pub async fn open_dest(&mut self, raw: &[u8]) -> Result<MailboxInfo, SideError> {
+        let folder = self.folder(raw).await?;
+        self.open = Some((raw.to_vec(), folder.id.clone()));
+        self.items.clear();
+        let kept: Vec<String> = ["\\Seen", "\\Flagged", "\\*"]
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        Ok(MailboxInfo {
+            exists: folder.total_count,
+            uidvalidity: Some(validity(&folder.id)),
+            uidnext: None,
+            permanent_flags: Some(kept.clone()),
+            flags: kept,
+        })
+    }
+
+    pub async fn dest_messages(&mut self) -> Result<Vec<DestMessage>, SideError> {
+        let Some((raw, _)) = self.open.clone() else {
+            return Ok(Vec::new());
+        };
+        let scope = format!("ews-dest/{}", String::from_utf8_lossy(&raw));
+        Ok(self
+            .list(scope)
+            .await?
+            .into_iter()
+            .map(|(uid, item)| {
+                let headers = Headers {
+                    message_id: item.internet_message_id.clone(),
+                    subject: item.subject.clone(),
+                    ..Headers::default()
+                };
+                DestMessage {
+                    uid,
+                    content_key: headers.content_key(item.size),
+                    origin: item.source_identity,
+                }
+            })
+            .collect())
+    }
+
+    /// Creates items in the open destination folder, a batch per request.
+    pub fn writer(&self, folder: &[u8]) -> EwsWriter {
+        EwsWriter {
+            client: self.client.clone(),
+            folder: self
+                .folders
+                .get(folder)
+                .map(|f| f.id.clone())
+                .or_else(|| self.open.as_ref().map(|(_, id)| id.clone())),
+            pending: Vec::new(),
+            pending_bytes: 0,
+        }
+    }
+}
+
+/// Items waiting to be created together.
+pub struct EwsWriter {
+    client: Client,
+    folder: Option<FolderId>,
+    pending: Vec<Pending>,
+    pending_bytes: u64,
+}
+
+struct Pending {
+    token: u64,
+    mime: Vec<u8>,
+    is_read: bool,
+    flagged: bool,
+    categories: Vec<String>,
+    received: Option<OffsetDateTime>,
+    sent: Option<OffsetDateTime>,
+    origin: String,
+}
+
+impl EwsWriter {
+    pub async fn send(&mut self, request: WriteRequest) -> Result<Vec<Written>, SideError> {
+        let mime = request.body.into_vec().map_err(|e| SideError {
+            side: Side::Source,
+            error: ConnectorError::Ews(mailmove_ews::Error::Protocol(format!(
+                "cannot read a spooled message back: {e}"
+            ))),
+        })?;
+        let has = |name: &str| request.flags.iter().any(|f| f.eq_ignore_ascii_case(name));
+        let sent = Headers::parse(header_part(&mime))
+            .date
+            .and_then(|date| crate::pop3_source::internal_date_from_header(&date))
+            .and_then(|date| parse_internal_date(&date));
+        self.pending_bytes += mime.len() as u64;
+        self.pending.push(Pending {
+            token: request.token,
+            is_read: has("\\Seen"),
+            flagged: has("\\Flagged"),
+            categories: request
+                .flags
+                .iter()
+                .filter(|f| !f.starts_with('\\'))
+                .cloned()
+                .collect(),
+            received: request
+                .internal_date
+                .as_deref()
+                .and_then(parse_internal_date),
+            sent,
+            origin: request.origin,
+            mime,
+        });
+        if self.pending.len() >= BATCH_ITEMS || self.pending_bytes >= BATCH_BYTES {
+            self.flush().await
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    pub async fn finish(mut self) -> Result<Vec<Written>, SideError> {
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<Vec<Written>, SideError> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let wrap = |error| SideError {
+            side: Side::Destination,
+            error: ConnectorError::Ews(error),
+        };
+        let folder = self.folder.clone().ok_or_else(|| {
+            wrap(mailmove_ews::Error::Protocol(
+                "no destination folder is open".into(),
+            ))
+        })?;
+        let items: Vec<NewItem<'_>> = pending
+            .iter()
+            .map(|p| NewItem {
+                mime: &p.mime,
+                is_read: p.is_read,
+                flag: if p.flagged {
+                    FlagStatus::Flagged
+                } else {
+                    FlagStatus::NotFlagged
+                },
+                categories: &p.categories,
+                received: p.received,
+                sent: p.sent,
+                source_identity: &p.origin,
+            })
+            .collect();
+        let results = self
+            .client
+            .create_items(&folder, &items)
+            .await
+            .map_err(wrap)?;
+        Ok(pending
+            .iter()
+            .zip(results)
+            .map(|(p, result)| Written {
+                token: p.token,
+                result: result.map(|_| None).map_err(|e| Refusal {
+                    throttled: e.code == "ErrorServerBusy",
+                    text: format!("{} ({})", e.message, e.code),
+                }),
+            })
+            .collect())
+    }
+}
+
+fn options(account: &Account) -> mailmove_ews::Options {
+    mailmove_ews::Options {
+        tls_ca: account.options.tls.extra_ca.clone(),
+        danger_accept_invalid_certs: account.options.tls.accept_invalid_certs,
+        allow_plaintext: account.options.allow_plaintext,
+        auth: match account.web_auth {
+            WebAuth::Auto => mailmove_ews::AuthKind::Auto,
+            WebAuth::Basic => mailmove_ews::AuthKind::Basic,
+            WebAuth::Ntlm => mailmove_ews::AuthKind::Ntlm,
+            WebAuth::Bearer => mailmove_ews::AuthKind::Bearer,
+        },
+        bearer_token: (account.web_auth == WebAuth::Bearer).then(|| account.password.clone()),
+        ..mailmove_ews::Options::default()
+    }
+}
+
+/// Finds the EWS address from the login's email address: autodiscover on the server
+/// named in the URL first, then at the places Exchange publishes it for the domain.
+async fn discover(
+    account: &Account,
+    options: &mailmove_ews::Options,
+) -> Result<url::Url, mailmove_ews::Error> {
+    let endpoint = &account.endpoint;
+    let email = if account.login.contains('@') {
+        account.login.clone()
+    } else {
+        format!("{}@{}", account.login, endpoint.host)
+    };
+    let scheme = match endpoint.security {
+        mailmove_model::Security::Tls => "https",
+        _ => "http",
+    };
+    let host = if endpoint.host.contains(':') {
+        format!("[{}]", endpoint.host)
+    } else {
+        endpoint.host.clone()
+    };
+    let base = url::Url::parse(&format!("{scheme}://{host}:{}/", endpoint.port))
+        .map_err(|e| mailmove_ews::Error::Protocol(e.to_string()))?;
+    match mailmove_ews::autodiscover_at(&[base], &email, &account.login, &account.password, options)
+        .await
+    {
+        Ok(url) => Ok(url),
+        Err(e @ mailmove_ews::Error::AuthFailed { .. }) => Err(e),
+        Err(_) => {
+            mailmove_ews::autodiscover(&email, &account.login, &account.password, options).await
+        }
+    }
+}
+
+/// Levels joined by `/`, each in modified UTF-7 as an IMAP server would name them.
+fn raw_name(levels: &[String]) -> Vec<u8> {
+    levels
+        .iter()
+        .map(|level| mutf7::encode(&level.replace('/', "_")))
+        .collect::<Vec<_>>()
+        .join("/")
+        .into_bytes()
+}
+
+/// A folder's stand-in for UIDVALIDITY: a hash of its FolderId, never 0.
+fn validity(id: &FolderId) -> u32 {
+    let digest = Sha256::digest(id.0.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]).max(1)
+}
+
+/// IMAP flags for an item's state: read, flagged, categories as keywords (an IMAP
+/// keyword is an atom, so characters it cannot hold become `_`).
+fn flags_of(is_read: bool, flag: FlagStatus, categories: &[String]) -> Vec<String> {
+    let mut flags = Vec::new();
+    if is_read {
+        flags.push("\\Seen".to_string());
+    }
+    if flag == FlagStatus::Flagged {
+        flags.push("\\Flagged".to_string());
+    }
+    for category in categories {
+        let keyword: String = category
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && !"(){%*\"\\]".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if !keyword.is_empty() {
+            flags.push(keyword);
+        }
+    }
+    flags
+}
+
+/// The header part of a message (up to the first empty line).
+fn header_part(mime: &[u8]) -> &[u8] {
+    let end = mime
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| mime.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(mime.len());
+    &mime[..end]
+}
+
+const INTERNAL_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[day padding:zero]-[month repr:short]-[year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+);
+
+/// IMAP's INTERNALDATE form of a time.
+fn internal_date(at: OffsetDateTime) -> String {
+    at.format(INTERNAL_DATE).unwrap_or_default()
+}
+
+/// Reads an INTERNALDATE (`15-Mar-2023 10:00:00 +0000`, day possibly space-padded).
+pub fn parse_internal_date(text: &str) -> Option<OffsetDateTime> {
+    let text = text.trim();
+    let padded;
+    let text = if text.find('-') == Some(1) {
+        padded = format!("0{text}");
+        padded.as_str()
+    } else {
+        text
+    };
+    OffsetDateTime::parse(text, INTERNAL_DATE).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_dates_round_trip() {
+        let at = parse_internal_date(" 5-Mar-2023 10:00:00 +0100").unwrap();
+        assert_eq!(internal_date(at), "05-Mar-2023 10:00:00 +0100");
+        assert_eq!(at.unix_timestamp(), 1_678_006_800);
+    }
+
+    #[test]
+    fn categories_become_keywords_an_imap_server_accepts() {
+        let flags = flags_of(
+            true,
+            FlagStatus::Flagged,
+            &["Red category".to_string(), "Projekt (alt)".to_string()],
+        );
+        assert_eq!(
+            flags,
+            vec!["\\Seen", "\\Flagged", "Red_category", "Projekt__alt_"]
+        );
+    }
+
+    #[test]
+    fn exchange_keeps_read_flagged_and_plain_keywords() {
+        assert!(keeps_flag("\\Seen"));
+        assert!(keeps_flag("\\Flagged"));
+        assert!(keeps_flag("Project"));
+        assert!(!keeps_flag("\\Answered"));
+        assert!(!keeps_flag("$Forwarded"));
+    }
+
+    #[test]
+    fn raw_names_encode_levels_like_an_imap_server() {
+        assert_eq!(raw_name(&["INBOX".into(), "Sub".into()]), b"INBOX/Sub");
+        assert_eq!(raw_name(&["Entwürfe".into()]), b"Entw&APw-rfe");
+        assert_eq!(raw_name(&["a/b".into()]), b"a_b");
+    }
+}
