@@ -165,6 +165,15 @@ fn imap_to_exchange_copies_bytes_read_state_flags_dates_and_roles_and_a_rerun_co
     assert_eq!(first.flag, FlagStatus::Flagged);
     assert_eq!(first.categories, vec!["Project".to_string()]);
     assert_eq!(first.received, datetime!(2023-03-15 09:00:00 UTC));
+    assert_eq!(first.sent, Some(datetime!(2020-01-01 10:00:00 UTC)));
+    // The delivery time above came from the PR_MESSAGE_DELIVERY_TIME mailmove set (the
+    // server would say "now"); the origin mark is a named property of mailmove's own.
+    let mark = first
+        .extended
+        .iter()
+        .find(|p| p.property_name.as_deref() == Some("MailmoveSource"))
+        .expect("the origin mark");
+    assert!(mark.values[0].starts_with("mailmove/1/"), "{mark:?}");
     let second = inbox.iter().find(|i| i.mime == unread).unwrap();
     assert!(!second.is_read && !second.is_draft);
     assert_eq!(second.flag, FlagStatus::NotFlagged);
@@ -426,6 +435,34 @@ fn a_wrong_exchange_password_exits_3_and_says_what_to_do() {
         assert!(run.stderr.contains("check the password"));
         assert!(!run.everything().contains(EWS_PASSWORD));
     }
+}
+
+#[test]
+fn a_bearer_token_logs_in_where_one_is_configured() {
+    let setup = Setup::new(EwsConfig::bearer("token-4711"));
+    setup
+        .imap()
+        .append("INBOX", &[], None, &messages::simple("t@x", "t", 300))
+        .unwrap();
+    let run = {
+        let n = setup.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let report = setup.dir.path().join(format!("report-{n}.json"));
+        let output = setup
+            .command("migrate", &Direction::ImapToEws)
+            .args(["--dest-auth", "bearer"])
+            .env("MAILMOVE_DEST_PASSWORD", "token-4711")
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .unwrap();
+        finish(output, Some(report))
+    };
+    assert_eq!(run.code, 0, "{}", run.everything());
+    assert_eq!(setup.ews_messages(&["Inbox"]).len(), 1);
+    assert!(!run.everything().contains("token-4711"));
+    // The password where a token is wanted is refused like a wrong password.
+    let refused = setup.run("migrate", &Direction::ImapToEws, &[]);
+    assert_eq!(refused.code, 3, "{}", refused.everything());
 }
 
 #[test]
