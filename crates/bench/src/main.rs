@@ -62,6 +62,14 @@ struct Args {
     /// mailmove-cli`) into this benchmark's target directory and use that
     #[arg(long, value_name = "PATH")]
     mailmove: Option<PathBuf>,
+    /// A second mailmove binary, timed as `mailmove-baseline` taking turns with the
+    /// others in the same run: the way to compare two builds on this noisy machine
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
+    /// Run every mailmove process under this command (split at spaces), e.g.
+    /// `--wrap "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"`
+    #[arg(long, value_name = "COMMAND")]
+    wrap: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,14 +113,19 @@ fn run() -> Result<()> {
     let mut tools = Vec::new();
     for tool in [
         Tool::Mailmove,
+        Tool::MailmoveBaseline,
         Tool::MailmoveParallel,
         Tool::Mbsync,
         Tool::Doveadm,
     ] {
         // The one-process variant comes with mailmove (it runs in the bulk case only).
-        let implied = tool == Tool::MailmoveParallel && wanted.contains(&Tool::Mailmove);
+        let implied = (tool == Tool::MailmoveParallel && wanted.contains(&Tool::Mailmove))
+            || (tool == Tool::MailmoveBaseline && args.baseline.is_some());
         if wanted.contains(&tool) || implied {
-            tools.push((tool, availability(tool, &mailmove)));
+            tools.push((
+                tool,
+                availability(tool, &mailmove, args.baseline.as_deref()),
+            ));
         }
     }
 
@@ -257,9 +270,14 @@ fn mailmove_binary(args: &Args, needed: bool) -> Result<PathBuf> {
 }
 
 /// Whether a tool can run here (installing isync when missing), with its version.
-fn availability(tool: Tool, mailmove: &Path) -> Result<String, String> {
+fn availability(tool: Tool, mailmove: &Path, baseline: Option<&Path>) -> Result<String, String> {
     match tool {
         Tool::Mailmove => Ok(String::new()),
+        Tool::MailmoveBaseline => match baseline {
+            Some(path) if path.is_file() => Ok(path.display().to_string()),
+            Some(path) => Err(format!("{} does not exist", path.display())),
+            None => Err("no --baseline PATH".into()),
+        },
         Tool::MailmoveParallel => {
             if tools::has_mailboxes_option(mailmove) {
                 Ok("`migrate --mailboxes FILE --parallel N`, one process (bulk case only)".into())
@@ -421,6 +439,9 @@ impl Bench<'_> {
             "passes: tools take turns (mailmove, mbsync, doveadm, then again) for --runs {}.",
             self.args.runs
         );
+        if let Some(wrap) = &self.args.wrap {
+            println!("mailmove ran under `{wrap}`: its times are the wrapper's, not comparable.");
+        }
         println!();
     }
 
@@ -665,13 +686,30 @@ impl Bench<'_> {
                 .iter()
                 .enumerate()
                 .map(|(k, pair)| {
+                    let binary = match (tool, &self.args.baseline) {
+                        (Tool::MailmoveBaseline, Some(baseline)) => baseline,
+                        _ => &self.mailmove,
+                    };
                     Ok(Job {
-                        command: tools::command(tool, pair, &self.mailmove)?,
+                        command: tools::command(tool, pair, binary)?,
                         dir: pass_dir.join(format!("process{}", k + 1)),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?
         };
+        let wrapper: Vec<String> = match (&self.args.wrap, tool) {
+            (Some(wrap), Tool::Mailmove | Tool::MailmoveBaseline | Tool::MailmoveParallel) => {
+                wrap.split_whitespace().map(str::to_string).collect()
+            }
+            _ => Vec::new(),
+        };
+        let jobs = jobs
+            .into_iter()
+            .map(|job| Job {
+                command: tools::wrapped(job.command, &wrapper),
+                dir: job.dir,
+            })
+            .collect();
         let (dest_before, source_before) = (dest_cpu.seconds(), source_cpu.seconds());
         let outcome = measure::run_all(jobs)?;
         // Let the servers' imap processes finish their logout before reading them.
@@ -696,6 +734,7 @@ impl Bench<'_> {
             wall: outcome.wall.as_secs_f64(),
             cpu: outcome.cpu_seconds,
             max_rss_kib: outcome.max_rss_kib,
+            context_switches: outcome.context_switches,
             // doveadm writes the destination's storage itself, outside the server.
             dest_cpu: if tool == Tool::Doveadm {
                 None

@@ -28,6 +28,8 @@ pub struct Job {
 pub struct Usage {
     pub cpu_seconds: f64,
     pub max_rss_kib: u64,
+    /// Voluntary and involuntary: how often the process gave up or lost a CPU.
+    pub context_switches: u64,
 }
 
 /// The outcome of running several jobs at once.
@@ -38,6 +40,8 @@ pub struct Outcome {
     pub cpu_seconds: f64,
     /// The largest of the jobs.
     pub max_rss_kib: u64,
+    /// Summed over the jobs.
+    pub context_switches: u64,
     /// One line per job that did not exit 0.
     pub failures: Vec<String>,
     pub processes: usize,
@@ -80,6 +84,7 @@ pub fn run_all(jobs: Vec<Job>) -> Result<Outcome> {
         wall,
         cpu_seconds: 0.0,
         max_rss_kib: 0,
+        context_switches: 0,
         failures: Vec::new(),
         processes: running.len(),
     };
@@ -87,6 +92,7 @@ pub fn run_all(jobs: Vec<Job>) -> Result<Outcome> {
         let usage = parse_time(&fs::read_to_string(dir.join("time.txt")).unwrap_or_default());
         outcome.cpu_seconds += usage.cpu_seconds;
         outcome.max_rss_kib = outcome.max_rss_kib.max(usage.max_rss_kib);
+        outcome.context_switches += usage.context_switches;
         let code = status.unwrap_or(-1);
         if code != 0 {
             let stderr = fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
@@ -141,7 +147,8 @@ fn last_line(text: &str) -> Option<&str> {
     text.lines().rev().find(|line| !line.trim().is_empty())
 }
 
-/// Reads `User time`, `System time` and `Maximum resident set size` from `time -v`.
+/// Reads `User time`, `System time`, `Maximum resident set size` and the context
+/// switches from `time -v`.
 pub fn parse_time(text: &str) -> Usage {
     let mut usage = Usage::default();
     for line in text.lines() {
@@ -154,6 +161,9 @@ pub fn parse_time(text: &str) -> Usage {
             }
             "Maximum resident set size (kbytes)" => {
                 usage.max_rss_kib = value.trim().parse().unwrap_or(0);
+            }
+            "Voluntary context switches" | "Involuntary context switches" => {
+                usage.context_switches += value.trim().parse::<u64>().unwrap_or(0);
             }
             _ => {}
         }
@@ -284,10 +294,12 @@ mod tests {
     fn time_output_is_parsed() {
         let text = "\tCommand being timed: \"true\"\n\tUser time (seconds): 1.25\n\
                     \tSystem time (seconds): 0.50\n\tMaximum resident set size (kbytes): 20480\n\
-                    \tElapsed (wall clock) time (h:mm:ss or m:ss): 0:02.00\n";
+                    \tElapsed (wall clock) time (h:mm:ss or m:ss): 0:02.00\n\
+                    \tVoluntary context switches: 300\n\tInvoluntary context switches: 12\n";
         let usage = parse_time(text);
         assert!((usage.cpu_seconds - 1.75).abs() < 1e-9);
         assert_eq!(usage.max_rss_kib, 20480);
+        assert_eq!(usage.context_switches, 312);
     }
 
     #[test]

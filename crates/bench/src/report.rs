@@ -12,6 +12,8 @@ pub struct Sample {
     pub wall: f64,
     pub cpu: f64,
     pub max_rss_kib: u64,
+    /// Context switches of the tool's processes, summed.
+    pub context_switches: u64,
     pub dest_cpu: Option<f64>,
     pub source_cpu: Option<f64>,
     /// "yes", the differences, or "—" when not checked after this pass.
@@ -62,14 +64,14 @@ pub fn table(rows: &[Row], volume: Volume, per_process: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "| tool | wall s median (min) | msgs/s | MiB/s | tool CPU s | dest server CPU s | source server CPU s | {rss_title} | faithful |"
+        "| tool | wall s median (min) | msgs/s | MiB/s | tool CPU s | tool context switches | dest server CPU s | source server CPU s | {rss_title} | faithful |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         if let Some(why) = &row.skipped {
             let _ = writeln!(
                 out,
-                "| {} | — | — | — | — | — | — | — | skipped: {why} |",
+                "| {} | — | — | — | — | — | — | — | — | skipped: {why} |",
                 row.tool
             );
             continue;
@@ -83,7 +85,7 @@ pub fn table(rows: &[Row], volume: Volume, per_process: bool) -> String {
         if good.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | — | — | — | — | — | — | — | failed: {} |",
+                "| {} | — | — | — | — | — | — | — | — | failed: {} |",
                 row.tool,
                 failures.first().copied().unwrap_or("?")
             );
@@ -92,6 +94,12 @@ pub fn table(rows: &[Row], volume: Volume, per_process: bool) -> String {
         let walls: Vec<f64> = good.iter().map(|s| s.wall).collect();
         let wall = median(&walls);
         let cpu = median(&good.iter().map(|s| s.cpu).collect::<Vec<_>>());
+        let switches = median(
+            &good
+                .iter()
+                .map(|s| s.context_switches as f64)
+                .collect::<Vec<_>>(),
+        );
         let rss = good.iter().map(|s| s.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
         let optional = |values: Vec<Option<f64>>| -> String {
             let known: Vec<f64> = values.into_iter().flatten().collect();
@@ -132,13 +140,14 @@ pub fn table(rows: &[Row], volume: Volume, per_process: bool) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {:.2} ({:.2}) | {:.0} | {} | {:.2} | {} | {} | {:.0} | {} |",
+            "| {} | {:.2} ({:.2}) | {:.0} | {} | {:.2} | {:.0} | {} | {} | {:.0} | {} |",
             row.tool,
             wall,
             minimum(&walls),
             volume.messages as f64 / wall,
             mib_per_s,
             cpu,
+            switches,
             dest_cpu,
             source_cpu,
             rss,
@@ -183,6 +192,7 @@ mod tests {
             wall,
             cpu: 1.0,
             max_rss_kib: 2048,
+            context_switches: 1000,
             dest_cpu: Some(0.5),
             source_cpu: None,
             faithful: "yes".into(),
@@ -223,7 +233,9 @@ mod tests {
             false,
         );
         assert!(
-            text.contains("| mailmove | 3.00 (2.00) | 100 | 1.0 | 1.00 | 0.50 | — | 2 | yes |")
+            text.contains(
+                "| mailmove | 3.00 (2.00) | 100 | 1.0 | 1.00 | 1000 | 0.50 | — | 2 | yes |"
+            )
         );
         assert!(text.contains("skipped: not installed"));
     }

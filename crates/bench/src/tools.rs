@@ -16,6 +16,9 @@ pub enum Tool {
     /// mailmove copying every mailbox of the case in one process
     /// (`migrate --mailboxes FILE --parallel N`); only in the bulk case.
     MailmoveParallel,
+    /// Another mailmove binary (`--baseline PATH`), timed in the same run to compare
+    /// two builds; invoked exactly like `Mailmove`.
+    MailmoveBaseline,
     Mbsync,
     Doveadm,
 }
@@ -25,6 +28,7 @@ impl Tool {
         match name.trim() {
             "mailmove" => Some(Tool::Mailmove),
             "mailmove-parallel" => Some(Tool::MailmoveParallel),
+            "mailmove-baseline" => Some(Tool::MailmoveBaseline),
             "mbsync" => Some(Tool::Mbsync),
             "doveadm" => Some(Tool::Doveadm),
             _ => None,
@@ -37,6 +41,7 @@ impl fmt::Display for Tool {
         f.write_str(match self {
             Tool::Mailmove => "mailmove",
             Tool::MailmoveParallel => "mailmove-parallel",
+            Tool::MailmoveBaseline => "mailmove-baseline",
             Tool::Mbsync => "mbsync",
             Tool::Doveadm => "doveadm",
         })
@@ -69,7 +74,7 @@ pub struct Pair {
 pub fn command(tool: Tool, pair: &Pair, mailmove: &Path) -> Result<Command> {
     fs::create_dir_all(&pair.work).with_context(|| format!("creating {}", pair.work.display()))?;
     Ok(match tool {
-        Tool::Mailmove => {
+        Tool::Mailmove | Tool::MailmoveBaseline => {
             let mut command = Command::new(mailmove);
             command
                 .arg("migrate")
@@ -165,6 +170,29 @@ pub fn parallel_command(pairs: &[Pair], work: &Path, mailmove: &Path) -> Result<
     Ok(command)
 }
 
+/// `command` run under `wrapper` (a program and its arguments, e.g. `valgrind
+/// --tool=callgrind`), with the same environment and directory.
+pub fn wrapped(command: Command, wrapper: &[String]) -> Command {
+    let Some((program, args)) = wrapper.split_first() else {
+        return command;
+    };
+    let mut outer = Command::new(program);
+    outer
+        .args(args)
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => outer.env(key, value),
+            None => outer.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        outer.current_dir(dir);
+    }
+    outer
+}
+
 /// Whether this mailmove binary has `migrate --mailboxes`.
 pub fn has_mailboxes_option(mailmove: &Path) -> bool {
     Command::new(mailmove)
@@ -195,7 +223,9 @@ fn mbsyncrc(pair: &Pair, state: &Path) -> String {
 /// A one-line version string of a peer, or why it is unavailable.
 pub fn peer_version(tool: Tool) -> Result<String, String> {
     let (program, args): (&str, &[&str]) = match tool {
-        Tool::Mailmove | Tool::MailmoveParallel => return Ok(String::new()),
+        Tool::Mailmove | Tool::MailmoveParallel | Tool::MailmoveBaseline => {
+            return Ok(String::new());
+        }
         Tool::Mbsync => ("mbsync", &["--version"]),
         Tool::Doveadm => ("doveadm", &["-c", "/dev/null", "-o", "ssl=no", "version"]),
     };
@@ -218,6 +248,7 @@ mod tests {
         for tool in [
             Tool::Mailmove,
             Tool::MailmoveParallel,
+            Tool::MailmoveBaseline,
             Tool::Mbsync,
             Tool::Doveadm,
         ] {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use mailmove_model::{Endpoint, Secret, Security};
 use mailmove_net::{Body, TlsOptions, connect_tcp, tls_handshake};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tracing::{debug, trace, warn};
 
 use crate::error::Error;
@@ -19,6 +19,26 @@ use crate::response::{
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Commands and APPEND literals gather here and go out in one write when the client
+/// is about to wait for the server (or the buffer is full), not one per piece.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Under TLS, the socket is read through a buffer of this size: rustls asks for 4 KiB
+/// at a time, which would otherwise be one `recvfrom` per 4 KiB of mail.
+const TLS_READ_BUFFER: usize = 64 * 1024;
+
+/// A spooled body is read back from its file in chunks of this size: each read is a
+/// hand-off to tokio's blocking pool.
+const SPOOL_READ_CHUNK: usize = 256 * 1024;
+
+/// The connection as the client uses it: responses are framed out of the read side;
+/// writes are buffered until [`Client::flush`].
+type Connection = FrameReader<BufWriter<Box<dyn Stream>>>;
+
+fn buffered_connection(stream: Box<dyn Stream>, limits: FrameLimits) -> Connection {
+    FrameReader::new(BufWriter::with_capacity(WRITE_BUFFER, stream), limits)
+}
 
 /// How to connect, beyond the endpoint itself.
 #[derive(Clone, Debug)]
@@ -74,7 +94,7 @@ pub struct StorageQuota {
 }
 
 pub struct Client {
-    connection: FrameReader<Box<dyn Stream>>,
+    connection: Connection,
     host: String,
     next_tag: u64,
     capabilities: Vec<String>,
@@ -88,11 +108,14 @@ impl Client {
     pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Client, Error> {
         let tcp = connect_tcp(&endpoint.host, endpoint.port, options.connect_timeout).await?;
         let stream: Box<dyn Stream> = match endpoint.security {
-            Security::Tls => Box::new(tls_handshake(tcp, &endpoint.host, &options.tls).await?),
+            Security::Tls => {
+                let buffered = BufReader::with_capacity(TLS_READ_BUFFER, tcp);
+                Box::new(tls_handshake(buffered, &endpoint.host, &options.tls).await?)
+            }
             Security::StartTls | Security::None => Box::new(tcp),
         };
         let mut client = Client {
-            connection: FrameReader::new(stream, options.limits),
+            connection: buffered_connection(stream, options.limits),
             host: endpoint.host.clone(),
             next_tag: 1,
             capabilities: Vec::new(),
@@ -451,10 +474,12 @@ impl Client {
             ..
         } = self;
         let limits = FrameLimits::default();
-        let plain = connection.into_inner();
+        // Nothing is left to write: the STARTTLS command was flushed before its answer
+        // was read.
+        let plain = BufReader::with_capacity(TLS_READ_BUFFER, connection.into_inner().into_inner());
         let secured = tls_handshake(plain, &host, tls).await?;
         let mut client = Client {
-            connection: FrameReader::new(Box::new(secured), limits),
+            connection: buffered_connection(Box::new(secured), limits),
             host,
             next_tag,
             capabilities: Vec::new(),
@@ -485,13 +510,21 @@ impl Client {
                 "the connection was already lost".into(),
             ));
         }
-        let stream = self.connection.get_mut();
-        let result = async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        }
-        .await;
+        let result = self.connection.get_mut().write_all(bytes).await;
         result.map_err(|e| {
+            self.broken = true;
+            Error::ConnectionLost(e.to_string())
+        })
+    }
+
+    /// Sends what the write buffer holds. Every read flushes first, so the server
+    /// always has what it is being waited for.
+    async fn flush(&mut self) -> Result<(), Error> {
+        let stream = self.connection.get_mut();
+        if stream.buffer().is_empty() {
+            return Ok(());
+        }
+        stream.flush().await.map_err(|e| {
             self.broken = true;
             Error::ConnectionLost(e.to_string())
         })
@@ -504,7 +537,7 @@ impl Client {
             ));
         }
         let stream = self.connection.get_mut();
-        if let Err(e) = body.write_to(stream).await {
+        if let Err(e) = write_body(body, stream).await {
             self.broken = true;
             return Err(Error::ConnectionLost(e.to_string()));
         }
@@ -517,6 +550,7 @@ impl Client {
                 "the connection was already lost".into(),
             ));
         }
+        self.flush().await?;
         let frame = tokio::time::timeout(self.response_timeout, self.connection.read_frame()).await;
         let frame = match frame {
             Ok(Ok(frame)) => frame,
@@ -690,6 +724,8 @@ impl Appender<'_> {
         }
         self.client.write_literal(&request.body).await?;
         self.client.write_raw(b"\r\n").await?;
+        // On the wire when `send` returns: the caller may wait for the source next.
+        self.client.flush().await?;
         Ok(done)
     }
 
@@ -742,6 +778,30 @@ impl Appender<'_> {
             _ => Err(status),
         };
         Ok(AppendOutcome { token, result })
+    }
+}
+
+/// Writes a literal's bytes: from memory as they are, from a spooled file in large
+/// chunks (each read of a tokio file is a trip to the blocking pool).
+async fn write_body<W: AsyncWrite + Unpin>(body: &Body, out: &mut W) -> std::io::Result<()> {
+    match body {
+        Body::Memory(bytes) => out.write_all(bytes).await,
+        Body::File { file, len } => {
+            use std::io::{Seek, SeekFrom};
+            use tokio::io::AsyncReadExt;
+            let mut file = file.try_clone()?;
+            file.seek(SeekFrom::Start(0))?;
+            let file = tokio::fs::File::from_std(file).take(*len);
+            let mut reader = BufReader::with_capacity(SPOOL_READ_CHUNK, file);
+            let copied = tokio::io::copy_buf(&mut reader, out).await?;
+            if copied != *len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("spooled body shorter than announced ({copied} of {len} bytes)"),
+                ));
+            }
+            Ok(())
+        }
     }
 }
 

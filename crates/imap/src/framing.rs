@@ -100,11 +100,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     async fn read_literal(&mut self, len: u64) -> Result<Body, FrameError> {
         if len <= self.limits.spill_threshold {
-            let mut bytes = vec![0; len as usize];
-            self.inner
-                .read_exact(&mut bytes)
-                .await
-                .map_err(eof_is_closed)?;
+            // Read into the spare capacity: zeroing it first would cost a pass over
+            // every byte of mail.
+            let mut bytes = Vec::with_capacity(len as usize);
+            while (bytes.len() as u64) < len {
+                let remaining = len - bytes.len() as u64;
+                let read = (&mut self.inner)
+                    .take(remaining)
+                    .read_buf(&mut bytes)
+                    .await?;
+                if read == 0 {
+                    return Err(FrameError::Closed);
+                }
+            }
             return Ok(Body::Memory(bytes));
         }
         let mut sink = BodySink::new(0, 0);
@@ -120,14 +128,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             remaining -= take as u64;
         }
         Ok(sink.finish()?)
-    }
-}
-
-fn eof_is_closed(error: std::io::Error) -> FrameError {
-    if error.kind() == std::io::ErrorKind::UnexpectedEof {
-        FrameError::Closed
-    } else {
-        FrameError::Io(error)
     }
 }
 

@@ -20,6 +20,11 @@ pub enum Dialect {
 #[derive(Clone, Debug)]
 pub struct Db {
     pub(crate) pool: AnyPool,
+    /// Where the ledger writes. On SQLite a pool of its own with one connection: the
+    /// file has one writer at a time anyway, and lanes that queue here wait on the
+    /// pool instead of colliding in SQLite's busy handler, which sleeps 1 to 100 ms.
+    /// On PostgreSQL the same pool as everything else.
+    pub(crate) writer: AnyPool,
     pub(crate) dialect: Dialect,
 }
 
@@ -39,35 +44,52 @@ impl Db {
             Dialect::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
-        let options = AnyPoolOptions::new()
-            .max_connections(match dialect {
+        let options = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                // A ping is a round trip to SQLite's worker thread for every acquire;
+                // a file does not hang up the way a server can.
+                .test_before_acquire(dialect == Dialect::Postgres)
+                .after_connect(move |connection, _| {
+                    Box::pin(async move {
+                        if dialect == Dialect::Sqlite {
+                            // WAL with NORMAL survives the process being killed at any
+                            // instant (the ledger's promise); only a power cut can lose
+                            // the last transactions.
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
+                                )
+                                .await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let open = |pool: Result<AnyPool, sqlx::Error>| {
+            pool.map_err(|source| StoreError::Open {
+                path: redact_url(&url),
+                source,
+            })
+        };
+        let pool = open(
+            options(match dialect {
                 Dialect::Sqlite => 4,
                 Dialect::Postgres => 8,
             })
-            .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        // WAL with NORMAL survives the process being killed at any
-                        // instant (the ledger's promise); only a power cut can lose the
-                        // last transactions.
-                        connection
-                            .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                    }
-                    Ok(())
-                })
-            });
-        let pool = options
             .connect(&url)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: redact_url(&url),
-                source,
-            })?;
-        let db = Db { pool, dialect };
+            .await,
+        )?;
+        let writer = match dialect {
+            Dialect::Sqlite => open(options(1).connect_lazy(&url))?,
+            Dialect::Postgres => pool.clone(),
+        };
+        let db = Db {
+            pool,
+            writer,
+            dialect,
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -82,6 +104,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -300,6 +323,7 @@ impl Db {
                 source,
             })?;
         Ok(Db {
+            writer: pool.clone(),
             pool,
             dialect: Dialect::Postgres,
         })

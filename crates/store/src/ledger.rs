@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::StoreError;
-use crate::db::{Db, now};
+use crate::db::{Db, Dialect, now};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ItemState {
@@ -151,7 +151,7 @@ impl Ledger {
         folder: &str,
         keys: &[String],
     ) -> Result<Vec<u32>, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.writer.begin().await?;
         let rows = sqlx::query(
             "SELECT source_key, uid FROM source_ids WHERE mailbox = $1 AND folder = $2",
         )
@@ -189,35 +189,28 @@ impl Ledger {
         Ok(uids)
     }
 
-    /// Records intents in one transaction; returns once they are durable.
+    /// Records intents; returns once they are durable. A batch of up to
+    /// [`ROWS_PER_STATEMENT`] intents, none for the same message twice, is one
+    /// statement (one round trip to the database, atomic on its own); anything else is
+    /// one transaction.
     pub async fn record_intents(&self, intents: &[Intent]) -> Result<(), StoreError> {
-        if intents.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.db.pool.begin().await?;
-        for intent in intents {
-            upsert(
-                &mut tx,
-                &self.mailbox,
+        let writes: Vec<Write<'_>> = intents
+            .iter()
+            .map(|intent| Write::Upsert {
                 intent,
-                ItemState::Appending,
-                None,
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+                state: ItemState::Appending,
+                dest_uid: None,
+                reason: None,
+            })
+            .collect();
+        self.write(&writes).await
     }
 
-    /// Records outcomes in one transaction.
+    /// Records outcomes, in as few statements as their order allows, all at once.
     pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.db.pool.begin().await?;
-        for outcome in outcomes {
-            match outcome {
+        let writes: Vec<Write<'_>> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
                 Outcome::Copied {
                     source_folder,
                     source_uidvalidity,
@@ -225,93 +218,250 @@ impl Ledger {
                     dest_folder,
                     dest_uidvalidity,
                     dest_uid,
-                } => {
-                    sqlx::query(
-                        "UPDATE items SET state = 'copied', dest_folder = $1, dest_uidvalidity = $2, \
-                         dest_uid = $3, reason = NULL, updated_at = $4 \
-                         WHERE mailbox = $5 AND source_folder = $6 AND source_uidvalidity = $7 \
-                         AND source_uid = $8",
-                    )
-                    .bind(dest_folder)
-                    .bind(dest_uidvalidity.map(i64::from))
-                    .bind(dest_uid.map(i64::from))
-                    .bind(now())
-                    .bind(&self.mailbox)
-                    .bind(source_folder)
-                    .bind(*source_uidvalidity as i64)
-                    .bind(*source_uid as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Outcome::Linked { intent, dest_uid } => {
-                    upsert(
-                        &mut tx,
-                        &self.mailbox,
-                        intent,
-                        ItemState::Copied,
-                        Some(*dest_uid),
-                        None,
-                    )
-                    .await?;
-                }
-                Outcome::Failed { intent, reason } => {
-                    upsert(
-                        &mut tx,
-                        &self.mailbox,
-                        intent,
-                        ItemState::Failed,
-                        None,
-                        Some(reason),
-                    )
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+                } => Write::Copied {
+                    source_folder,
+                    source_uidvalidity: *source_uidvalidity,
+                    source_uid: *source_uid,
+                    dest_folder,
+                    dest_uidvalidity: *dest_uidvalidity,
+                    dest_uid: *dest_uid,
+                },
+                Outcome::Linked { intent, dest_uid } => Write::Upsert {
+                    intent,
+                    state: ItemState::Copied,
+                    dest_uid: Some(*dest_uid),
+                    reason: None,
+                },
+                Outcome::Failed { intent, reason } => Write::Upsert {
+                    intent,
+                    state: ItemState::Failed,
+                    dest_uid: None,
+                    reason: Some(reason),
+                },
+            })
+            .collect();
+        self.write(&writes).await
     }
 
     pub async fn close(&self) {
         self.db.close().await;
     }
+
+    /// Applies row writes with the effect of running them one by one in order: runs of
+    /// the same kind become one multi-row statement each, cut where a row would meet
+    /// its own key again (PostgreSQL refuses to touch a row twice in one statement).
+    /// One statement runs alone; several run in one transaction.
+    async fn write(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+        let statements = group(writes);
+        match statements.as_slice() {
+            [] => Ok(()),
+            [only] => {
+                self.statement(only).execute(&self.db.writer).await?;
+                Ok(())
+            }
+            several => {
+                let mut tx = self.db.writer.begin().await?;
+                for rows in several {
+                    self.statement(rows).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// One multi-row statement for rows of one kind.
+    fn statement<'a>(
+        &self,
+        rows: &[&Write<'a>],
+    ) -> sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments> {
+        let updated_at = now();
+        match rows.first() {
+            Some(Write::Copied { .. }) => {
+                let mut sql = String::from(
+                    "WITH done (mailbox, updated_at, source_folder, source_uidvalidity, \
+                     source_uid, dest_folder, dest_uidvalidity, dest_uid) AS (VALUES ",
+                );
+                push_value_rows(&mut sql, self.db.dialect, rows.len(), 8);
+                sql.push_str(
+                    ") UPDATE items SET state = 'copied', dest_folder = done.dest_folder, \
+                     dest_uidvalidity = done.dest_uidvalidity, dest_uid = done.dest_uid, \
+                     reason = NULL, updated_at = done.updated_at FROM done \
+                     WHERE items.mailbox = done.mailbox \
+                     AND items.source_folder = done.source_folder \
+                     AND items.source_uidvalidity = done.source_uidvalidity \
+                     AND items.source_uid = done.source_uid",
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for row in rows {
+                    if let Write::Copied {
+                        source_folder,
+                        source_uidvalidity,
+                        source_uid,
+                        dest_folder,
+                        dest_uidvalidity,
+                        dest_uid,
+                    } = row
+                    {
+                        query = query
+                            .bind(self.mailbox.clone())
+                            .bind(updated_at)
+                            .bind(source_folder.to_string())
+                            .bind(i64::from(*source_uidvalidity))
+                            .bind(i64::from(*source_uid))
+                            .bind(dest_folder.to_string())
+                            .bind(dest_uidvalidity.map(i64::from))
+                            .bind(dest_uid.map(i64::from));
+                    }
+                }
+                query
+            }
+            _ => {
+                let mut sql = String::from(
+                    "INSERT INTO items (mailbox, updated_at, source_folder, source_uidvalidity, \
+                     source_uid, state, dest_folder, dest_uidvalidity, dest_uid, content_key, \
+                     message_id, subject, size, reason) VALUES ",
+                );
+                push_value_rows(&mut sql, self.db.dialect, rows.len(), 14);
+                sql.push_str(
+                    " ON CONFLICT (mailbox, source_folder, source_uidvalidity, source_uid) \
+                     DO UPDATE SET state = excluded.state, dest_folder = excluded.dest_folder, \
+                     dest_uidvalidity = excluded.dest_uidvalidity, dest_uid = excluded.dest_uid, \
+                     content_key = excluded.content_key, message_id = excluded.message_id, \
+                     subject = excluded.subject, size = excluded.size, reason = excluded.reason, \
+                     updated_at = excluded.updated_at",
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for row in rows {
+                    if let Write::Upsert {
+                        intent,
+                        state,
+                        dest_uid,
+                        reason,
+                    } = row
+                    {
+                        query = query
+                            .bind(self.mailbox.clone())
+                            .bind(updated_at)
+                            .bind(intent.source_folder.clone())
+                            .bind(i64::from(intent.source_uidvalidity))
+                            .bind(i64::from(intent.source_uid))
+                            .bind(state.as_str())
+                            .bind(intent.dest_folder.clone())
+                            .bind(intent.dest_uidvalidity.map(i64::from))
+                            .bind(dest_uid.map(i64::from))
+                            .bind(intent.content_key.clone())
+                            .bind(intent.message_id.clone())
+                            .bind(intent.subject.clone())
+                            .bind(intent.size as i64)
+                            .bind(reason.map(str::to_string));
+                    }
+                }
+                query
+            }
+        }
+    }
 }
 
-async fn upsert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    mailbox: &str,
-    intent: &Intent,
-    state: ItemState,
-    dest_uid: Option<u32>,
-    reason: Option<&str>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO items (mailbox, source_folder, source_uidvalidity, source_uid, state, \
-         dest_folder, dest_uidvalidity, dest_uid, content_key, message_id, subject, size, reason, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-         ON CONFLICT (mailbox, source_folder, source_uidvalidity, source_uid) DO UPDATE SET \
-         state = excluded.state, dest_folder = excluded.dest_folder, \
-         dest_uidvalidity = excluded.dest_uidvalidity, dest_uid = excluded.dest_uid, \
-         content_key = excluded.content_key, message_id = excluded.message_id, \
-         subject = excluded.subject, size = excluded.size, reason = excluded.reason, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(mailbox)
-    .bind(&intent.source_folder)
-    .bind(intent.source_uidvalidity as i64)
-    .bind(intent.source_uid as i64)
-    .bind(state.as_str())
-    .bind(&intent.dest_folder)
-    .bind(intent.dest_uidvalidity.map(i64::from))
-    .bind(dest_uid.map(i64::from))
-    .bind(&intent.content_key)
-    .bind(&intent.message_id)
-    .bind(&intent.subject)
-    .bind(intent.size as i64)
-    .bind(reason)
-    .bind(now())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Rows per multi-row statement: at 14 parameters a row, far below both databases'
+/// limits on parameters (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// One row write, borrowed from the caller's intents and outcomes.
+enum Write<'a> {
+    /// Insert or replace the whole row.
+    Upsert {
+        intent: &'a Intent,
+        state: ItemState,
+        dest_uid: Option<u32>,
+        reason: Option<&'a str>,
+    },
+    /// The APPEND of an existing row succeeded.
+    Copied {
+        source_folder: &'a str,
+        source_uidvalidity: u32,
+        source_uid: u32,
+        dest_folder: &'a str,
+        dest_uidvalidity: Option<u32>,
+        dest_uid: Option<u32>,
+    },
+}
+
+impl Write<'_> {
+    fn is_copied(&self) -> bool {
+        matches!(self, Write::Copied { .. })
+    }
+
+    fn key(&self) -> (&str, u32, u32) {
+        match self {
+            Write::Upsert { intent, .. } => (
+                &intent.source_folder,
+                intent.source_uidvalidity,
+                intent.source_uid,
+            ),
+            Write::Copied {
+                source_folder,
+                source_uidvalidity,
+                source_uid,
+                ..
+            } => (source_folder, *source_uidvalidity, *source_uid),
+        }
+    }
+}
+
+/// Cuts writes into statements: a new one where the kind changes, a key repeats, or
+/// the statement is full. Order is kept, so the effect is that of one write at a time.
+fn group<'w, 'a>(writes: &'w [Write<'a>]) -> Vec<Vec<&'w Write<'a>>> {
+    let mut statements: Vec<Vec<&Write<'a>>> = Vec::new();
+    let mut keys = std::collections::HashSet::new();
+    for write in writes {
+        let cut = match statements.last() {
+            None => true,
+            Some(current) => {
+                current.len() >= ROWS_PER_STATEMENT
+                    || current[0].is_copied() != write.is_copied()
+                    || keys.contains(&write.key())
+            }
+        };
+        if cut {
+            statements.push(Vec::new());
+            keys.clear();
+        }
+        keys.insert(write.key());
+        if let Some(current) = statements.last_mut() {
+            current.push(write);
+        }
+    }
+    statements
+}
+
+/// Appends `rows` parenthesised groups of `width` placeholders, every value bound
+/// once in order: `($1, $2), ($3, $4)` on PostgreSQL, `(?, ?), (?, ?)` on SQLite. SQLite
+/// looks a named parameter up by a linear search, both when it parses and when sqlx
+/// binds, which costs quadratic time in a statement of hundreds of them; anonymous
+/// ones it numbers as it goes.
+fn push_value_rows(sql: &mut String, dialect: Dialect, rows: usize, width: usize) {
+    use std::fmt::Write as _;
+    let mut next = 1;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
+                    let _ = write!(sql, "${next}");
+                }
+            }
+            next += 1;
+        }
+        sql.push(')');
+    }
 }
 
 fn record(row: &AnyRow) -> Result<ItemRecord, StoreError> {

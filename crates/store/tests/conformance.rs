@@ -105,6 +105,7 @@ macro_rules! conformance {
 
 conformance!(
     ledger_intents_then_outcomes,
+    ledger_batches_act_like_writes_one_by_one,
     ledger_pairs_are_apart,
     projects_are_unique_per_owner,
     mailboxes_are_added_all_or_nothing,
@@ -227,6 +228,83 @@ async fn ledger_intents_then_outcomes(db: &Db) {
     ledger.record_intents(&[intent(2)]).await.unwrap();
     let rows = ledger.source_folder_items("INBOX").await.unwrap();
     assert_eq!(rows[1].state, ItemState::Appending);
+}
+
+/// Batches are written as multi-row statements: large batches, mixed kinds and the same
+/// message twice in one batch must end exactly as writing them one at a time would.
+async fn ledger_batches_act_like_writes_one_by_one(db: &Db) {
+    let ledger = Ledger::within(db.clone(), "a->b");
+    let copied = |uid: u32, dest_uid: Option<u32>| Outcome::Copied {
+        source_folder: "INBOX".into(),
+        source_uidvalidity: 7,
+        source_uid: uid,
+        dest_folder: "INBOX".into(),
+        dest_uidvalidity: Some(9),
+        dest_uid,
+    };
+    // More rows than one statement holds, and a message recorded twice.
+    let mut intents: Vec<Intent> = (1..=600).map(intent).collect();
+    let mut again = intent(5);
+    again.subject = Some("second".into());
+    intents.push(again);
+    ledger.record_intents(&intents).await.unwrap();
+    let rows = ledger.source_folder_items("INBOX").await.unwrap();
+    assert_eq!(rows.len(), 600);
+    assert!(rows.iter().all(|r| r.state == ItemState::Appending));
+    assert_eq!(rows[4].subject.as_deref(), Some("second"));
+
+    let mut outcomes: Vec<Outcome> = (1..=550).map(|uid| copied(uid, Some(uid + 1000))).collect();
+    outcomes.extend([
+        Outcome::Failed {
+            intent: intent(551),
+            reason: "too large".into(),
+        },
+        // Failed, then copied after all, in one batch: the later write wins.
+        Outcome::Failed {
+            intent: intent(552),
+            reason: "busy".into(),
+        },
+        copied(552, None),
+        Outcome::Linked {
+            intent: intent(553),
+            dest_uid: 3553,
+        },
+        copied(1, Some(2001)),
+        // No intent was recorded for it: nothing to update, nothing made up.
+        copied(9999, Some(1)),
+    ]);
+    ledger.record_outcomes(&outcomes).await.unwrap();
+    let rows = ledger.source_folder_items("INBOX").await.unwrap();
+    assert_eq!(rows.len(), 600);
+    let row = |uid: u32| rows.iter().find(|r| r.source_uid == uid).unwrap();
+    assert_eq!(
+        (row(1).state, row(1).dest_uid),
+        (ItemState::Copied, Some(2001))
+    );
+    assert_eq!(
+        (row(2).state, row(2).dest_uid),
+        (ItemState::Copied, Some(1002))
+    );
+    assert_eq!(row(2).dest_uidvalidity, Some(9));
+    assert_eq!(row(2).content_key, "mid:<2@x>:100");
+    assert_eq!(
+        (row(550).state, row(550).dest_uid),
+        (ItemState::Copied, Some(1550))
+    );
+    assert_eq!(row(551).state, ItemState::Failed);
+    assert_eq!(row(551).reason.as_deref(), Some("too large"));
+    assert_eq!(
+        (row(552).state, row(552).dest_uid),
+        (ItemState::Copied, None)
+    );
+    assert_eq!(row(552).reason, None);
+    assert_eq!(
+        (row(553).state, row(553).dest_uid),
+        (ItemState::Copied, Some(3553))
+    );
+    assert_eq!(row(554).state, ItemState::Appending);
+    let claimed = ledger.claimed_dest_uids("INBOX", 9).await.unwrap();
+    assert_eq!(claimed.len(), 551);
 }
 
 async fn ledger_pairs_are_apart(db: &Db) {
