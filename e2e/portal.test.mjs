@@ -413,7 +413,7 @@ test('the portal, end to end in Chromium', { timeout: 240_000 }, async (t) => {
     for (const [side, server, port, security] of sides) {
       const kinds = page.getByRole('group', { name: `${side} kind`, exact: true });
       await kinds.getByRole('radio', { name: 'IMAP', exact: true }).check();
-      assert.ok(await kinds.getByRole('radio', { name: 'Exchange (not available yet)' }).isDisabled());
+      assert.ok(await kinds.getByRole('radio', { name: 'Exchange', exact: true }).isEnabled());
       await page.getByLabel(`${side} preset`, { exact: true }).selectOption('');
       await page.getByLabel(`${side} server address`, { exact: true }).fill(server.host);
       await page.getByLabel(`${side} port`, { exact: true }).fill(String(port));

@@ -4,5 +4,5 @@
 mod endpoint;
 mod secret;
 
-pub use endpoint::{Endpoint, EndpointError, Kind, Security};
+pub use endpoint::{EWS_PATH, Endpoint, EndpointError, Kind, Security};
 pub use secret::Secret;

@@ -2,7 +2,7 @@
 //! source or destination form (kind, preset or server address, port, security) into
 //! the server-only endpoint URL a project stores (`imaps://imap.gmail.com:993`).
 
-use mailmove_model::{Endpoint, Kind, Security};
+use mailmove_model::{EWS_PATH, Endpoint, Kind, Security};
 
 /// A well-known mail service.
 #[derive(Clone, Copy, Debug)]
@@ -13,7 +13,9 @@ pub(crate) struct Preset {
     pub imap: Option<&'static str>,
     /// Its POP server (TLS, port 995).
     pub pop: Option<&'static str>,
-    /// An Exchange service: offered once the EWS connector exists.
+    /// An Exchange service whose server is not the same for every customer: chosen with
+    /// the Exchange kind and the server address (or Outlook on the web address) the
+    /// customer was given.
     pub exchange: bool,
 }
 
@@ -117,15 +119,11 @@ pub(crate) fn resolve(side: Side, form: &EndpointForm) -> Result<String, String>
         "imap" | "" => Kind::Imap,
         "pop3" if side == Side::Source => Kind::Pop3,
         "pop3" => return Err("POP can only be a source: choose IMAP for the destination".into()),
-        "ews" => {
-            return Err(format!(
-                "Exchange (EWS) is not available yet as a {name}: choose IMAP (for Microsoft 365, \
-                 the Microsoft 365 preset)"
-            ));
-        }
+        "ews" => Kind::Ews,
         other => return Err(format!("unknown {name} kind `{other}`")),
     };
     let (host, port, security) = match form.preset.as_str() {
+        "" if kind == Kind::Ews => exchange_server(name, form, None)?,
         "" => typed_server(name, kind, form)?,
         id => {
             let preset = preset(id).ok_or_else(|| format!("unknown {name} preset `{id}`"))?;
@@ -140,11 +138,18 @@ pub(crate) fn resolve(side: Side, form: &EndpointForm) -> Result<String, String>
                     default_port(kind, Security::Tls),
                     Security::Tls,
                 ),
+                None if preset.exchange && kind == Kind::Ews => {
+                    exchange_server(name, form, Some(preset))?
+                }
                 None if preset.exchange => {
                     return Err(format!(
-                        "{} is an Exchange service, which is not available yet as a {name}",
+                        "{} is an Exchange service: choose the Exchange kind for the {name}, \
+                         and type its server address",
                         preset.name
                     ));
+                }
+                None if kind == Kind::Ews && preset.id == "microsoft365" => {
+                    return Err(MICROSOFT_365_THROUGH_IMAP.to_string());
                 }
                 None => {
                     return Err(format!(
@@ -164,15 +169,33 @@ pub(crate) fn resolve(side: Side, form: &EndpointForm) -> Result<String, String>
         (Kind::Ews, Security::Tls) => "ews+https",
         (Kind::Ews, _) => "ews+http",
     };
+    // Every Exchange server since 2007 serves EWS at the same path; the portal stores
+    // it rather than leaving the worker to autodiscover it.
+    let path = match kind {
+        Kind::Ews => EWS_PATH,
+        Kind::Imap | Kind::Pop3 => "",
+    };
     let shown_host = if host.contains(':') {
         format!("[{host}]")
     } else {
         host.clone()
     };
-    Endpoint::parse(&format!("{scheme}://{shown_host}:{port}"))
+    Endpoint::parse(&format!("{scheme}://{shown_host}:{port}{path}"))
         .map(|endpoint| endpoint.to_string())
         .map_err(|_| format!("the {name} server address `{host}` is not a host name or IP address"))
 }
+
+const MICROSOFT_365_THROUGH_IMAP: &str =
+    "Microsoft 365 is migrated through IMAP here: choose IMAP and the Microsoft 365 preset";
+
+/// The hosts of Microsoft 365 and Outlook.com's web mail, whose EWS refuses the
+/// password logins the portal has.
+const MICROSOFT_365_WEB_HOSTS: &[&str] = &[
+    "outlook.office365.com",
+    "outlook.office.com",
+    "outlook.live.com",
+    "outlook.com",
+];
 
 fn typed_server(
     name: &str,
@@ -185,17 +208,14 @@ fn typed_server(
             "enter the {name} server address, or choose a preset"
         ));
     }
+    if host.contains('/') {
+        return Err(format!(
+            "the {name} server address must be a host name (mail.example.com), not a web \
+             address: a web address such as https://mail.example.com/owa is for the Exchange kind"
+        ));
+    }
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let valid = host.parse::<std::net::IpAddr>().is_ok()
-        || (host.len() <= 253
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            }));
-    if !valid {
+    if !is_host(host) {
         return Err(format!(
             "the {name} server address must be a host name (mail.example.com) or an IP address"
         ));
@@ -207,13 +227,140 @@ fn typed_server(
     };
     let port = match form.port.trim() {
         "" => default_port(kind, security),
-        text => text
-            .parse::<u16>()
-            .ok()
-            .filter(|port| *port > 0)
-            .ok_or_else(|| format!("the {name} port must be a number from 1 to 65535"))?,
+        text => typed_port(name, text)?,
     };
     Ok((host.to_lowercase(), port, security))
+}
+
+/// An Exchange server typed in: its host name or IP address, or the address of its
+/// Outlook on the web (`https://mail.example.com/owa`, what people open in a browser)
+/// or of its EWS. Always HTTPS: the portal offers no clear-text Exchange.
+fn exchange_server(
+    name: &str,
+    form: &EndpointForm,
+    preset: Option<&Preset>,
+) -> Result<(String, u16, Security), String> {
+    let text = form.host.trim();
+    if text.is_empty() {
+        return Err(match preset {
+            Some(preset) => format!(
+                "{} has no fixed server: type the {name} server address your provider gave \
+                 you, or the address of its Outlook on the web (https://…/owa)",
+                preset.name
+            ),
+            None => format!(
+                "enter the {name} Exchange server address (mail.example.com), or the address \
+                 of its Outlook on the web (https://mail.example.com/owa)"
+            ),
+        });
+    }
+    match form.security.as_str() {
+        "tls" | "" => {}
+        "starttls" => {
+            return Err(format!(
+                "Exchange is reached over TLS (HTTPS) only: choose TLS for the {name} security"
+            ));
+        }
+        other => return Err(format!("unknown {name} security `{other}`")),
+    }
+    let (host, address_port) = if text.contains('/') {
+        web_address(name, text)?
+    } else {
+        let host = text.trim_start_matches('[').trim_end_matches(']');
+        if !is_host(host) {
+            return Err(format!(
+                "the {name} server address must be a host name (mail.example.com), an IP \
+                 address, or the address of Outlook on the web (https://mail.example.com/owa)"
+            ));
+        }
+        (host.to_lowercase(), None)
+    };
+    if MICROSOFT_365_WEB_HOSTS.contains(&host.as_str()) {
+        return Err(MICROSOFT_365_THROUGH_IMAP.to_string());
+    }
+    let port = match (form.port.trim(), address_port) {
+        ("", None) => default_port(Kind::Ews, Security::Tls),
+        ("", Some(port)) => port,
+        (text, None) => typed_port(name, text)?,
+        (text, Some(port)) => {
+            if typed_port(name, text)? != port {
+                return Err(format!(
+                    "the {name} port and the port in the {name} address differ: leave the \
+                     port empty or make them the same"
+                ));
+            }
+            port
+        }
+    };
+    Ok((host, port, Security::Tls))
+}
+
+/// The host and port of an Outlook on the web or EWS address (`https://` may be left
+/// out, as browsers show it). The text is not echoed: it may hold a password.
+fn web_address(name: &str, text: &str) -> Result<(String, Option<u16>), String> {
+    let with_scheme = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("https://{text}")
+    };
+    let not_exchange = || {
+        format!(
+            "the {name} address is not the address of Outlook on the web \
+             (https://mail.example.com/owa) nor of an Exchange server: type the address you \
+             open to read mail in a browser, or the server's host name"
+        )
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|_| not_exchange())?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            return Err(format!(
+                "the {name} address starts with http://: the portal reaches Exchange over \
+                 HTTPS only, so type https://"
+            ));
+        }
+        _ => return Err(not_exchange()),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "leave the login and password out of the {name} address: each mailbox brings its own"
+        ));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(domain)) if is_host(domain) => domain.to_lowercase(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(not_exchange()),
+    };
+    let path = url.path().to_ascii_lowercase();
+    let path = path.trim_end_matches('/');
+    let exchange = path.is_empty()
+        || path == "/owa"
+        || path.starts_with("/owa/")
+        || path == "/ews/exchange.asmx";
+    if !exchange {
+        return Err(not_exchange());
+    }
+    Ok((host, url.port()))
+}
+
+fn is_host(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+        || (host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }))
+}
+
+fn typed_port(name: &str, text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|port| *port > 0)
+        .ok_or_else(|| format!("the {name} port must be a number from 1 to 65535"))
 }
 
 fn default_port(kind: Kind, security: Security) -> u16 {
@@ -325,6 +472,104 @@ mod tests {
     }
 
     #[test]
+    fn exchange_servers_are_typed_or_pasted_from_outlook_on_the_web() {
+        let ews = "ews+https://mail.corp.example:443/EWS/Exchange.asmx";
+        let cases = [
+            (
+                Side::Destination,
+                form("ews", "", "mail.corp.example", "", ""),
+                ews,
+            ),
+            (
+                Side::Source,
+                form("ews", "", "Mail.Corp.Example", "", "tls"),
+                ews,
+            ),
+            (
+                Side::Source,
+                form("ews", "", "https://mail.corp.example/owa", "", ""),
+                ews,
+            ),
+            (
+                Side::Source,
+                form("ews", "", " https://MAIL.corp.example/OWA/ ", "", ""),
+                ews,
+            ),
+            (
+                Side::Source,
+                form("ews", "", "mail.corp.example/owa/", "", ""),
+                ews,
+            ),
+            (
+                Side::Source,
+                form(
+                    "ews",
+                    "",
+                    "https://mail.corp.example/owa/#path=/mail/inbox",
+                    "",
+                    "",
+                ),
+                ews,
+            ),
+            (
+                Side::Source,
+                form(
+                    "ews",
+                    "",
+                    "https://mail.corp.example/owa/auth/logon.aspx?replaceCurrent=1",
+                    "",
+                    "",
+                ),
+                ews,
+            ),
+            (
+                Side::Destination,
+                form(
+                    "ews",
+                    "",
+                    "https://mail.corp.example/EWS/Exchange.asmx",
+                    "",
+                    "",
+                ),
+                ews,
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "https://mail.corp.example/", "", ""),
+                ews,
+            ),
+            (
+                Side::Destination,
+                form("ews", "rackspace-exchange", "mail.corp.example", "", ""),
+                ews,
+            ),
+            (
+                Side::Source,
+                form("ews", "", "https://mail.corp.example:8443/owa", "", ""),
+                "ews+https://mail.corp.example:8443/EWS/Exchange.asmx",
+            ),
+            (
+                Side::Source,
+                form("ews", "", "https://mail.corp.example:8443/owa", "8443", ""),
+                "ews+https://mail.corp.example:8443/EWS/Exchange.asmx",
+            ),
+            (
+                Side::Source,
+                form("ews", "", "10.0.0.9", "4443", ""),
+                "ews+https://10.0.0.9:4443/EWS/Exchange.asmx",
+            ),
+            (
+                Side::Source,
+                form("ews", "", "https://[::1]/owa", "", ""),
+                "ews+https://[::1]:443/EWS/Exchange.asmx",
+            ),
+        ];
+        for (side, form, expected) in cases {
+            assert_eq!(resolve(side, &form).as_deref(), Ok(expected), "{form:?}");
+        }
+    }
+
+    #[test]
     fn what_cannot_be_done_says_why() {
         let cases = [
             (
@@ -334,13 +579,68 @@ mod tests {
             ),
             (
                 Side::Source,
-                form("ews", "", "x.example", "", ""),
-                "not available yet",
+                form("imap", "rackspace-exchange", "", "", ""),
+                "is an Exchange service: choose the Exchange kind",
             ),
             (
                 Side::Source,
-                form("imap", "rackspace-exchange", "", "", ""),
-                "Exchange service",
+                form("ews", "rackspace-exchange", "", "", ""),
+                "has no fixed server: type the source server address",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "", "", ""),
+                "enter the destination Exchange server address",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "http://mail.corp.example/owa", "", ""),
+                "HTTPS only",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "https://www.corp.example/intranet", "", ""),
+                "not the address of Outlook on the web",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "ftp://mail.corp.example/owa", "", ""),
+                "not the address of Outlook on the web",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "mail corp example", "", ""),
+                "must be a host name",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "mail.corp.example", "", "starttls"),
+                "TLS (HTTPS) only",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "https://mail.corp.example:8443/owa", "443", ""),
+                "differ",
+            ),
+            (
+                Side::Destination,
+                form("ews", "", "https://outlook.office365.com/owa/", "", ""),
+                "Microsoft 365 is migrated through IMAP",
+            ),
+            (
+                Side::Destination,
+                form("ews", "microsoft365", "", "", ""),
+                "Microsoft 365 is migrated through IMAP",
+            ),
+            (
+                Side::Destination,
+                form("ews", "gmail", "", "", ""),
+                "Gmail has no Exchange server",
+            ),
+            (
+                Side::Destination,
+                form("imap", "", "https://mail.corp.example/owa", "", ""),
+                "is for the Exchange kind",
             ),
             (
                 Side::Source,
@@ -375,6 +675,26 @@ mod tests {
     }
 
     #[test]
+    fn a_password_in_an_outlook_address_is_refused_and_not_repeated() {
+        let error = resolve(
+            Side::Source,
+            &form(
+                "ews",
+                "",
+                "https://alice:hunter2@mail.corp.example/owa",
+                "",
+                "",
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("leave the login and password out"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
     fn stored_urls_read_like_the_form() {
         assert_eq!(
             describe("imaps://imap.gmail.com:993"),
@@ -383,6 +703,10 @@ mod tests {
         assert_eq!(
             describe("imap://mail.old.example:143"),
             "IMAP, mail.old.example port 143, STARTTLS"
+        );
+        assert_eq!(
+            describe("ews+https://mail.corp.example:443/EWS/Exchange.asmx"),
+            "Exchange, mail.corp.example port 443, TLS"
         );
     }
 }

@@ -126,14 +126,12 @@ pub(crate) struct KindOption {
     pub value: &'static str,
     pub label: &'static str,
     pub checked: bool,
-    pub disabled: bool,
 }
 
 pub(crate) struct PresetOption {
     pub id: &'static str,
     pub label: String,
     pub selected: bool,
-    pub disabled: bool,
 }
 
 impl SideForm {
@@ -147,33 +145,29 @@ impl SideForm {
             value: "imap",
             label: "IMAP",
             checked: kind == "imap",
-            disabled: false,
         }];
         if side == Side::Source {
             kinds.push(KindOption {
                 value: "pop3",
                 label: "POP",
                 checked: kind == "pop3",
-                disabled: false,
             });
         }
         kinds.push(KindOption {
             value: "ews",
-            label: "Exchange (not available yet)",
-            checked: false,
-            disabled: true,
+            label: "Exchange",
+            checked: kind == "ews",
         });
         let presets = PRESETS
             .iter()
             .map(|p| PresetOption {
                 id: p.id,
                 label: if p.exchange {
-                    format!("{} (Exchange: not available yet)", p.name)
+                    format!("{} (Exchange: type its server address)", p.name)
                 } else {
                     p.name.to_string()
                 },
                 selected: form.preset == p.id,
-                disabled: p.exchange,
             })
             .collect();
         SideForm {

@@ -29,14 +29,20 @@ async fn a_new_migration_is_made_from_presets_or_typed_servers() {
         r#"<label for="source_port">Source port</label>"#,
         r#"<label for="dest_security">Destination security</label>"#,
         r#"<label for="dest_preset">Destination preset</label>"#,
-        "Rackspace Hosted Exchange (Exchange: not available yet)",
+        r#"<label for="source_kind_ews">Exchange</label>"#,
+        r#"<label for="dest_kind_ews">Exchange</label>"#,
+        r#"name="dest_kind" value="ews">"#,
+        "Rackspace Hosted Exchange (Exchange: type its server address)",
         "Microsoft 365",
+        "through Exchange Web Services (EWS)",
+        "Outlook on the web (https://mail.example.com/owa)",
+        "Exchange 443 (TLS)",
     ] {
         assert!(form.body.contains(label), "{label}");
     }
     assert!(
-        form.body.contains(r#"value="ews" disabled"#),
-        "Exchange shown, disabled"
+        !form.body.contains("disabled") && !form.body.contains("not available yet"),
+        "Exchange and its preset are offered on both sides"
     );
     assert!(
         !form.body.contains("dest_kind_pop3"),
@@ -140,7 +146,10 @@ async fn a_wrong_new_migration_says_what_to_fix() {
         .await;
     assert_eq!(exchange.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        exchange.body.contains("not available yet"),
+        exchange.body.contains(
+            "Rackspace Hosted Exchange is an Exchange service: choose the Exchange kind for \
+             the source, and type its server address"
+        ),
         "{}",
         exchange.body
     );
@@ -164,6 +173,192 @@ async fn a_wrong_new_migration_says_what_to_fix() {
         "{}",
         twice.body
     );
+}
+
+#[tokio::test]
+async fn an_exchange_side_is_stored_as_its_ews_address() {
+    let portal = Portal::new().await;
+    let client = portal.login("ann@example.com").await;
+    let answer = portal
+        .post(
+            &client,
+            "/migrations",
+            &[
+                ("name", "To Exchange"),
+                ("source_kind", "imap"),
+                ("source_host", "mail.old.example"),
+                ("source_security", "tls"),
+                ("dest_kind", "ews"),
+                ("dest_preset", ""),
+                ("dest_host", "Mail.Corp.Example"),
+                ("dest_port", ""),
+                ("dest_security", "tls"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let projects = portal.db().projects(Some("ann@example.com")).await.unwrap();
+    assert_eq!(projects[0].source, "imaps://mail.old.example:993");
+    assert_eq!(
+        projects[0].dest,
+        "ews+https://mail.corp.example:443/EWS/Exchange.asmx"
+    );
+    let id = projects[0].id;
+
+    // The rest of the workflow does not care what the sides speak.
+    let added = portal
+        .add_rows(
+            &client,
+            id,
+            &[("a@old.example", "pw-a", "a@corp.example", "pw-b")],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let page = portal.get(&client, &format!("/projects/{id}")).await;
+    page.assert_ok();
+    assert!(
+        page.body
+            .contains("Exchange, mail.corp.example port 443, TLS"),
+        "{}",
+        page.body
+    );
+    let trial = portal
+        .post(
+            &client,
+            &format!("/projects/{id}/passes"),
+            &[("pass", "verify")],
+        )
+        .await;
+    assert_eq!(trial.status, StatusCode::SEE_OTHER, "{}", trial.body);
+    let mailbox = &portal.db().mailboxes(id).await.unwrap()[0];
+    assert_eq!(mailbox.status, MailboxStatus::Verifying);
+    let list = portal.get(&client, "/migrations").await;
+    assert!(
+        list.body
+            .contains("Exchange, mail.corp.example port 443, TLS")
+    );
+}
+
+#[tokio::test]
+async fn an_outlook_on_the_web_address_is_accepted_for_exchange() {
+    let portal = Portal::new().await;
+    let client = portal.login("ann@example.com").await;
+    let answer = portal
+        .post(
+            &client,
+            "/migrations",
+            &[
+                ("name", "From OWA"),
+                ("source_kind", "ews"),
+                ("source_host", "https://owa.old.example/owa/"),
+                ("source_port", ""),
+                ("source_security", "tls"),
+                ("dest_kind", "ews"),
+                ("dest_preset", "rackspace-exchange"),
+                (
+                    "dest_host",
+                    "https://mail.hosted.example:8443/owa/#path=/mail",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let projects = portal.db().projects(Some("ann@example.com")).await.unwrap();
+    assert_eq!(
+        projects[0].source,
+        "ews+https://owa.old.example:443/EWS/Exchange.asmx"
+    );
+    assert_eq!(
+        projects[0].dest,
+        "ews+https://mail.hosted.example:8443/EWS/Exchange.asmx"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_exchange_address_says_what_to_type() {
+    let portal = Portal::new().await;
+    let client = portal.login("ann@example.com").await;
+    let cases = [
+        (
+            "http://owa.old.example/owa",
+            "The source address starts with http://: the portal reaches Exchange over HTTPS \
+             only, so type https://",
+        ),
+        (
+            "https://intranet.old.example/portal",
+            "The source address is not the address of Outlook on the web \
+             (https://mail.example.com/owa) nor of an Exchange server",
+        ),
+        (
+            "https://alice:secret-pw@owa.old.example/owa",
+            "Leave the login and password out of the source address",
+        ),
+        (
+            "https://outlook.office365.com/owa/",
+            "Microsoft 365 is migrated through IMAP here: choose IMAP and the Microsoft 365 \
+             preset",
+        ),
+        (
+            "",
+            "Enter the source Exchange server address (mail.example.com), or the address of \
+             its Outlook on the web (https://mail.example.com/owa)",
+        ),
+    ];
+    for (typed, message) in cases {
+        let answer = portal
+            .post(
+                &client,
+                "/migrations",
+                &[
+                    ("name", "From Exchange"),
+                    ("source_kind", "ews"),
+                    ("source_host", typed),
+                    ("source_security", "tls"),
+                    ("dest_preset", "gmail"),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{typed}");
+        assert!(answer.body.contains(message), "{typed}: {}", answer.body);
+        assert!(
+            answer
+                .body
+                .contains(r#"name="source_kind" value="ews" checked"#),
+            "Exchange stays chosen"
+        );
+        let alert = answer
+            .body
+            .split(r#"class="alert alert-error""#)
+            .nth(1)
+            .and_then(|rest| rest.split("</div>").next())
+            .unwrap_or_default();
+        assert!(
+            !alert.contains("secret-pw"),
+            "a password is not repeated in the message: {alert}"
+        );
+    }
+    let starttls = portal
+        .post(
+            &client,
+            "/migrations",
+            &[
+                ("name", "Exchange over STARTTLS"),
+                ("source_preset", "gmail"),
+                ("dest_kind", "ews"),
+                ("dest_host", "mail.corp.example"),
+                ("dest_security", "starttls"),
+            ],
+        )
+        .await;
+    assert_eq!(starttls.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        starttls.body.contains(
+            "Exchange is reached over TLS (HTTPS) only: choose TLS for the destination security"
+        ),
+        "{}",
+        starttls.body
+    );
+    assert!(portal.db().projects(None).await.unwrap().is_empty());
 }
 
 #[tokio::test]
