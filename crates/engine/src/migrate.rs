@@ -514,12 +514,17 @@ async fn copy_folder(
     let (sink, queue) = mpsc::channel::<FetchedMessage>(settings.queue_depth.max(1));
     let sink = Sink::new(sink, settings.memory_budget);
     let fetch_batch = settings.fetch_batch.max(1);
+    // Intents are committed a whole FETCH chunk at a time, before the FETCH is sent,
+    // so before any of its APPENDs: one ledger round trip per chunk, not per batch.
     let producer = async {
         let result = async {
             for chunk in to_copy.chunks(fetch_batch) {
+                let intents: Vec<Intent> =
+                    chunk.iter().map(|uid| intent_for(by_uid[uid])).collect();
+                ledger.record_intents(&intents).await?;
                 Source::fetch(src, chunk, &sink).await?;
             }
-            Ok::<_, SideError>(())
+            Ok::<_, FolderError>(())
         }
         .await;
         drop(sink);
@@ -534,52 +539,70 @@ async fn copy_folder(
         let keeps = |flag: &str| policy.keeps(&info, flag);
         let mut writer = dst.writer(settings.append_window, &mapping.dest_raw);
         let mut written = Vec::new();
-        loop {
-            let Some(first) = queue.recv().await else {
-                break;
-            };
-            let mut batch = vec![first];
-            while batch.len() < 64 {
-                match queue.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            let intents: Vec<Intent> = batch
-                .iter()
-                .filter_map(|m| {
-                    let mut intent = intent_for(by_uid.get(&m.uid)?);
-                    if let Some(key) = &m.content_key {
-                        intent.content_key = key.clone();
-                    }
-                    Some(intent)
-                })
-                .collect();
-            ledger.record_intents(&intents).await?;
-            let mut done = Vec::new();
-            for message in batch {
-                if !by_uid.contains_key(&message.uid) || !received.insert(message.uid) {
-                    continue; // not asked for, or sent twice by the server
-                }
-                let flags = keep_flags(&message.flags, &keeps, &mut dropped_flags);
-                let request = WriteRequest {
-                    flags,
-                    internal_date: message.internal_date,
-                    body: message.body,
-                    origin: origin(&source_key, identity.source_uidvalidity, message.uid),
-                    token: u64::from(message.uid),
+        // Outcomes wait to be recorded in bigger batches; until then their rows say
+        // "appending", which a crash resolves by looking at the destination.
+        let mut unrecorded: Vec<Outcome> = Vec::new();
+        let result = async {
+            loop {
+                let Some(first) = queue.recv().await else {
+                    break;
                 };
-                done.extend(writer.send(request).await?);
+                let mut batch = vec![first];
+                while batch.len() < 64 {
+                    match queue.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                // A source that learns a message's exact key only from its bytes (EWS)
+                // records it before the message is written.
+                let corrected: Vec<Intent> = batch
+                    .iter()
+                    .filter_map(|m| {
+                        let listed = by_uid.get(&m.uid)?;
+                        let key = m.content_key.as_ref()?;
+                        (*key != listed.content_key).then(|| Intent {
+                            content_key: key.clone(),
+                            ..intent_for(listed)
+                        })
+                    })
+                    .collect();
+                ledger.record_intents(&corrected).await?;
+                for message in batch {
+                    if !by_uid.contains_key(&message.uid) || !received.insert(message.uid) {
+                        continue; // not asked for, or sent twice by the server
+                    }
+                    let flags = keep_flags(&message.flags, &keeps, &mut dropped_flags);
+                    let request = WriteRequest {
+                        flags,
+                        internal_date: message.internal_date,
+                        body: message.body,
+                        origin: origin(&source_key, identity.source_uidvalidity, message.uid),
+                        token: u64::from(message.uid),
+                    };
+                    written.extend(writer.send(request).await?);
+                }
+                let (outcomes, settled) =
+                    settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
+                unrecorded.extend(outcomes);
+                apply(settled, &mut folder, report, progress, mapping);
+                if unrecorded.len() >= 64 || queue.is_empty() {
+                    ledger.record_outcomes(&unrecorded).await?;
+                    unrecorded.clear();
+                }
             }
-            written.extend(done);
-            let outcomes = settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
-            ledger.record_outcomes(&outcomes.0).await?;
-            apply(outcomes.1, &mut folder, report, progress, mapping);
+            written.extend(writer.finish().await?);
+            let (outcomes, settled) =
+                settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
+            unrecorded.extend(outcomes);
+            apply(settled, &mut folder, report, progress, mapping);
+            Ok::<_, FolderError>(())
         }
-        written.extend(writer.finish().await?);
-        let outcomes = settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
-        ledger.record_outcomes(&outcomes.0).await?;
-        apply(outcomes.1, &mut folder, report, progress, mapping);
+        .await;
+        // Whatever ended the folder, what is known to be done is recorded.
+        let recorded = ledger.record_outcomes(&unrecorded).await;
+        result?;
+        recorded?;
         Ok::<_, FolderError>(())
     };
     let (produced, consumed) = tokio::join!(producer, consumer);

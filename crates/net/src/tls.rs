@@ -42,14 +42,24 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, TlsSetup
     Ok(Arc::new(config))
 }
 
+/// The system's roots, read and parsed once per process: parsing them was most of the
+/// cost of opening a connection. An extra CA file is still read at each connection.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            // A bare container without ca-certificates: fall back to Mozilla's list.
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
+}
+
 fn root_store(options: &TlsOptions) -> Result<RootCertStore, TlsSetupError> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _) = roots.add_parsable_certificates(native.certs);
-    if added == 0 {
-        // A bare container without ca-certificates: fall back to Mozilla's list.
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
+    let mut roots = system_roots().clone();
     if let Some(path) = &options.extra_ca {
         let error = |reason: String| TlsSetupError::CaFile {
             path: path.clone(),
