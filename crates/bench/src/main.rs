@@ -54,8 +54,8 @@ struct Args {
     /// Seed of the corpus
     #[arg(long, default_value_t = 20_261_126)]
     seed: u64,
-    /// Turn TLS off on every server (`ssl = no`), so mailmove, which upgrades with
-    /// STARTTLS whenever it is offered, speaks plaintext IMAP like the peers' recipes
+    /// Turn TLS off on every server (`ssl = no`), so every tool speaks plaintext IMAP
+    /// (by default every tool upgrades with STARTTLS and verifies the servers' CA)
     #[arg(long)]
     plaintext: bool,
     /// The mailmove binary to time. Default: build it (`cargo build --release -p
@@ -431,8 +431,9 @@ impl Bench<'_> {
             );
         } else {
             println!(
-                "transport: mailmove uses STARTTLS on both sides (it upgrades whenever the server offers \
-                 it); mbsync and doveadm's imapc use plaintext IMAP (SSLType None, imapc_ssl=no)."
+                "transport: every tool upgrades with STARTTLS on both sides and verifies the servers' \
+                 CA (mailmove --tls-ca, mbsync SSLType STARTTLS + CertificateFile, doveadm \
+                 imapc_ssl=starttls + ssl_client_ca_file)."
             );
         }
         println!(
@@ -654,6 +655,7 @@ impl Bench<'_> {
                 dest,
                 dest_dir: server.dir().to_path_buf(),
                 ca_file: ca_file.clone(),
+                tls: !self.args.plaintext,
                 work: dir.join(format!("mailbox{}", k + 1)),
             });
         }

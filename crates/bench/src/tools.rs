@@ -66,6 +66,8 @@ pub struct Pair {
     pub dest_dir: PathBuf,
     /// A PEM file with both servers' CAs (mailmove's `--tls-ca`).
     pub ca_file: PathBuf,
+    /// The peers upgrade with STARTTLS too (the servers offer it unless `--plaintext`).
+    pub tls: bool,
     pub work: PathBuf,
 }
 
@@ -122,7 +124,16 @@ pub fn command(tool: Tool, pair: &Pair, mailmove: &Path) -> Result<Command> {
                 .arg(format!("imapc_user={}", pair.source.user))
                 .arg("-o")
                 .arg(format!("imapc_password={}", pair.source.password))
-                .args(["-o", "imapc_ssl=no"])
+                .args([
+                    "-o",
+                    if pair.tls {
+                        "imapc_ssl=starttls"
+                    } else {
+                        "imapc_ssl=no"
+                    },
+                ])
+                .arg("-o")
+                .arg(format!("ssl_client_ca_file={}", pair.ca_file.display()))
                 .args(["-o", "imapc_features=rfc822.size fetch-headers"])
                 .args(["-o", "mail_prefetch_count=20"])
                 .args(["backup", "-R", "-u", &pair.dest.user, "imapc:"]);
@@ -201,12 +212,22 @@ pub fn has_mailboxes_option(mailmove: &Path) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--mailboxes"))
 }
 
-/// Loopback without TLS, LOGIN, every folder, only new messages pulled to the
-/// destination, arrival dates kept, nothing expunged.
+/// Loopback with STARTTLS (or without TLS under `--plaintext`), LOGIN, every folder,
+/// only new messages pulled to the destination, arrival dates kept, nothing expunged.
 fn mbsyncrc(pair: &Pair, state: &Path) -> String {
+    let tls = if pair.tls {
+        format!(
+            "SSLType STARTTLS\nCertificateFile {}\n",
+            pair.ca_file.display()
+        )
+    } else {
+        "SSLType None\n".to_string()
+    };
+    // mbsync matches the certificate's names, not its IP addresses.
+    let host = if pair.tls { "localhost" } else { "127.0.0.1" };
     let account = |name: &str, login: &Login| {
         format!(
-            "IMAPAccount {name}\nHost 127.0.0.1\nPort {}\nUser {}\nPass \"{}\"\nSSLType None\nAuthMechs LOGIN\n\n\
+            "IMAPAccount {name}\nHost {host}\nPort {}\nUser {}\nPass \"{}\"\n{tls}AuthMechs LOGIN\n\n\
              IMAPStore {name}\nAccount {name}\n\n",
             login.port, login.user, login.password
         )
