@@ -26,7 +26,12 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
     let rows =
         mailmove_import::read_path(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let (source, dest) = args.servers.endpoints()?;
-    let settings = args.settings()?;
+    let mut settings = args.settings()?;
+    // One process copies several mailboxes at once: they share one memory budget for
+    // fetched messages waiting for the destination, so the process stays small.
+    const SHARED_BUDGET: u64 = 24 * 1024 * 1024;
+    settings.memory_budget = (SHARED_BUDGET / args.parallel.max(1) as u64)
+        .clamp(2 * 1024 * 1024, settings.memory_budget);
     let options = args.servers.connection.options();
     let fallback_source = args.servers.passwords.source()?;
     let fallback_dest = args.servers.passwords.dest()?;

@@ -704,6 +704,18 @@ impl Writer<'_> {
         }
     }
 
+    /// The caller is about to wait for the source: complete what is buffered, so its
+    /// outcome can come (an open MULTIAPPEND, a batch of items not yet created).
+    pub async fn idle(&mut self) -> Result<Vec<Written>, SideError> {
+        match self {
+            Writer::Imap { appender, .. } => {
+                appender.idle().await.map_err(dest_error)?;
+                Ok(Vec::new())
+            }
+            Writer::Ews(writer) => writer.idle().await,
+        }
+    }
+
     pub async fn finish(self) -> Result<Vec<Written>, SideError> {
         match self {
             Writer::Imap { mut appender, .. } => {

@@ -423,6 +423,11 @@ impl EwsWriter {
         self.flush().await
     }
 
+    /// Creates what is waiting now, rather than when the batch is full.
+    pub async fn idle(&mut self) -> Result<Vec<Written>, SideError> {
+        self.flush().await
+    }
+
     async fn flush(&mut self) -> Result<Vec<Written>, SideError> {
         if self.pending.is_empty() {
             return Ok(Vec::new());

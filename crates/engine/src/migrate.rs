@@ -582,6 +582,9 @@ async fn copy_folder(
                     };
                     written.extend(writer.send(request).await?);
                 }
+                if queue.is_empty() {
+                    written.extend(writer.idle().await?);
+                }
                 let (outcomes, settled) =
                     settle(&mut written, &by_uid, mapping, identity, &intent_for)?;
                 unrecorded.extend(outcomes);

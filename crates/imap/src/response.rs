@@ -55,9 +55,11 @@ impl Status {
 /// Response codes (the bracketed part of a status response).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Code {
+    /// UIDPLUS: where APPEND put its message(s), in the order they were sent (several
+    /// after a MULTIAPPEND).
     AppendUid {
         uidvalidity: u32,
-        uid: u32,
+        uids: Vec<u32>,
     },
     UidValidity(u32),
     UidNext(u32),
@@ -320,8 +322,11 @@ impl Cursor<'_> {
                 self.spaces();
                 let uidvalidity = self.number()? as u32;
                 self.spaces();
-                let uid = self.number()? as u32;
-                Code::AppendUid { uidvalidity, uid }
+                let set = self.atom_until(b"] ")?;
+                Code::AppendUid {
+                    uidvalidity,
+                    uids: uid_set(&set)?,
+                }
             }
             "UIDVALIDITY" => {
                 self.spaces();
@@ -760,6 +765,28 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A UID set as APPENDUID gives it (`418`, `3955:3957`, `7,9:10`), expanded in order.
+/// Ranges are capped so a hostile answer cannot make us allocate without bound.
+fn uid_set(text: &str) -> Option<Vec<u32>> {
+    const MAX: usize = 100_000;
+    let mut uids = Vec::new();
+    for part in text.split(',') {
+        let (first, last) = match part.split_once(':') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let n = part.parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        let (low, high) = (first.min(last), first.max(last));
+        if (high - low) as usize + uids.len() >= MAX {
+            return None;
+        }
+        uids.extend(low..=high);
+    }
+    Some(uids)
+}
+
 #[cfg(test)]
 mod tests {
     //! What the transcript corpus (tests/corpus.rs) cannot show: no public log has these.
@@ -778,6 +805,33 @@ mod tests {
             Response::Untagged(Untagged::Fetch(fetch)) => *fetch,
             other => panic!("not a FETCH: {other:?}"),
         }
+    }
+
+    #[test]
+    fn appenduid_after_multiappend_lists_every_uid_in_order() {
+        let tagged = |text: &[u8]| match parse(frame(text, &[])) {
+            Response::Tagged { status, .. } => status.code,
+            other => panic!("not tagged: {other:?}"),
+        };
+        assert_eq!(
+            tagged(b"A1 OK [APPENDUID 38505 3955:3957] done\r\n"),
+            Some(Code::AppendUid {
+                uidvalidity: 38505,
+                uids: vec![3955, 3956, 3957]
+            })
+        );
+        assert_eq!(
+            tagged(b"A2 OK [APPENDUID 7 4,9:10] done\r\n"),
+            Some(Code::AppendUid {
+                uidvalidity: 7,
+                uids: vec![4, 9, 10]
+            })
+        );
+        // A range no mailbox holds is not believed.
+        assert!(!matches!(
+            tagged(b"A3 OK [APPENDUID 7 1:4000000000] done\r\n"),
+            Some(Code::AppendUid { .. })
+        ));
     }
 
     #[test]

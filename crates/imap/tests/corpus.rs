@@ -589,7 +589,7 @@ Ogni accesso e' registrato.",
         OK,
         Some(Code::AppendUid {
             uidvalidity: 1_631_928_677,
-            uid: 418,
+            uids: vec![418],
         }),
         "Append completed (0.003 + 0.001 + 0.002 secs).",
     );
@@ -1031,7 +1031,7 @@ ENABLE MOVE CONDSTORE ESEARCH UTF8=ACCEPT LIST-EXTENDED LIST-STATUS LITERAL- SPE
         OK,
         Some(Code::AppendUid {
             uidvalidity: 641_429_830,
-            uid: 111,
+            uids: vec![111],
         }),
         "(Success)",
     );
@@ -1517,7 +1517,7 @@ async fn rfc_examples() {
         OK,
         Some(Code::AppendUid {
             uidvalidity: 38505,
-            uid: 3955,
+            uids: vec![3955],
         }),
         "APPEND completed",
     );

@@ -1,6 +1,7 @@
 //! Behaviour no real server shows on demand, against a scripted fake: bytes injected
 //! after the STARTTLS answer, and a server without LITERAL+ that answers APPENDs one
-//! continuation at a time and refuses one before its literal is sent.
+//! continuation at a time and refuses one before its literal is sent, and a MULTIAPPEND
+//! server that refuses a whole group because of one message.
 
 use mailmove_imap::{AppendRequest, Body, Client, ConnectOptions, Error};
 use mailmove_model::{Endpoint, Secret};
@@ -132,4 +133,132 @@ async fn appends_without_literal_plus_wait_for_each_continuation_and_survive_a_r
     client.logout().await;
     let received = server.await.unwrap();
     assert_eq!(received, vec![bodies[0].clone(), bodies[2].clone()]);
+}
+
+/// Reads one APPEND command of a LITERAL+ client, however many messages it carries
+/// (RFC 3502 MULTIAPPEND): the tag and each message's bytes.
+async fn read_append<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> Option<(String, Vec<Vec<u8>>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.unwrap() == 0 {
+        return None;
+    }
+    let tag = line.split(' ').next().unwrap().to_string();
+    let mut messages = Vec::new();
+    while line.trim_end().ends_with("+}") {
+        let len: usize = line
+            .trim_end()
+            .rsplit('{')
+            .next()
+            .unwrap()
+            .trim_end_matches("+}")
+            .parse()
+            .unwrap();
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).await.unwrap();
+        messages.push(body);
+        line.clear();
+        reader.read_line(&mut line).await.unwrap();
+    }
+    Some((tag, messages))
+}
+
+#[tokio::test]
+async fn multiappend_groups_messages_and_a_refused_group_is_sent_again_one_by_one() {
+    let (listener, endpoint) = listen().await;
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut reader = BufReader::new(read);
+        write
+            .write_all(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS] ready\r\n")
+            .await
+            .unwrap();
+        let mut commands = Vec::new();
+        let mut stored = Vec::new();
+        let mut next_uid = 100;
+        while let Some((tag, messages)) = read_append(&mut reader).await {
+            let answer = if messages.is_empty() {
+                // LOGIN (which tells the capabilities again), NOOP, LOGOUT
+                format!("{tag} OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS] done\r\n")
+            } else if messages.iter().any(|m| m.len() > 1000) {
+                // Atomic: one message too big refuses the whole command.
+                format!("{tag} NO [TOOBIG] too big\r\n")
+            } else {
+                let first = next_uid + 1;
+                next_uid += messages.len() as u32;
+                stored.extend(messages.iter().cloned());
+                format!("{tag} OK [APPENDUID 7 {first}:{next_uid}] done\r\n")
+            };
+            commands.push(messages.len());
+            write.write_all(answer.as_bytes()).await.unwrap();
+        }
+        (commands, stored)
+    });
+    let mut client = Client::connect(&endpoint, &ConnectOptions::default())
+        .await
+        .unwrap();
+    client
+        .login("tester", &Secret::new("pw".to_string()))
+        .await
+        .unwrap();
+    let bodies: Vec<Vec<u8>> = vec![
+        b"one\r\n".to_vec(),
+        vec![b'x'; 5000],
+        b"three\r\n".to_vec(),
+        b"four\r\n".to_vec(),
+    ];
+    let request = |token: usize, body: &Vec<u8>| AppendRequest {
+        mailbox: b"INBOX".to_vec(),
+        flags: vec!["\\Seen".into()],
+        internal_date: Some("01-Jan-2020 10:00:00 +0000".into()),
+        body: Body::Memory(body.clone()),
+        token: token as u64,
+    };
+    let mut outcomes = Vec::new();
+    {
+        let mut appender = client.appender(8);
+        for (token, body) in bodies.iter().enumerate() {
+            outcomes.extend(appender.send(request(token, body)).await.unwrap());
+        }
+        outcomes.extend(appender.finish().await.unwrap());
+    }
+    outcomes.sort_by_key(|o| o.token);
+    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    // The group of four was refused, then each went alone: one refusal, three stored.
+    assert_eq!(outcomes[0].result.as_ref().unwrap(), &Some((7, 101)));
+    let refusal = outcomes[1].result.as_ref().unwrap_err();
+    assert_eq!(refusal.describe(), "[TOOBIG] too big");
+    assert_eq!(outcomes[2].result.as_ref().unwrap(), &Some((7, 102)));
+    assert_eq!(outcomes[3].result.as_ref().unwrap(), &Some((7, 103)));
+
+    // A group the server takes: one command, each message with its own UID.
+    let more = [b"five\r\n".to_vec(), b"six\r\n".to_vec()];
+    let mut outcomes = Vec::new();
+    {
+        let mut appender = client.appender(8);
+        for (token, body) in more.iter().enumerate() {
+            outcomes.extend(appender.send(request(token, body)).await.unwrap());
+        }
+        outcomes.extend(appender.finish().await.unwrap());
+    }
+    outcomes.sort_by_key(|o| o.token);
+    assert_eq!(outcomes[0].result.as_ref().unwrap(), &Some((7, 104)));
+    assert_eq!(outcomes[1].result.as_ref().unwrap(), &Some((7, 105)));
+    client.run("NOOP").await.unwrap();
+    client.logout().await;
+    let (commands, stored) = server.await.unwrap();
+    // LOGIN, the group of 4, the 4 again alone, the group of 2, NOOP, LOGOUT.
+    assert_eq!(commands, vec![0, 4, 1, 1, 1, 1, 2, 0, 0]);
+    assert_eq!(
+        stored,
+        vec![
+            bodies[0].clone(),
+            bodies[2].clone(),
+            bodies[3].clone(),
+            more[0].clone(),
+            more[1].clone()
+        ]
+    );
 }
