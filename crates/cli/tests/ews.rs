@@ -86,11 +86,23 @@ impl Setup {
     }
 
     fn run(&self, subcommand: &str, direction: &Direction, extra: &[&str]) -> Run {
+        self.run_with(subcommand, direction, extra, &[])
+    }
+
+    /// As `run`, with environment variables set or replaced.
+    fn run_with(
+        &self,
+        subcommand: &str,
+        direction: &Direction,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let report = self.dir.path().join(format!("report-{n}.json"));
         let output = self
             .command(subcommand, direction)
             .args(extra)
+            .envs(env.iter().copied())
             .arg("--report")
             .arg(&report)
             .output()
@@ -271,6 +283,40 @@ fn exchange_to_imap_copies_mail_folders_only_with_their_state_and_a_rerun_copies
     assert_eq!(verify.code, 0, "{}", verify.everything());
 }
 
+/// Starts a pass for each threshold and SIGKILLs it once `copied()` reaches it;
+/// returns how many passes were killed (a pass may end first).
+fn kill_passes(
+    setup: &Setup,
+    direction: &Direction,
+    thresholds: &[usize],
+    mut copied: impl FnMut() -> usize,
+) -> usize {
+    let mut kills = 0;
+    for &at_least in thresholds {
+        let mut child = setup
+            .command("migrate", direction)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if copied() >= at_least {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the pass did not progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+    }
+    kills
+}
+
 /// Fills the IMAP side with enough mail that a slowed pass can be killed midway.
 fn fill_imap(setup: &Setup, count: usize) -> Vec<Vec<u8>> {
     let mut imap = setup.imap();
@@ -289,29 +335,9 @@ fn sigkill_while_creating_items_then_a_rerun_leaves_no_duplicate() {
     let bodies = fill_imap(&setup, 120);
     // Slow each request so the pass can be caught in the middle.
     setup.ews.set_delay(Duration::from_millis(40));
-    let mut kills = 0;
-    for at_least in [1, 30, 70] {
-        let mut child = setup
-            .command("migrate", &Direction::ImapToEws)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if setup.ews_messages(&["Inbox"]).len() >= at_least {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-                break;
-            }
-            assert!(Instant::now() < deadline, "the pass did not progress");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.wait().unwrap();
-    }
+    let kills = kill_passes(&setup, &Direction::ImapToEws, &[1, 30, 70], || {
+        setup.ews_messages(&["Inbox"]).len()
+    });
     assert!(kills >= 2, "the passes ended before they could be killed");
     setup.ews.set_delay(Duration::ZERO);
 
@@ -343,29 +369,9 @@ fn sigkill_while_reading_exchange_then_a_rerun_leaves_no_duplicate() {
     let bodies = sorted(bodies);
     setup.ews.set_delay(Duration::from_millis(30));
     let mut imap = setup.imap();
-    let mut kills = 0;
-    for at_least in [1, 40, 80] {
-        let mut child = setup
-            .command("migrate", &Direction::EwsToImap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if imap.fetch_all("INBOX").map(|m| m.len()).unwrap_or(0) >= at_least {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-                break;
-            }
-            assert!(Instant::now() < deadline, "the pass did not progress");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.wait().unwrap();
-    }
+    let kills = kill_passes(&setup, &Direction::EwsToImap, &[1, 40, 80], || {
+        imap.fetch_all("INBOX").map(|m| m.len()).unwrap_or(0)
+    });
     assert!(kills >= 2, "the passes ended before they could be killed");
     setup.ews.set_delay(Duration::ZERO);
 
@@ -444,19 +450,12 @@ fn a_bearer_token_logs_in_where_one_is_configured() {
         .imap()
         .append("INBOX", &[], None, &messages::simple("t@x", "t", 300))
         .unwrap();
-    let run = {
-        let n = setup.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let report = setup.dir.path().join(format!("report-{n}.json"));
-        let output = setup
-            .command("migrate", &Direction::ImapToEws)
-            .args(["--dest-auth", "bearer"])
-            .env("MAILMOVE_DEST_PASSWORD", "token-4711")
-            .arg("--report")
-            .arg(&report)
-            .output()
-            .unwrap();
-        finish(output, Some(report))
-    };
+    let run = setup.run_with(
+        "migrate",
+        &Direction::ImapToEws,
+        &["--dest-auth", "bearer"],
+        &[("MAILMOVE_DEST_PASSWORD", "token-4711")],
+    );
     assert_eq!(run.code, 0, "{}", run.everything());
     assert_eq!(setup.ews_messages(&["Inbox"]).len(), 1);
     assert!(!run.everything().contains("token-4711"));

@@ -199,21 +199,14 @@ impl EwsSide {
             .list(String::from_utf8_lossy(&raw).into_owned())
             .await?
             .into_iter()
-            .map(|(uid, item)| {
-                let headers = Headers {
-                    message_id: item.internet_message_id.clone(),
-                    subject: item.subject.clone(),
-                    ..Headers::default()
-                };
-                SourceMessage {
-                    uid,
-                    flags: flags_of(item.is_read, item.flag, &item.categories),
-                    internal_date: item.received.map(internal_date),
-                    size: item.size,
-                    content_key: headers.content_key(item.size),
-                    message_id: item.internet_message_id,
-                    subject: item.subject,
-                }
+            .map(|(uid, item)| SourceMessage {
+                uid,
+                flags: flags_of(item.is_read, item.flag, &item.categories),
+                internal_date: item.received.map(internal_date),
+                size: item.size,
+                content_key: listed_key(&item),
+                message_id: item.internet_message_id,
+                subject: item.subject,
             })
             .collect();
         messages.sort_by_key(|m| m.uid);
@@ -331,17 +324,10 @@ impl EwsSide {
             .list(scope)
             .await?
             .into_iter()
-            .map(|(uid, item)| {
-                let headers = Headers {
-                    message_id: item.internet_message_id.clone(),
-                    subject: item.subject.clone(),
-                    ..Headers::default()
-                };
-                DestMessage {
-                    uid,
-                    content_key: headers.content_key(item.size),
-                    origin: item.source_identity,
-                }
+            .map(|(uid, item)| DestMessage {
+                uid,
+                content_key: listed_key(&item),
+                origin: item.source_identity,
             })
             .collect())
     }
@@ -526,6 +512,17 @@ async fn discover(
             mailmove_ews::autodiscover(&email, &account.login, &account.password, options).await
         }
     }
+}
+
+/// The content key a listing gives: the Message-ID and Exchange's item size, which is
+/// not the MIME size on a real Exchange (the key of the bytes read replaces it).
+fn listed_key(item: &ItemSummary) -> String {
+    Headers {
+        message_id: item.internet_message_id.clone(),
+        subject: item.subject.clone(),
+        ..Headers::default()
+    }
+    .content_key(item.size)
 }
 
 /// Levels joined by `/`, each in modified UTF-7 as an IMAP server would name them.
