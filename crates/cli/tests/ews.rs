@@ -526,3 +526,74 @@ fn the_outlook_web_address_over_https_and_autodiscover_both_find_the_service() {
     let run = finish(output, None);
     assert_eq!(run.code, 3, "{}", run.everything());
 }
+
+#[test]
+fn a_project_pass_run_by_the_worker_copies_into_exchange() {
+    // The path of the portal and `mailmove project`: sealed passwords, a leased pass,
+    // the worker's accounts (login method `auto`, which finds NTLM here).
+    let setup = Setup::new(EwsConfig::ntlm());
+    let mut imap = setup.imap();
+    let bodies: Vec<Vec<u8>> = (0..6)
+        .map(|i| messages::simple(&format!("p{i}@x"), &format!("project {i}"), 900 + i * 11))
+        .collect();
+    for body in &bodies {
+        imap.append("INBOX", &["\\Seen"], None, body).unwrap();
+    }
+    let csv = setup.dir.path().join("mailboxes.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "Source Email,Source Login Name,Source Password,Destination Email,Destination Login Name,Destination Password\n\
+             {IMAP_USER}@old.example,{IMAP_USER},{IMAP_PASSWORD},{EWS_USER},,{EWS_PASSWORD}\n"
+        ),
+    )
+    .unwrap();
+    let database = format!(
+        "sqlite://{}",
+        setup.dir.path().join("projects.sqlite").display()
+    );
+    let ews_server = setup.ews.url().strip_prefix("http://").unwrap().to_string();
+    let mailmove = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_mailmove"))
+            .args(args)
+            .args(["--database", &database])
+            .env(
+                "MAILMOVE_SECRET_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )
+            .env("MAILMOVE_DATA_DIR", setup.dir.path().join("data"))
+            .env_remove("MAILMOVE_SOURCE_PASSWORD")
+            .env_remove("MAILMOVE_DEST_PASSWORD")
+            .output()
+            .unwrap();
+        finish(output, None)
+    };
+    let source = format!("imap://127.0.0.1:{}", setup.dovecot.imap_port());
+    let dest = format!("ews+http://{ews_server}");
+    let ca = setup.dovecot.ca_pem().display().to_string();
+    let created = mailmove(&[
+        "project",
+        "create",
+        "acme",
+        "--source",
+        &source,
+        "--dest",
+        &dest,
+        "--tls-ca",
+        &ca,
+        "--mailboxes",
+        &csv.display().to_string(),
+    ]);
+    assert_eq!(created.code, 0, "{}", created.everything());
+    let full = mailmove(&["project", "run", "acme", "--pass", "full", "--wait"]);
+    assert_eq!(full.code, 0, "{}", full.everything());
+    assert_eq!(
+        mime_of(&setup.ews_messages(&["Inbox"])),
+        sorted(bodies.clone())
+    );
+    assert!(!full.everything().contains(EWS_PASSWORD));
+    // A second pass finds everything there.
+    let again = mailmove(&["project", "run", "acme", "--pass", "full", "--wait"]);
+    assert_eq!(again.code, 0, "{}", again.everything());
+    assert_eq!(setup.ews_messages(&["Inbox"]).len(), bodies.len());
+}

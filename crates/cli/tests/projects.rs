@@ -745,7 +745,11 @@ fn a_running_pass_can_be_stopped() {
         ])
         .output()
         .unwrap();
-    assert!(queued.status.success());
+    assert!(
+        queued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&queued.stderr)
+    );
     wait_until("the pass to start", Duration::from_secs(30), || {
         statuses(&farm.status(&database))[0] == "Migrating"
     });

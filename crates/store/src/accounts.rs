@@ -286,7 +286,7 @@ impl Db {
     /// Marks a project finished and erases its mailboxes' stored passwords: a finished
     /// migration keeps its reports and no secret. Returns false if it was finished already.
     pub async fn finish_project(&self, project_id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let marked = sqlx::query(
             "UPDATE projects SET finished_at = $1 WHERE id = $2 AND finished_at IS NULL",
         )
@@ -312,7 +312,7 @@ impl Db {
         source_secret: Option<Vec<u8>>,
         dest_secret: Option<Vec<u8>>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         for (column, secret) in [
             ("source_secret", source_secret),
             ("dest_secret", dest_secret),

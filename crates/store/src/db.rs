@@ -103,13 +103,28 @@ impl Db {
         self.dialect
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), waiting in the busy handler if another process holds it: a
+    /// deferred transaction that reads first and writes later fails at once with
+    /// SQLITE_BUSY when another process wrote in between (a worker starting up while
+    /// `project run` queues a pass, say). PostgreSQL needs nothing special.
+    pub(crate) async fn begin_write(
+        &self,
+        pool: &AnyPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => pool.begin().await,
+        }
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         if self.dialect == Dialect::Postgres {
             // One migrator at a time when several workers start together.
             sqlx::query("SELECT pg_advisory_xact_lock(7262111)")

@@ -151,7 +151,7 @@ impl Ledger {
         folder: &str,
         keys: &[String],
     ) -> Result<Vec<u32>, StoreError> {
-        let mut tx = self.db.writer.begin().await?;
+        let mut tx = self.db.begin_write(&self.db.writer).await?;
         let rows = sqlx::query(
             "SELECT source_key, uid FROM source_ids WHERE mailbox = $1 AND folder = $2",
         )
@@ -260,7 +260,7 @@ impl Ledger {
                 Ok(())
             }
             several => {
-                let mut tx = self.db.writer.begin().await?;
+                let mut tx = self.db.begin_write(&self.db.writer).await?;
                 for rows in several {
                     self.statement(rows).execute(&mut *tx).await?;
                 }

@@ -112,7 +112,7 @@ impl Db {
     /// Queues a pass for a mailbox, unless one is already queued or running there
     /// (then that one's id is returned).
     pub async fn queue_pass(&self, mailbox_id: i64, kind: PassKind) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let existing = sqlx::query(
             "SELECT id FROM passes WHERE mailbox_id = $1 AND state IN ('queued', 'running')",
         )
@@ -262,7 +262,7 @@ impl Db {
 
     /// Asks the running or queued passes of these mailboxes to stop.
     pub async fn request_stop(&self, mailbox_id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         sqlx::query(
             "UPDATE passes SET stop_requested = 1 WHERE mailbox_id = $1 AND state = 'running'",
         )

@@ -229,7 +229,7 @@ impl Db {
 
     /// Deletes a project with its mailboxes, their secrets, passes and ledgers.
     pub async fn delete_project(&self, id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         sqlx::query(
             "DELETE FROM items WHERE mailbox IN \
              (SELECT 'mailbox:' || CAST(id AS TEXT) FROM mailboxes WHERE project_id = $1)",
@@ -259,7 +259,7 @@ impl Db {
         project_id: i64,
         rows: &[NewMailbox],
     ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
             let inserted = sqlx::query(
