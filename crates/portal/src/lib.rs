@@ -165,7 +165,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(routes::home))
         .route("/login", get(login::form).post(login::request_link))
-        .route("/login/{token}", get(login::follow_link))
+        .route(
+            "/login/{token}",
+            get(login::open_link).post(login::follow_link),
+        )
         .route("/logout", post(login::logout))
         .route("/terms", get(login::terms))
         .route(

@@ -49,6 +49,15 @@ pub(crate) struct LoginSentPage {
 }
 
 #[derive(Template)]
+#[template(path = "login_confirm.html")]
+pub(crate) struct LoginConfirmPage {
+    pub layout: Layout,
+    pub email: String,
+    /// The link's path (`/login/TOKEN`), where the button posts.
+    pub action: String,
+}
+
+#[derive(Template)]
 #[template(path = "terms.html")]
 pub(crate) struct TermsPage {
     pub layout: Layout,

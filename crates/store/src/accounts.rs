@@ -114,6 +114,29 @@ impl Db {
     }
 
     /// Uses a login token once: of two concurrent uses, exactly one is accepted.
+    /// What [`Db::use_login_token`] would answer, without using the token: a link
+    /// scanner that fetches every link in an email must not use up the login.
+    pub async fn peek_login_token(&self, token_hash: &str) -> Result<LoginTokenUse, StoreError> {
+        let known = sqlx::query(
+            "SELECT email, used_at, expires_at FROM login_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = known else {
+            return Ok(LoginTokenUse::Unknown);
+        };
+        Ok(if row.try_get::<Option<i64>, _>(1)?.is_some() {
+            LoginTokenUse::AlreadyUsed
+        } else if row.try_get::<i64, _>(2)? <= now() {
+            LoginTokenUse::Expired
+        } else {
+            LoginTokenUse::Accepted {
+                email: row.try_get(0)?,
+            }
+        })
+    }
+
     pub async fn use_login_token(&self, token_hash: &str) -> Result<LoginTokenUse, StoreError> {
         let now = now();
         let accepted = sqlx::query(

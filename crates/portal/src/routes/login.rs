@@ -16,7 +16,7 @@ use crate::auth::{
     redirect_with_cookies, set_cookie, token_hash, too_many_requests,
 };
 use crate::routes::{PageError, page};
-use crate::views::{Layout, LoginPage, LoginSentPage, MessagePage, TermsPage};
+use crate::views::{Layout, LoginConfirmPage, LoginPage, LoginSentPage, MessagePage, TermsPage};
 use crate::{AppState, OutgoingMail};
 
 /// How long the login form's CSRF cookie lives.
@@ -153,7 +153,54 @@ pub(crate) async fn request_link(
     page(&view).into_response()
 }
 
-/// Follows an emailed link: a valid token opens a session, once.
+/// Opens an emailed link: a page with one button that logs in. Opening the link uses
+/// nothing up, so a mail scanner that fetches every link cannot spend the login.
+pub(crate) async fn open_link(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let found = match state.db().peek_login_token(&token_hash(&token)).await {
+        Ok(found) => found,
+        Err(e) => return PageError::Store(e).into_response(),
+    };
+    let LoginTokenUse::Accepted { email } = found else {
+        return link_refused(found);
+    };
+    // The button's form is checked against the session's CSRF token, or without a
+    // session against the login form's cookie, set here (the link may be opened in
+    // another browser than the one that asked for it).
+    let csrf = match &user {
+        Some(session) => session.csrf.clone(),
+        None => cookie(&headers, LOGIN_CSRF_COOKIE)
+            .filter(|t| t.len() == 43)
+            .unwrap_or_else(random_token),
+    };
+    let view = LoginConfirmPage {
+        layout: Layout::new("Log in", None, csrf.clone()),
+        email,
+        action: format!("/login/{token}"),
+    };
+    match page(&view) {
+        Ok(html) => (
+            [(
+                SET_COOKIE,
+                set_cookie(
+                    LOGIN_CSRF_COOKIE,
+                    &csrf,
+                    LOGIN_FORM_SECONDS,
+                    state.config().secure_cookies,
+                ),
+            )],
+            html,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The button of an emailed link's page: a valid token opens a session, once.
 pub(crate) async fn follow_link(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -163,13 +210,23 @@ pub(crate) async fn follow_link(
         Ok(used) => used,
         Err(e) => return PageError::Store(e).into_response(),
     };
-    let (status, heading, line) = match used {
-        LoginTokenUse::Accepted { email } => {
-            return match open_session(&state, &email).await {
-                Ok(response) => response,
-                Err(e) => e.into_response(),
-            };
-        }
+    match used {
+        LoginTokenUse::Accepted { email } => match open_session(&state, &email).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        },
+        refused => link_refused(refused),
+    }
+}
+
+/// Why a login link does not log in, and what to do.
+fn link_refused(found: LoginTokenUse) -> Response {
+    let (status, heading, line) = match found {
+        LoginTokenUse::Accepted { .. } => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "This login link could not be used",
+            "Ask for a new one.",
+        ),
         LoginTokenUse::Expired => (
             axum::http::StatusCode::GONE,
             "This login link has expired",

@@ -59,7 +59,19 @@ async fn an_emailed_link_opens_a_session_once() {
     let token = link.strip_prefix("/login/").unwrap();
     assert_eq!(token.len(), 43, "256 bits in URL-safe base64");
 
-    let opened = portal.get(&client, &link).await;
+    // Opening the link (as a mail scanner would, any number of times) uses nothing up.
+    for _ in 0..2 {
+        let page = portal.get(&Client::default(), &link).await;
+        page.assert_ok();
+        assert!(page.body.contains("ann@example.com"), "{}", page.body);
+        assert!(page.cookie("mailmove_session").is_none());
+    }
+    // The button without the page's CSRF token does nothing either.
+    let forged = portal.post(&Client::default(), &link, &[]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert!(forged.cookie("mailmove_session").is_none());
+
+    let opened = portal.open_link(&mut client, &link).await;
     assert_eq!(opened.status, StatusCode::SEE_OTHER);
     assert_eq!(opened.location(), "/migrations");
     let session = opened.cookie("mailmove_session").expect("a session cookie");
@@ -81,6 +93,8 @@ async fn an_emailed_link_opens_a_session_once() {
     assert_eq!(again.status, StatusCode::GONE);
     assert!(again.body.contains("already used"), "{}", again.body);
     assert!(again.cookie("mailmove_session").is_none());
+    let pressed = portal.open_link(&mut Client::default(), &link).await;
+    assert_eq!(pressed.status, StatusCode::GONE);
 }
 
 #[tokio::test]
@@ -261,7 +275,7 @@ async fn cookies_are_secure_beyond_loopback() {
             .any(|(k, _)| k == "mailmove_login_csrf")
     );
     let opened = portal
-        .get(&client, &portal.last_link("ann@example.com"))
+        .open_link(&mut client, &portal.last_link("ann@example.com"))
         .await;
     let session = opened
         .set_cookies()
