@@ -27,6 +27,9 @@ use crate::plan::{
 use crate::progress::{Event, Progress};
 use crate::report::{FolderReport, ItemError, Report, human_size};
 
+/// Rounds of watching a destination folder settle before messages in doubt are resent.
+const SETTLE_ROUNDS: u32 = 5;
+
 /// How a pass runs.
 #[derive(Clone, Debug)]
 pub struct MigrateSettings {
@@ -48,6 +51,9 @@ pub struct MigrateSettings {
     pub connections: usize,
     /// Connection attempts per folder before the pass stops.
     pub max_attempts: u32,
+    /// How long to watch a destination folder for writes of an earlier, interrupted
+    /// session before messages in doubt are sent again.
+    pub settle_wait: Duration,
     pub first_backoff: Duration,
 }
 
@@ -65,6 +71,7 @@ impl Default for MigrateSettings {
             connections: 1,
             max_attempts: 5,
             first_backoff: Duration::from_secs(1),
+            settle_wait: Duration::from_secs(2),
         }
     }
 }
@@ -404,47 +411,85 @@ async fn copy_folder(
         Source::messages(src).await?
     };
     // In a dry run a folder still to be created has nothing in it yet.
-    let info = if settings.dry_run && mapping.create {
-        MailboxInfo::default()
-    } else {
-        Destination::open(dst, &mapping.dest_raw).await?
-    };
-    let identity = FolderIdentity {
-        source_uidvalidity: opened.uidvalidity,
-        dest_uidvalidity: info.uidvalidity.unwrap_or(0),
-    };
     let source_key = folder_key(&mapping.source_raw);
     let dest_key = folder_key(&mapping.dest_raw);
     let rows = ledger.source_folder_items(&source_key).await?;
-    let (dest_messages, claimed): (Option<Vec<_>>, _) =
-        if needs_dest_scan(&rows, identity) && info.exists > 0 {
-            let claims = ledger
-                .claimed_dest_uids(&dest_key, identity.dest_uidvalidity)
-                .await?;
-            (
-                Some(Destination::messages(dst).await?),
-                claimed_in_dest(&claims, &rows, identity),
-            )
-        } else if needs_dest_scan(&rows, identity) {
-            (Some(Vec::new()), HashSet::new())
+    let mut settling = 0;
+    let (info, identity, actions) = loop {
+        let info = if settings.dry_run && mapping.create {
+            MailboxInfo::default()
         } else {
-            (None, HashSet::new())
+            Destination::open(dst, &mapping.dest_raw).await?
         };
-    let origins = origins_in_dest(
-        dest_messages.as_deref().unwrap_or_default(),
-        &source_key,
-        identity.source_uidvalidity,
-    );
-    let actions = plan_messages(
-        &messages,
-        &rows,
-        identity,
-        dest_messages.as_deref(),
-        &claimed,
-        &origins,
-        &settings.filter,
-        settings.pass,
-    );
+        let identity = FolderIdentity {
+            source_uidvalidity: opened.uidvalidity,
+            dest_uidvalidity: info.uidvalidity.unwrap_or(0),
+        };
+        let (dest_messages, claimed): (Option<Vec<_>>, _) =
+            if needs_dest_scan(&rows, identity) && info.exists > 0 {
+                let claims = ledger
+                    .claimed_dest_uids(&dest_key, identity.dest_uidvalidity)
+                    .await?;
+                (
+                    Some(Destination::messages(dst).await?),
+                    claimed_in_dest(&claims, &rows, identity),
+                )
+            } else if needs_dest_scan(&rows, identity) {
+                (Some(Vec::new()), HashSet::new())
+            } else {
+                (None, HashSet::new())
+            };
+        let origins = origins_in_dest(
+            dest_messages.as_deref().unwrap_or_default(),
+            &source_key,
+            identity.source_uidvalidity,
+        );
+        let actions = plan_messages(
+            &messages,
+            &rows,
+            identity,
+            dest_messages.as_deref(),
+            &claimed,
+            &origins,
+            &settings.filter,
+            settings.pass,
+        );
+        // An APPEND in doubt that is not at the destination may still be on its way: a
+        // session killed mid-pass can leave whole commands in the server's input, which
+        // the server stores after the client is gone. So before sending such messages
+        // again, wait until the folder stops growing, and plan again if it grew.
+        let in_doubt: HashSet<u32> = rows
+            .iter()
+            .filter(|r| {
+                r.state == ItemState::Appending
+                    && r.source_uidvalidity == identity.source_uidvalidity
+            })
+            .map(|r| r.source_uid)
+            .collect();
+        let resends = actions
+            .iter()
+            .any(|(uid, action)| *action == Action::Copy && in_doubt.contains(uid));
+        if !resends || settings.dry_run || settling >= SETTLE_ROUNDS {
+            break (info, identity, actions);
+        }
+        settling += 1;
+        tokio::time::sleep(settings.settle_wait).await;
+        let now = Destination::open(dst, &mapping.dest_raw).await?;
+        if now.exists == info.exists && now.uidnext == info.uidnext && now.uidnext.is_some() {
+            break (info, identity, actions);
+        }
+        if now.uidnext.is_none() {
+            // No UIDNEXT (EWS): count what is there instead.
+            let before = dest_messages.as_ref().map_or(0, Vec::len);
+            if Destination::messages(dst).await?.len() == before {
+                break (info, identity, actions);
+            }
+        }
+        tracing::info!(
+            folder = %mapping.dest_name,
+            "the destination folder changed while messages were in doubt; planning again"
+        );
+    };
     let by_uid: HashMap<u32, &SourceMessage> = messages.iter().map(|m| (m.uid, m)).collect();
     let intent_for = |message: &SourceMessage| Intent {
         source_folder: source_key.clone(),
