@@ -492,16 +492,7 @@ async fn discover(
     } else {
         format!("{}@{}", account.login, endpoint.host)
     };
-    let scheme = match endpoint.security {
-        mailmove_model::Security::Tls => "https",
-        _ => "http",
-    };
-    let host = if endpoint.host.contains(':') {
-        format!("[{}]", endpoint.host)
-    } else {
-        endpoint.host.clone()
-    };
-    let base = url::Url::parse(&format!("{scheme}://{host}:{}/", endpoint.port))
+    let base = url::Url::parse(&format!("{}/", endpoint.web_origin()))
         .map_err(|e| mailmove_ews::Error::Protocol(e.to_string()))?;
     match mailmove_ews::autodiscover_at(&[base], &email, &account.login, &account.password, options)
         .await

@@ -414,6 +414,12 @@ async fn copy_folder(
     let source_key = folder_key(&mapping.source_raw);
     let dest_key = folder_key(&mapping.dest_raw);
     let rows = ledger.source_folder_items(&source_key).await?;
+    // APPENDs in doubt (intent recorded, outcome not), with the key of the bytes sent.
+    let sent_keys: HashMap<u32, &str> = rows
+        .iter()
+        .filter(|r| r.state == ItemState::Appending && r.source_uidvalidity == opened.uidvalidity)
+        .map(|r| (r.source_uid, r.content_key.as_str()))
+        .collect();
     let mut settling = 0;
     let (info, identity, actions) = loop {
         let info = if settings.dry_run && mapping.create {
@@ -458,17 +464,9 @@ async fn copy_folder(
         // session killed mid-pass can leave whole commands in the server's input, which
         // the server stores after the client is gone. So before sending such messages
         // again, wait until the folder stops growing, and plan again if it grew.
-        let in_doubt: HashSet<u32> = rows
-            .iter()
-            .filter(|r| {
-                r.state == ItemState::Appending
-                    && r.source_uidvalidity == identity.source_uidvalidity
-            })
-            .map(|r| r.source_uid)
-            .collect();
         let resends = actions
             .iter()
-            .any(|(uid, action)| *action == Action::Copy && in_doubt.contains(uid));
+            .any(|(uid, action)| *action == Action::Copy && sent_keys.contains_key(uid));
         if !resends || settings.dry_run || settling >= SETTLE_ROUNDS {
             break (info, identity, actions);
         }
@@ -502,13 +500,6 @@ async fn copy_folder(
         subject: message.subject.clone(),
         size: message.size,
     };
-    let sent_keys: HashMap<u32, &str> = rows
-        .iter()
-        .filter(|r| {
-            r.state == ItemState::Appending && r.source_uidvalidity == identity.source_uidvalidity
-        })
-        .map(|r| (r.source_uid, r.content_key.as_str()))
-        .collect();
     let mut to_copy = Vec::new();
     let mut links = Vec::new();
     for (uid, action) in &actions {

@@ -125,16 +125,21 @@ impl Endpoint {
     /// The HTTP(S) address of an EWS endpoint whose path is known.
     pub fn web_url(&self) -> Option<String> {
         let path = self.path.as_deref()?;
+        Some(format!("{}{path}", self.web_origin()))
+    }
+
+    /// `https://HOST:PORT` (or `http://` without TLS): where an EWS server's web
+    /// services, autodiscover included, live.
+    pub fn web_origin(&self) -> String {
         let scheme = match self.security {
             Security::Tls => "https",
             Security::StartTls | Security::None => "http",
         };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            self.host.clone()
-        };
-        Some(format!("{scheme}://{host}:{}{path}", self.port))
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
     }
 
     /// True when the host is a loopback address, where a clear-text password never
@@ -158,7 +163,12 @@ impl Endpoint {
     }
 
     fn scheme(&self) -> &'static str {
-        match (self.kind, self.security) {
+        Endpoint::scheme_of(self.kind, self.security)
+    }
+
+    /// The URL scheme for a kind of server and its security (`imaps`, `ews+https`, ...).
+    pub fn scheme_of(kind: Kind, security: Security) -> &'static str {
+        match (kind, security) {
             (Kind::Imap, Security::Tls) => "imaps",
             (Kind::Imap, _) => "imap",
             (Kind::Pop3, Security::Tls) => "pop3s",

@@ -161,14 +161,7 @@ pub(crate) fn resolve(side: Side, form: &EndpointForm) -> Result<String, String>
             }
         }
     };
-    let scheme = match (kind, security) {
-        (Kind::Imap, Security::Tls) => "imaps",
-        (Kind::Imap, _) => "imap",
-        (Kind::Pop3, Security::Tls) => "pop3s",
-        (Kind::Pop3, _) => "pop3",
-        (Kind::Ews, Security::Tls) => "ews+https",
-        (Kind::Ews, _) => "ews+http",
-    };
+    let scheme = Endpoint::scheme_of(kind, security);
     // Every Exchange server since 2007 serves EWS at the same path; the portal stores
     // it rather than leaving the worker to autodiscover it.
     let path = match kind {
