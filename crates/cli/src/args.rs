@@ -137,7 +137,7 @@ pub struct MigrateArgs {
     /// Mailboxes copied at once with --mailboxes
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub parallel: usize,
-    /// Connections to each server per mailbox, each copying a folder (default 4; 1 with --mailboxes)
+    /// Connections to each server per mailbox, each copying a folder (default: one per 500 messages, at most 4; 1 with --mailboxes)
     #[arg(long, value_name = "N")]
     pub connections: Option<usize>,
     /// Only messages that arrived on or after this day (YYYY-MM-DD)
@@ -353,6 +353,8 @@ impl MigrateArgs {
                 .connections
                 .unwrap_or(if self.mailboxes.is_some() { 1 } else { 4 })
                 .max(1),
+            // Chosen by default, one pair per 500 messages; asked for, as asked.
+            messages_per_connection: self.connections.is_none().then_some(500),
             ..MigrateSettings::default()
         })
     }

@@ -49,9 +49,14 @@ fn dest_count(checker: &mut Checker) -> usize {
         .sum()
 }
 
+/// Two connection pairs, one per folder, as the default gives a larger mailbox: the
+/// kill then also lands while the two folders are being copied side by side.
+const LANES: [&str; 2] = ["--connections", "2"];
+
 fn spawn(setup: &Setup) -> Child {
     setup
         .command("migrate")
+        .args(LANES)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -74,7 +79,7 @@ fn wait_for(child: &mut Child, checker: &mut Checker, at_least: usize) -> bool {
 }
 
 fn assert_complete_without_duplicates(setup: &Setup, total: usize) {
-    let run = setup.run("migrate", &[]);
+    let run = setup.run("migrate", &LANES);
     assert_eq!(run.code, 0, "{}", run.everything());
     let (copied, present, skipped, failed) = run.counts();
     assert_eq!((copied + present) as usize, total);

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Setup, bodies};
+use std::sync::atomic::Ordering;
+
+use common::{CountingProxy, SOURCE_USER, Setup, bodies};
 use mailmove_testkit::{DovecotOptions, messages};
 
 #[test]
@@ -475,4 +477,45 @@ fn implicit_tls_is_verified_against_the_given_ca() {
     let ok = common::finish(with_ca, None);
     assert_eq!(ok.code, 0, "{}", ok.everything());
     assert_eq!(setup.dst().fetch_all("INBOX").unwrap().len(), 1);
+}
+
+#[test]
+fn a_small_mailbox_takes_one_connection_pair_unless_told_to_take_more() {
+    let setup = Setup::new();
+    let mut src = setup.src();
+    for folder in ["Alpha", "Beta", "Gamma"] {
+        src.create(folder).unwrap();
+        for i in 0..3 {
+            let body = messages::simple(&format!("{folder}{i}@example.com"), folder, 900);
+            src.append(folder, &[], None, &body).unwrap();
+        }
+    }
+    let proxy = CountingProxy::start(setup.source.imap_port());
+    let via_proxy = format!("imap://{SOURCE_USER}@127.0.0.1:{}", proxy.port);
+
+    // Nine messages are far from the 500 that earn a second pair by default.
+    let run = setup.run_from(&via_proxy, "migrate", &[]);
+    assert_eq!(run.code, 0, "{}", run.everything());
+    assert_eq!(run.counts(), (9, 0, 0, 0));
+    assert_eq!(proxy.total.load(Ordering::SeqCst), 1);
+
+    // Asked for, three pairs copy the three folders side by side.
+    src.append(
+        "Gamma",
+        &[],
+        None,
+        &messages::simple("late@example.com", "late", 900),
+    )
+    .unwrap();
+    let run = setup.run_from(&via_proxy, "migrate", &["--connections", "3"]);
+    assert_eq!(run.code, 0, "{}", run.everything());
+    assert_eq!(run.counts(), (1, 9, 0, 0));
+    assert_eq!(proxy.total.load(Ordering::SeqCst), 1 + 3);
+    for folder in ["Alpha", "Beta", "Gamma"] {
+        assert_eq!(
+            bodies(&mut setup.dst(), folder),
+            bodies(&mut src, folder),
+            "{folder}"
+        );
+    }
 }

@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::bodies;
+use common::{CountingProxy, bodies};
 use mailmove_testkit::{Dovecot, DovecotOptions, messages};
 use serde_json::Value;
 
@@ -479,64 +476,6 @@ fn thirty_mailboxes_in_one_process_on_sqlite() {
     }
     farm.assert_no_password_in("the pass output and log", full.everything().as_bytes());
     farm.assert_no_password_in("project status", status.to_string().as_bytes());
-}
-
-/// Forwards connections to `target`, counting how many are open at once.
-struct CountingProxy {
-    port: u16,
-    peak: Arc<AtomicUsize>,
-}
-
-impl CountingProxy {
-    fn start(target: u16) -> CountingProxy {
-        CountingProxy::slowed(target, Duration::ZERO)
-    }
-
-    /// Also waits `delay` before passing on each chunk from the server: a slow link.
-    fn slowed(target: u16, delay: Duration) -> CountingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let (open_c, peak_c) = (Arc::clone(&open), Arc::clone(&peak));
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let now = open_c.fetch_add(1, Ordering::SeqCst) + 1;
-                peak_c.fetch_max(now, Ordering::SeqCst);
-                let open = Arc::clone(&open_c);
-                std::thread::spawn(move || {
-                    if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
-                        pipe(client, server, delay);
-                    }
-                    open.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        CountingProxy { port, peak }
-    }
-}
-
-fn pipe(client: TcpStream, server: TcpStream, delay: Duration) {
-    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut c_read, &mut s_write);
-        let _ = s_write.shutdown(std::net::Shutdown::Write);
-    });
-    let (mut s_read, mut c_write) = (server, client);
-    let mut buffer = [0u8; 65536];
-    loop {
-        match s_read.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                std::thread::sleep(delay);
-                if c_write.write_all(&buffer[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = c_write.shutdown(std::net::Shutdown::Both);
-    let _ = up.join();
 }
 
 #[test]

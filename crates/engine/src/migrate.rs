@@ -49,6 +49,10 @@ pub struct MigrateSettings {
     /// Connection pairs that copy folders at once (one per folder at a time; a POP3
     /// source always has one).
     pub connections: usize,
+    /// With it, a pass opens one connection pair per this many source messages, up to
+    /// `connections`: every session costs both servers a login and processes of their
+    /// own, more than a small mailbox gains from copying folders side by side.
+    pub messages_per_connection: Option<u64>,
     /// Connection attempts per folder before the pass stops.
     pub max_attempts: u32,
     /// How long to watch a destination folder for writes of an earlier, interrupted
@@ -69,6 +73,7 @@ impl Default for MigrateSettings {
             queue_depth: 64,
             memory_budget: 8 * 1024 * 1024,
             connections: 1,
+            messages_per_connection: None,
             max_attempts: 5,
             first_backoff: Duration::from_secs(1),
             settle_wait: Duration::from_secs(2),
@@ -178,7 +183,7 @@ async fn run(
     }
     // Several connection pairs ("lanes") copy whole folders at once, largest first,
     // so each folder keeps its order while the destination works on several.
-    let lanes = match src {
+    let most = match src {
         // A POP3 maildrop is locked by its one session.
         SourceSide::Pop3(_) => 1,
         SourceSide::Imap(_) | SourceSide::Ews(_) => {
@@ -188,15 +193,17 @@ async fn run(
     let mut order: Vec<(u64, &FolderMapping)> = Vec::with_capacity(plan.mappings.len());
     for mapping in &plan.mappings {
         // Sizes only matter when several lanes share the folders out.
-        let count = if lanes > 1 {
+        let count = if most > 1 {
             src.folder_size(&mapping.source_raw).await
         } else {
             0
         };
         order.push((count, mapping));
     }
-    // Stable: with one lane, folders keep the plan's order.
-    order.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+    let lanes = lanes_for(most, order.iter().map(|(count, _)| *count).sum(), settings);
+    if lanes > 1 {
+        order.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+    }
     let queue = Mutex::new(order.into_iter().map(|(_, m)| m).collect::<VecDeque<_>>());
     let abort = AtomicBool::new(false);
     let mut first = Some((src, dst));
@@ -245,6 +252,17 @@ async fn run(
             .unwrap_or(usize::MAX)
     });
     fatal
+}
+
+/// How many connection pairs copy a mailbox of `messages`, at most `most`.
+fn lanes_for(most: usize, messages: u64, settings: &MigrateSettings) -> usize {
+    match settings.messages_per_connection {
+        Some(per) if per > 0 => {
+            let wanted = messages.div_ceil(per).max(1);
+            most.min(usize::try_from(wanted).unwrap_or(usize::MAX))
+        }
+        _ => most,
+    }
 }
 
 /// One lane: a connection pair that copies whole folders from the queue until it is
@@ -810,4 +828,25 @@ pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pair_per_share_of_messages_up_to_the_most() {
+        let auto = MigrateSettings {
+            messages_per_connection: Some(500),
+            ..MigrateSettings::default()
+        };
+        assert_eq!(lanes_for(4, 0, &auto), 1);
+        assert_eq!(lanes_for(4, 300, &auto), 1);
+        assert_eq!(lanes_for(4, 501, &auto), 2);
+        assert_eq!(lanes_for(4, 2_000, &auto), 4);
+        assert_eq!(lanes_for(4, 90_000, &auto), 4);
+        assert_eq!(lanes_for(2, 2_000, &auto), 2);
+        // Asked for: as many as asked, whatever the size.
+        assert_eq!(lanes_for(3, 9, &MigrateSettings::default()), 3);
+    }
 }

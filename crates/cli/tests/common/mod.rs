@@ -3,9 +3,13 @@
 
 #![allow(dead_code)] // reason: each test binary uses a different part of this module
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use mailmove_testkit::{Checker, Dovecot, DovecotOptions};
 use serde_json::Value;
@@ -100,11 +104,16 @@ impl Setup {
 
     /// The binary with both servers, the CA file, passwords and state set.
     pub fn command(&self, subcommand: &str) -> Command {
+        self.command_from(&self.source_url(), subcommand)
+    }
+
+    /// As [`Setup::command`], with the source reached at `source_url` (a proxy).
+    pub fn command_from(&self, source_url: &str, subcommand: &str) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mailmove"));
         command
             .arg(subcommand)
             .arg("--source")
-            .arg(self.source_url())
+            .arg(source_url)
             .arg("--dest")
             .arg(self.dest_url())
             .arg("--tls-ca")
@@ -120,10 +129,15 @@ impl Setup {
 
     /// Runs a subcommand to the end with a JSON report.
     pub fn run(&self, subcommand: &str, extra: &[&str]) -> Run {
+        self.run_from(&self.source_url(), subcommand, extra)
+    }
+
+    /// As [`Setup::run`], with the source reached at `source_url` (a proxy).
+    pub fn run_from(&self, source_url: &str, subcommand: &str, extra: &[&str]) -> Run {
         let n = self.runs.fetch_add(1, Ordering::SeqCst);
         let report = self.dir.path().join(format!("report-{n}.json"));
         let output = self
-            .command(subcommand)
+            .command_from(source_url, subcommand)
             .args(extra)
             .arg("--report")
             .arg(&report)
@@ -155,4 +169,67 @@ pub fn bodies(checker: &mut Checker, folder: &str) -> Vec<Vec<u8>> {
         .collect();
     bodies.sort();
     bodies
+}
+
+/// Forwards connections to `target`, counting them and how many are open at once.
+pub struct CountingProxy {
+    pub port: u16,
+    /// The most connections open at once.
+    pub peak: Arc<AtomicUsize>,
+    /// Every connection accepted so far.
+    pub total: Arc<AtomicUsize>,
+}
+
+impl CountingProxy {
+    pub fn start(target: u16) -> CountingProxy {
+        CountingProxy::slowed(target, Duration::ZERO)
+    }
+
+    /// Also waits `delay` before passing on each chunk from the server: a slow link.
+    pub fn slowed(target: u16, delay: Duration) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let total = Arc::new(AtomicUsize::new(0));
+        let (open_c, peak_c, total_c) = (Arc::clone(&open), Arc::clone(&peak), Arc::clone(&total));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                total_c.fetch_add(1, Ordering::SeqCst);
+                let now = open_c.fetch_add(1, Ordering::SeqCst) + 1;
+                peak_c.fetch_max(now, Ordering::SeqCst);
+                let open = Arc::clone(&open_c);
+                std::thread::spawn(move || {
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
+                        pipe(client, server, delay);
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        CountingProxy { port, peak, total }
+    }
+}
+
+fn pipe(client: TcpStream, server: TcpStream, delay: Duration) {
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut s_read, mut c_write) = (server, client);
+    let mut buffer = [0u8; 65536];
+    loop {
+        match s_read.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                std::thread::sleep(delay);
+                if c_write.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = c_write.shutdown(std::net::Shutdown::Both);
+    let _ = up.join();
 }
