@@ -251,11 +251,27 @@ fn mailmove_binary(args: &Args, needed: bool) -> Result<PathBuf> {
     }
     if let Some(cargo) = std::env::var_os("CARGO") {
         eprintln!("bench: building mailmove (cargo build --release -p mailmove-cli)");
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        build
             .args(["build", "--release", "-p", "mailmove-cli", "--target-dir"])
-            .arg(target)
-            .status()
-            .context("running cargo build")?;
+            .arg(target);
+        // `cargo run` describes the bench's own package in the environment; ring's build
+        // script watches CARGO_MANIFEST_DIR, so passing these on rebuilt it every time.
+        for (name, _) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| name_text.starts_with(prefix))
+            {
+                build.env_remove(&name);
+            }
+        }
+        let status = build.status().context("running cargo build")?;
         if !status.success() {
             bail!("cargo build --release -p mailmove-cli failed ({status})");
         }
