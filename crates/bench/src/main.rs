@@ -30,7 +30,7 @@ use crate::tools::{Login, Pair, Tool};
     about = "Times mailmove, mbsync and doveadm backup on private Dovecot servers and prints the figures."
 )]
 struct Args {
-    /// Which case to run: single, bulk, large, incremental or all
+    /// Which case to run: single, bulk, large, large-bulk, incremental or all
     #[arg(long, default_value = "all")]
     case: String,
     /// Passes per tool and case (the table shows the median, and the minimum in parentheses)
@@ -51,6 +51,9 @@ struct Args {
     /// Size in MB of the one large message of the large case
     #[arg(long, default_value_t = 40)]
     large_mb: usize,
+    /// Mailboxes copied at once in the large-bulk case (mailmove-parallel uses --parallel with this many)
+    #[arg(long, default_value_t = 4)]
+    large_mailboxes: usize,
     /// Seed of the corpus
     #[arg(long, default_value_t = 20_261_126)]
     seed: u64,
@@ -77,6 +80,9 @@ enum Case {
     Single,
     Bulk,
     Large,
+    /// Several large-case mailboxes at once: memory with a 40 MB message in each of the
+    /// mailboxes one process copies side by side.
+    LargeBulk,
     Incremental,
 }
 
@@ -118,7 +124,7 @@ fn run() -> Result<()> {
         Tool::Mbsync,
         Tool::Doveadm,
     ] {
-        // The one-process variant comes with mailmove (it runs in the bulk case only).
+        // The one-process variant comes with mailmove (it runs in the bulk cases only).
         let implied = (tool == Tool::MailmoveParallel && wanted.contains(&Tool::Mailmove))
             || (tool == Tool::MailmoveBaseline && args.baseline.is_some());
         if wanted.contains(&tool) || implied {
@@ -203,6 +209,26 @@ fn run() -> Result<()> {
         );
     }
 
+    if cases.contains(&Case::LargeBulk) {
+        let mailboxes: Vec<Mailbox> = (0..args.large_mailboxes)
+            .map(|k| {
+                Mailbox::with_one_large(args.seed + 100 + k as u64, 200, args.large_mb * 1_000_000)
+            })
+            .collect();
+        let source = bench.source(&mailboxes)?;
+        let rows = bench.full_copies(&source)?;
+        failed |= bench.print_case(
+            &mut summary,
+            &format!(
+                "large-bulk: {} mailboxes, each 200 small messages and one of {} MB, at once",
+                args.large_mailboxes, args.large_mb
+            ),
+            &rows,
+            source.volume(true),
+            true,
+        );
+    }
+
     println!("# Summary ({})", now());
     println!();
     for block in &summary {
@@ -226,9 +252,18 @@ fn parse_cases(text: &str) -> Result<Vec<Case>> {
             "single" => cases.push(Case::Single),
             "bulk" => cases.push(Case::Bulk),
             "large" => cases.push(Case::Large),
+            "large-bulk" => cases.push(Case::LargeBulk),
             "incremental" => cases.push(Case::Incremental),
-            "all" => cases.extend([Case::Single, Case::Incremental, Case::Bulk, Case::Large]),
-            other => bail!("unknown case {other:?} (single, bulk, large, incremental, all)"),
+            "all" => cases.extend([
+                Case::Single,
+                Case::Incremental,
+                Case::Bulk,
+                Case::Large,
+                Case::LargeBulk,
+            ]),
+            other => {
+                bail!("unknown case {other:?} (single, bulk, large, large-bulk, incremental, all)")
+            }
         }
     }
     Ok(cases)
@@ -296,7 +331,7 @@ fn availability(tool: Tool, mailmove: &Path, baseline: Option<&Path>) -> Result<
         },
         Tool::MailmoveParallel => {
             if tools::has_mailboxes_option(mailmove) {
-                Ok("`migrate --mailboxes FILE --parallel N`, one process (bulk case only)".into())
+                Ok("`migrate --mailboxes FILE --parallel N`, one process (bulk cases only)".into())
             } else {
                 Err("this mailmove has no `migrate --mailboxes`".into())
             }
@@ -888,11 +923,17 @@ mod tests {
     fn all_expands_to_every_case() {
         assert_eq!(
             parse_cases("all").unwrap(),
-            vec![Case::Single, Case::Incremental, Case::Bulk, Case::Large]
+            vec![
+                Case::Single,
+                Case::Incremental,
+                Case::Bulk,
+                Case::Large,
+                Case::LargeBulk
+            ]
         );
         assert_eq!(
-            parse_cases("bulk,large").unwrap(),
-            vec![Case::Bulk, Case::Large]
+            parse_cases("bulk,large-bulk").unwrap(),
+            vec![Case::Bulk, Case::LargeBulk]
         );
         assert!(parse_cases("huge").is_err());
     }
