@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailmove_engine::folders::FolderRules;
 use mailmove_engine::{Account, MessageFilter, MigrateSettings, PassKind, WebAuth};
-use mailmove_imap::{ConnectOptions, TlsOptions};
+use mailmove_imap::{CompressMode, ConnectOptions, TlsOptions};
 use mailmove_model::{Endpoint, Kind, Secret};
 use regex::Regex;
 
@@ -86,6 +86,18 @@ pub struct ConnectionArgs {
     /// How an Exchange destination logs in (as --source-auth)
     #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = parse_web_auth)]
     pub dest_auth: WebAuth,
+    /// IMAP COMPRESS=DEFLATE where the server offers it: auto (unless the server is on this machine or a private network), always, or never
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = parse_compress)]
+    pub compress: CompressMode,
+}
+
+fn parse_compress(text: &str) -> Result<CompressMode, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "auto" => Ok(CompressMode::Auto),
+        "always" | "yes" => Ok(CompressMode::Always),
+        "never" | "no" => Ok(CompressMode::Never),
+        _ => Err(format!("`{text}` is not one of auto, always, never")),
+    }
 }
 
 fn parse_web_auth(text: &str) -> Result<WebAuth, String> {
@@ -534,6 +546,7 @@ impl ConnectionArgs {
                 accept_invalid_certs: self.danger_accept_invalid_certs,
             },
             allow_plaintext: self.allow_plaintext,
+            compress: self.compress,
             ..ConnectOptions::default()
         }
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use common::{CountingProxy, SOURCE_USER, Setup, bodies};
@@ -494,7 +495,7 @@ fn a_small_mailbox_takes_one_connection_pair_unless_told_to_take_more() {
     let via_proxy = format!("imap://{SOURCE_USER}@127.0.0.1:{}", proxy.port);
 
     // Nine messages are far from the 500 that earn a second pair by default.
-    let run = setup.run_from(&via_proxy, "migrate", &[]);
+    let run = setup.run_via(&via_proxy, &setup.dest_url(), "migrate", &[]);
     assert_eq!(run.code, 0, "{}", run.everything());
     assert_eq!(run.counts(), (9, 0, 0, 0));
     assert_eq!(proxy.total.load(Ordering::SeqCst), 1);
@@ -507,7 +508,12 @@ fn a_small_mailbox_takes_one_connection_pair_unless_told_to_take_more() {
         &messages::simple("late@example.com", "late", 900),
     )
     .unwrap();
-    let run = setup.run_from(&via_proxy, "migrate", &["--connections", "3"]);
+    let run = setup.run_via(
+        &via_proxy,
+        &setup.dest_url(),
+        "migrate",
+        &["--connections", "3"],
+    );
     assert_eq!(run.code, 0, "{}", run.everything());
     assert_eq!(run.counts(), (1, 9, 0, 0));
     assert_eq!(proxy.total.load(Ordering::SeqCst), 1 + 3);
@@ -517,5 +523,64 @@ fn a_small_mailbox_takes_one_connection_pair_unless_told_to_take_more() {
             bodies(&mut src, folder),
             "{folder}"
         );
+    }
+}
+
+#[test]
+fn compression_is_off_on_loopback_by_default_and_shrinks_the_wire_when_asked() {
+    let offered = DovecotOptions {
+        compress: true,
+        ..DovecotOptions::default()
+    };
+    let setup = Setup::with(offered.clone(), offered);
+    let mut src = setup.src();
+    let mut sizes = HashMap::new();
+    for folder in ["Plain", "Squeezed"] {
+        src.create(folder).unwrap();
+        for i in 0..4 {
+            let body = messages::simple(&format!("{folder}{i}@example.com"), folder, 150_000);
+            *sizes.entry(folder).or_insert(0u64) += body.len() as u64;
+            src.append(folder, &["\\Seen"], None, &body).unwrap();
+        }
+    }
+    let source = CountingProxy::start(setup.source.imap_port());
+    let dest = CountingProxy::start(setup.dest.imap_port());
+    let source_url = format!("imap://{SOURCE_USER}@127.0.0.1:{}", source.port);
+    let dest_url = format!("imap://bob%40new.example@127.0.0.1:{}", dest.port);
+
+    // Loopback: the link is faster than deflating, so auto leaves it off.
+    let run = setup.run_via(&source_url, &dest_url, "migrate", &["--include", "^Plain$"]);
+    assert_eq!(run.code, 0, "{}", run.everything());
+    assert_eq!(run.counts(), (4, 0, 0, 0));
+    let (_, fetched) = source.bytes();
+    let (appended, _) = dest.bytes();
+    assert!(fetched > sizes["Plain"], "{fetched} bytes fetched");
+    assert!(appended > sizes["Plain"], "{appended} bytes appended");
+
+    let run = setup.run_via(
+        &source_url,
+        &dest_url,
+        "migrate",
+        &["--include", "^Squeezed$", "--compress", "always"],
+    );
+    assert_eq!(run.code, 0, "{}", run.everything());
+    assert_eq!(run.counts(), (4, 0, 0, 0));
+    let fetched = source.bytes().1 - fetched;
+    let appended = dest.bytes().0 - appended;
+    // Text deflates to well under half, TLS records and all.
+    assert!(fetched < sizes["Squeezed"] / 2, "{fetched} bytes fetched");
+    assert!(
+        appended < sizes["Squeezed"] / 2,
+        "{appended} bytes appended"
+    );
+    for folder in ["Plain", "Squeezed"] {
+        let (from, to) = (
+            src.fetch_all(folder).unwrap(),
+            setup.dst().fetch_all(folder).unwrap(),
+        );
+        assert_eq!(to.len(), 4, "{folder}");
+        for (s, d) in from.iter().zip(&to) {
+            assert_eq!((&s.body, &s.flags), (&d.body, &d.flags), "{folder}");
+        }
     }
 }

@@ -161,7 +161,7 @@ impl Account {
             .await
             .map_err(wrap)?;
         client.identify().await.map_err(wrap)?;
-        Ok(client)
+        client.compress(self.options.compress).await.map_err(wrap)
     }
 }
 

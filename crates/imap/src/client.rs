@@ -10,6 +10,7 @@ use mailmove_net::{Body, TlsOptions, connect_tcp, tls_handshake};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tracing::{debug, trace, warn};
 
+use crate::compress::Deflated;
 use crate::error::Error;
 use crate::framing::{FrameLimits, FrameReader};
 use crate::response::{
@@ -50,6 +51,19 @@ pub struct ConnectOptions {
     /// Longest wait for any single response before the connection counts as lost.
     pub response_timeout: Duration,
     pub limits: FrameLimits,
+    /// When to turn on COMPRESS=DEFLATE.
+    pub compress: CompressMode,
+}
+
+/// When a session is compressed (COMPRESS=DEFLATE, RFC 4978), where the server offers it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CompressMode {
+    /// Unless the server is on this machine or a private network: there the link is
+    /// faster than deflating, and compression would only cost both ends CPU.
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 impl Default for ConnectOptions {
@@ -60,6 +74,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(300),
             limits: FrameLimits::default(),
+            compress: CompressMode::default(),
         }
     }
 }
@@ -101,12 +116,17 @@ pub struct Client {
     response_timeout: Duration,
     /// Set after a lost connection or a protocol error: the session is unusable.
     broken: bool,
+    /// The server's address is this machine's or a private network's.
+    peer_local: bool,
+    /// Whether COMPRESS=DEFLATE is on.
+    compressed: bool,
 }
 
 impl Client {
     /// Connects, reads the greeting and secures the connection as the endpoint says.
     pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Client, Error> {
         let tcp = connect_tcp(&endpoint.host, endpoint.port, options.connect_timeout).await?;
+        let peer_local = tcp.peer_addr().is_ok_and(|a| is_local(a.ip()));
         let stream: Box<dyn Stream> = match endpoint.security {
             Security::Tls => {
                 let buffered = BufReader::with_capacity(TLS_READ_BUFFER, tcp);
@@ -121,6 +141,8 @@ impl Client {
             capabilities: Vec::new(),
             response_timeout: options.response_timeout,
             broken: false,
+            peer_local,
+            compressed: false,
         };
         client.read_greeting().await?;
         if client.capabilities.is_empty() {
@@ -476,6 +498,7 @@ impl Client {
             host,
             next_tag,
             response_timeout,
+            peer_local,
             ..
         } = self;
         let limits = FrameLimits::default();
@@ -490,9 +513,58 @@ impl Client {
             capabilities: Vec::new(),
             response_timeout,
             broken: false,
+            peer_local,
+            compressed: false,
         };
         client.refresh_capabilities().await?;
         Ok(client)
+    }
+
+    /// Turns on COMPRESS=DEFLATE after login when `mode` asks for it and the server
+    /// offers it. A server that refuses leaves the session as it was.
+    pub async fn compress(mut self, mode: CompressMode) -> Result<Client, Error> {
+        let wanted = match mode {
+            CompressMode::Never => false,
+            CompressMode::Always => true,
+            CompressMode::Auto => !self.peer_local,
+        };
+        if !wanted || self.compressed || !self.has_capability("COMPRESS=DEFLATE") {
+            return Ok(self);
+        }
+        let (_, status) = self.command_status("COMPRESS DEFLATE", "COMPRESS").await?;
+        if status.kind != StatusKind::Ok {
+            debug!(host = %self.host, "COMPRESS refused: {}", status.describe());
+            return Ok(self);
+        }
+        let Client {
+            connection,
+            host,
+            next_tag,
+            capabilities,
+            response_timeout,
+            peer_local,
+            ..
+        } = self;
+        // Nothing is left to write (the command was flushed before its answer was
+        // read); anything read past the answer is already compressed.
+        let (writer, already_read) = connection.into_parts();
+        let stream = Deflated::new(writer.into_inner(), already_read);
+        debug!(host = %host, "compression on");
+        Ok(Client {
+            connection: buffered_connection(Box::new(stream), FrameLimits::default()),
+            host,
+            next_tag,
+            capabilities,
+            response_timeout,
+            broken: false,
+            peer_local,
+            compressed: true,
+        })
+    }
+
+    /// Whether COMPRESS=DEFLATE is on.
+    pub fn is_compressed(&self) -> bool {
+        self.compressed
     }
 
     fn tag(&mut self) -> String {
@@ -963,6 +1035,19 @@ async fn write_body<W: AsyncWrite + Unpin>(body: &Body, out: &mut W) -> std::io:
                 ));
             }
             Ok(())
+        }
+    }
+}
+
+/// Loopback, private (RFC 1918, unique local) and link-local addresses.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local(std::net::IpAddr::V4(v4));
+            }
+            v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local()
         }
     }
 }

@@ -68,6 +68,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.inner.into_inner()
     }
 
+    /// The reader, and the bytes read from it but not yet framed.
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        let rest = self.inner.buffer().to_vec();
+        (self.inner.into_inner(), rest)
+    }
+
     pub fn get_mut(&mut self) -> &mut R {
         self.inner.get_mut()
     }

@@ -5,6 +5,7 @@
 //! Only this crate (and the other connectors) open sockets.
 
 mod client;
+mod compress;
 mod error;
 pub mod framing;
 pub mod mutf7;
@@ -12,8 +13,8 @@ pub mod quirks;
 pub mod response;
 
 pub use client::{
-    AppendOutcome, AppendRequest, Appender, Client, ConnectOptions, FetchStream, MailboxInfo,
-    StorageQuota, quote,
+    AppendOutcome, AppendRequest, Appender, Client, CompressMode, ConnectOptions, FetchStream,
+    MailboxInfo, StorageQuota, quote,
 };
 pub use error::{Error, is_throttled};
 pub use framing::FrameLimits;

@@ -53,6 +53,8 @@ pub struct DovecotOptions {
     pub quota_bytes: Option<u64>,
     /// Largest accepted message; a larger APPEND gets `NO [LIMIT]`.
     pub max_mail_size: Option<u64>,
+    /// Offer COMPRESS=DEFLATE (the imap_zlib plugin).
+    pub compress: bool,
 }
 
 impl Default for DovecotOptions {
@@ -71,6 +73,7 @@ impl Default for DovecotOptions {
             .collect(),
             quota_bytes: None,
             max_mail_size: None,
+            compress: false,
         }
     }
 }
@@ -602,9 +605,12 @@ fn render_config(
     let _ = writeln!(c, "mail_fsync = never");
     let _ = writeln!(c, "mail_location = {mail_location}");
     let _ = writeln!(c, "pop3_uidl_format = %08Xu%08Xv");
+    // Before the protocol blocks, which extend this value.
     if quota_enabled {
-        // Before the protocol blocks, which extend this value.
         let _ = writeln!(c, "mail_plugins = $mail_plugins quota");
+    }
+    if options.compress {
+        let _ = writeln!(c, "mail_plugins = $mail_plugins zlib");
     }
     for db in ["passdb", "userdb"] {
         let _ = writeln!(
@@ -631,6 +637,9 @@ fn render_config(
     let _ = writeln!(c, "  mail_max_userip_connections = 100");
     if quota_enabled {
         let _ = writeln!(c, "  mail_plugins = $mail_plugins imap_quota");
+    }
+    if options.compress {
+        let _ = writeln!(c, "  mail_plugins = $mail_plugins imap_zlib");
     }
     let _ = writeln!(c, "}}");
     let _ = writeln!(

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mailmove_testkit::{Checker, Dovecot, DovecotOptions};
@@ -104,18 +104,18 @@ impl Setup {
 
     /// The binary with both servers, the CA file, passwords and state set.
     pub fn command(&self, subcommand: &str) -> Command {
-        self.command_from(&self.source_url(), subcommand)
+        self.command_via(&self.source_url(), &self.dest_url(), subcommand)
     }
 
-    /// As [`Setup::command`], with the source reached at `source_url` (a proxy).
-    pub fn command_from(&self, source_url: &str, subcommand: &str) -> Command {
+    /// As [`Setup::command`], with the servers reached at other addresses (proxies).
+    pub fn command_via(&self, source_url: &str, dest_url: &str, subcommand: &str) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mailmove"));
         command
             .arg(subcommand)
             .arg("--source")
             .arg(source_url)
             .arg("--dest")
-            .arg(self.dest_url())
+            .arg(dest_url)
             .arg("--tls-ca")
             .arg(&self.ca)
             .env("MAILMOVE_SOURCE_PASSWORD", SOURCE_PASSWORD)
@@ -129,15 +129,21 @@ impl Setup {
 
     /// Runs a subcommand to the end with a JSON report.
     pub fn run(&self, subcommand: &str, extra: &[&str]) -> Run {
-        self.run_from(&self.source_url(), subcommand, extra)
+        self.run_via(&self.source_url(), &self.dest_url(), subcommand, extra)
     }
 
-    /// As [`Setup::run`], with the source reached at `source_url` (a proxy).
-    pub fn run_from(&self, source_url: &str, subcommand: &str, extra: &[&str]) -> Run {
+    /// As [`Setup::run`], with the servers reached at other addresses (proxies).
+    pub fn run_via(
+        &self,
+        source_url: &str,
+        dest_url: &str,
+        subcommand: &str,
+        extra: &[&str],
+    ) -> Run {
         let n = self.runs.fetch_add(1, Ordering::SeqCst);
         let report = self.dir.path().join(format!("report-{n}.json"));
         let output = self
-            .command_from(source_url, subcommand)
+            .command_via(source_url, dest_url, subcommand)
             .args(extra)
             .arg("--report")
             .arg(&report)
@@ -171,13 +177,17 @@ pub fn bodies(checker: &mut Checker, folder: &str) -> Vec<Vec<u8>> {
     bodies
 }
 
-/// Forwards connections to `target`, counting them and how many are open at once.
+/// Forwards connections to `target`, counting them, how many are open at once and the
+/// bytes that pass each way.
 pub struct CountingProxy {
     pub port: u16,
     /// The most connections open at once.
     pub peak: Arc<AtomicUsize>,
     /// Every connection accepted so far.
     pub total: Arc<AtomicUsize>,
+    /// Bytes from the clients to the server, and from the server to the clients.
+    pub up: Arc<AtomicU64>,
+    pub down: Arc<AtomicU64>,
 }
 
 impl CountingProxy {
@@ -188,48 +198,64 @@ impl CountingProxy {
     /// Also waits `delay` before passing on each chunk from the server: a slow link.
     pub fn slowed(target: u16, delay: Duration) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let proxy = CountingProxy {
+            port: listener.local_addr().unwrap().port(),
+            peak: Arc::default(),
+            total: Arc::default(),
+            up: Arc::default(),
+            down: Arc::default(),
+        };
         let open = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let total = Arc::new(AtomicUsize::new(0));
-        let (open_c, peak_c, total_c) = (Arc::clone(&open), Arc::clone(&peak), Arc::clone(&total));
+        let (peak, total) = (Arc::clone(&proxy.peak), Arc::clone(&proxy.total));
+        let (up, down) = (Arc::clone(&proxy.up), Arc::clone(&proxy.down));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                total_c.fetch_add(1, Ordering::SeqCst);
-                let now = open_c.fetch_add(1, Ordering::SeqCst) + 1;
-                peak_c.fetch_max(now, Ordering::SeqCst);
-                let open = Arc::clone(&open_c);
+                total.fetch_add(1, Ordering::SeqCst);
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let open = Arc::clone(&open);
+                let (up, down) = (Arc::clone(&up), Arc::clone(&down));
                 std::thread::spawn(move || {
                     if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
-                        pipe(client, server, delay);
+                        let (c_read, s_write) =
+                            (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        let upward = std::thread::spawn(move || {
+                            relay(c_read, s_write, Duration::ZERO, &up);
+                        });
+                        relay(server, client, delay, &down);
+                        let _ = upward.join();
                     }
                     open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        CountingProxy { port, peak, total }
+        proxy
+    }
+
+    /// Bytes that passed either way so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.up.load(Ordering::SeqCst),
+            self.down.load(Ordering::SeqCst),
+        )
     }
 }
 
-fn pipe(client: TcpStream, server: TcpStream, delay: Duration) {
-    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut c_read, &mut s_write);
-        let _ = s_write.shutdown(std::net::Shutdown::Write);
-    });
-    let (mut s_read, mut c_write) = (server, client);
+/// Copies `from` to `to`, waiting `delay` before each chunk and counting bytes, until
+/// either side closes.
+fn relay(mut from: TcpStream, mut to: TcpStream, delay: Duration, count: &AtomicU64) {
     let mut buffer = [0u8; 65536];
     loop {
-        match s_read.read(&mut buffer) {
+        match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 std::thread::sleep(delay);
-                if c_write.write_all(&buffer[..n]).is_err() {
+                if to.write_all(&buffer[..n]).is_err() {
                     break;
                 }
+                count.fetch_add(n as u64, Ordering::SeqCst);
             }
         }
     }
-    let _ = c_write.shutdown(std::net::Shutdown::Both);
-    let _ = up.join();
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }
