@@ -4,6 +4,7 @@
 
 mod corpus;
 mod faithful;
+mod link;
 mod measure;
 mod report;
 mod tools;
@@ -20,6 +21,7 @@ use mailmove_testkit::{Dovecot, DovecotOptions};
 
 use crate::corpus::Mailbox;
 use crate::faithful::Snapshot;
+use crate::link::Link;
 use crate::measure::{Job, ServerCpu};
 use crate::report::{Row, Sample, Volume};
 use crate::tools::{Login, Pair, Tool};
@@ -73,6 +75,18 @@ struct Args {
     /// `--wrap "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"`
     #[arg(long, value_name = "COMMAND")]
     wrap: Option<String>,
+    /// Put every server behind a link of this many megabits per second each way (a
+    /// proxy on 127.0.0.1 shared by all connections to that server); the servers then
+    /// also offer COMPRESS=DEFLATE
+    #[arg(long, value_name = "MBPS")]
+    link_mbps: Option<f64>,
+    /// Extra arguments for mailmove and mailmove-parallel (split at spaces), e.g.
+    /// `--mailmove-args "--compress always"`
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    mailmove_args: Option<String>,
+    /// Extra arguments for mailmove-baseline (split at spaces)
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    baseline_args: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,6 +423,8 @@ pub fn install(package: &str) -> Result<()> {
 /// A seeded source server and what it holds.
 struct Source {
     server: Dovecot,
+    /// The slow link the tools reach the server through, if any.
+    _link: Option<Link>,
     logins: Vec<Login>,
     snapshots: Vec<Snapshot>,
     folders: Vec<&'static str>,
@@ -494,13 +510,38 @@ impl Bench<'_> {
         if let Some(wrap) = &self.args.wrap {
             println!("mailmove ran under `{wrap}`: its times are the wrapper's, not comparable.");
         }
+        if let Some(mbps) = self.args.link_mbps {
+            println!(
+                "link: every server behind a proxy passing {mbps} Mbit/s each way, shared by \
+                 its connections; the servers offer COMPRESS=DEFLATE."
+            );
+        }
+        for (label, extra) in [
+            ("mailmove", &self.args.mailmove_args),
+            ("mailmove-baseline", &self.args.baseline_args),
+        ] {
+            if let Some(extra) = extra {
+                println!("{label} ran with `{extra}`.");
+            }
+        }
         println!();
+    }
+
+    /// The slow link in front of `server`, with `--link-mbps`.
+    fn link(&self, server: &Dovecot) -> Result<Option<Link>> {
+        self.args
+            .link_mbps
+            .map(|mbps| Link::start(server.imap_port(), mbps))
+            .transpose()
     }
 
     /// A private Dovecot with the default options; with `--plaintext`, restarted
     /// with TLS turned off (the testkit always writes `ssl = yes`).
     fn server(&self) -> Result<Dovecot> {
-        let mut server = Dovecot::start(DovecotOptions::default())?;
+        let mut server = Dovecot::start(DovecotOptions {
+            compress: self.args.link_mbps.is_some(),
+            ..DovecotOptions::default()
+        })?;
         if self.args.plaintext {
             let config = server.dir().join("dovecot.conf");
             let text = fs::read_to_string(&config)?;
@@ -526,9 +567,11 @@ impl Bench<'_> {
     /// Starts a source server, one user per mailbox, seeds them and reads them back.
     fn source(&self, mailboxes: &[Mailbox]) -> Result<Source> {
         let server = self.server().context("starting the source")?;
+        let link = self.link(&server)?;
+        let port = link.as_ref().map_or(server.imap_port(), |l| l.port);
         let logins: Vec<Login> = (1..=mailboxes.len())
             .map(|k| Login {
-                port: server.imap_port(),
+                port,
                 user: format!("src{k}"),
                 password: format!("source-secret-{k}"),
             })
@@ -606,6 +649,7 @@ impl Bench<'_> {
         println!();
         Ok(Source {
             server,
+            _link: link,
             logins,
             snapshots,
             folders,
@@ -687,6 +731,8 @@ impl Bench<'_> {
     /// A fresh destination server with one user per source mailbox, and the pairs.
     fn destination(&self, source: &Source, label: &str) -> Result<Destination> {
         let server = self.server().context("starting a destination")?;
+        let link = self.link(&server)?;
+        let port = link.as_ref().map_or(server.imap_port(), |l| l.port);
         let dir = next_free(&self.work.join(label));
         fs::create_dir_all(&dir)?;
         let ca_file = dir.join("ca.pem");
@@ -696,7 +742,7 @@ impl Bench<'_> {
         let mut pairs = Vec::new();
         for (k, login) in source.logins.iter().enumerate() {
             let dest = Login {
-                port: server.imap_port(),
+                port,
                 user: format!("dst{}", k + 1),
                 password: format!("dest-secret-{}", k + 1),
             };
@@ -710,7 +756,12 @@ impl Bench<'_> {
                 work: dir.join(format!("mailbox{}", k + 1)),
             });
         }
-        Ok(Destination { server, pairs, dir })
+        Ok(Destination {
+            server,
+            _link: link,
+            pairs,
+            dir,
+        })
     }
 
     /// One timed pass of `tool` over every pair at once; checks the copy when asked.
@@ -725,12 +776,14 @@ impl Bench<'_> {
         let source_cpu = ServerCpu::of(source.server.dir(), self.ticks);
         let pass_dir = next_free(&destination.dir.join(format!("{tool}-pass")));
         let jobs = if tool == Tool::MailmoveParallel {
+            let mut command = tools::parallel_command(
+                &destination.pairs,
+                &destination.dir.join("mailmove-parallel"),
+                &self.mailmove,
+            )?;
+            command.args(split(&self.args.mailmove_args));
             vec![Job {
-                command: tools::parallel_command(
-                    &destination.pairs,
-                    &destination.dir.join("mailmove-parallel"),
-                    &self.mailmove,
-                )?,
+                command,
                 dir: pass_dir.join("process"),
             }]
         } else {
@@ -743,8 +796,14 @@ impl Bench<'_> {
                         (Tool::MailmoveBaseline, Some(baseline)) => baseline,
                         _ => &self.mailmove,
                     };
+                    let mut command = tools::command(tool, pair, binary)?;
+                    match tool {
+                        Tool::Mailmove => command.args(split(&self.args.mailmove_args)),
+                        Tool::MailmoveBaseline => command.args(split(&self.args.baseline_args)),
+                        _ => &mut command,
+                    };
                     Ok(Job {
-                        command: tools::command(tool, pair, binary)?,
+                        command,
                         dir: pass_dir.join(format!("process{}", k + 1)),
                     })
                 })
@@ -858,6 +917,7 @@ impl Bench<'_> {
 
 struct Destination {
     server: Dovecot,
+    _link: Option<Link>,
     pairs: Vec<Pair>,
     dir: PathBuf,
 }
@@ -897,6 +957,13 @@ fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split(' ').take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
+}
+
+/// An optional argument string split at spaces.
+fn split(text: &Option<String>) -> Vec<String> {
+    text.as_deref()
+        .map(|t| t.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 fn cpu_count() -> usize {
