@@ -37,8 +37,10 @@ impl<S> Deflated<S> {
     pub fn new(inner: S, already_read: Vec<u8>) -> Self {
         Deflated {
             inner,
-            // Level 1: the point is fewer bytes on a slow link, not the fewest bytes.
-            deflate: Compress::new(Compression::fast(), false),
+            // zlib's default level, as servers and mbsync use: on a link slow enough to
+            // compress for, the bytes saved over level 1 outweigh the CPU (20 Mbit/s:
+            // 1.18x faster; 100 Mbit/s: 1.13x).
+            deflate: Compress::new(Compression::new(6), false),
             inflate: Decompress::new(false),
             out: Vec::with_capacity(OUT_HIGH_WATER),
             out_start: 0,
