@@ -351,6 +351,35 @@ impl Db {
         Ok(false)
     }
 
+    /// A slot on every one of `hosts`, or on none: a pass that finds one host full
+    /// gives back what it took on the others, rather than holding them idle until
+    /// their lease runs out.
+    pub async fn acquire_host_slots(
+        &self,
+        hosts: &[String],
+        cap: u32,
+        pass_id: i64,
+        lease_seconds: i64,
+    ) -> Result<bool, StoreError> {
+        for host in hosts {
+            match self
+                .acquire_host_slot(host, cap, pass_id, lease_seconds)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.release_host_slots(pass_id).await?;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    let _ = self.release_host_slots(pass_id).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     pub async fn release_host_slots(&self, pass_id: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE host_slots SET lease_until = 0, pass_id = NULL WHERE pass_id = $1")
             .bind(pass_id)

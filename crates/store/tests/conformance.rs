@@ -565,6 +565,17 @@ async fn host_slots_cap_connections(db: &Db) {
     // An expired slot (its worker died) is free again.
     assert!(db.acquire_host_slot("mail.x", 1, 9, -5).await.unwrap());
     assert!(db.acquire_host_slot("mail.x", 1, 10, 60).await.unwrap());
+    // Both hosts or neither: a pass that finds one full keeps nothing on the other.
+    let pair = ["mail.a".to_string(), "mail.b".to_string()];
+    assert!(db.acquire_host_slot("mail.b", 1, 20, 60).await.unwrap());
+    assert!(!db.acquire_host_slots(&pair, 1, 21, 60).await.unwrap());
+    assert!(
+        db.acquire_host_slot("mail.a", 1, 22, 60).await.unwrap(),
+        "the refused pass left mail.a free"
+    );
+    db.release_host_slots(20).await.unwrap();
+    db.release_host_slots(22).await.unwrap();
+    assert!(db.acquire_host_slots(&pair, 1, 21, 60).await.unwrap());
 }
 
 async fn deleting_a_project_deletes_its_secrets_and_ledgers(db: &Db) {

@@ -225,27 +225,28 @@ async fn execute(
 ) -> Ending {
     let db = &worker.db;
     let cap = worker.config.connections_per_host;
-    for endpoint in [&source.endpoint, &dest.endpoint] {
-        let host = format!("{}:{}", endpoint.host.to_lowercase(), endpoint.port);
-        match db
-            .acquire_host_slot(&host, cap, pass.id, worker.config.lease_seconds)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                return Ending::Again {
-                    delay: 1,
-                    error: None,
-                    count_attempt: false,
-                };
-            }
-            Err(e) => {
-                return Ending::Again {
-                    delay: 5,
-                    error: Some(e.to_string()),
-                    count_attempt: false,
-                };
-            }
+    let hosts: Vec<String> = [&source.endpoint, &dest.endpoint]
+        .iter()
+        .map(|e| format!("{}:{}", e.host.to_lowercase(), e.port))
+        .collect();
+    match db
+        .acquire_host_slots(&hosts, cap, pass.id, worker.config.lease_seconds)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Ending::Again {
+                delay: 1,
+                error: None,
+                count_attempt: false,
+            };
+        }
+        Err(e) => {
+            return Ending::Again {
+                delay: 5,
+                error: Some(e.to_string()),
+                count_attempt: false,
+            };
         }
     }
     let _ = db
