@@ -194,53 +194,28 @@ fn run() -> Result<()> {
         let mailboxes: Vec<Mailbox> = (0..args.mailboxes)
             .map(|k| Mailbox::standard(args.seed + 1 + k as u64, args.per_mailbox))
             .collect();
-        let source = bench.source(&mailboxes)?;
-        let rows = bench.full_copies(&source)?;
-        failed |= bench.print_case(
-            &mut summary,
-            &format!(
-                "bulk: {} mailboxes × {} messages at once, one process per mailbox",
-                args.mailboxes, args.per_mailbox
-            ),
-            &rows,
-            source.volume(true),
-            true,
+        let title = format!(
+            "bulk: {} mailboxes × {} messages at once, one process per mailbox",
+            args.mailboxes, args.per_mailbox
         );
+        failed |= bench.full_case(&mut summary, &mailboxes, &title, true)?;
     }
+    let large =
+        |k: u64| Mailbox::with_one_large(args.seed + 100 + k, 200, args.large_mb * 1_000_000);
     if cases.contains(&Case::Large) {
-        let mailbox = Mailbox::with_one_large(args.seed + 100, 200, args.large_mb * 1_000_000);
-        let source = bench.source(&[mailbox])?;
-        let rows = bench.full_copies(&source)?;
-        failed |= bench.print_case(
-            &mut summary,
-            &format!(
-                "large: INBOX of 200 small messages and one of {} MB",
-                args.large_mb
-            ),
-            &rows,
-            source.volume(true),
-            false,
+        let title = format!(
+            "large: INBOX of 200 small messages and one of {} MB",
+            args.large_mb
         );
+        failed |= bench.full_case(&mut summary, &[large(0)], &title, false)?;
     }
-
     if cases.contains(&Case::LargeBulk) {
-        let mailboxes: Vec<Mailbox> = (0..args.large_mailboxes)
-            .map(|k| {
-                Mailbox::with_one_large(args.seed + 100 + k as u64, 200, args.large_mb * 1_000_000)
-            })
-            .collect();
-        let source = bench.source(&mailboxes)?;
-        let rows = bench.full_copies(&source)?;
-        failed |= bench.print_case(
-            &mut summary,
-            &format!(
-                "large-bulk: {} mailboxes, each 200 small messages and one of {} MB, at once",
-                args.large_mailboxes, args.large_mb
-            ),
-            &rows,
-            source.volume(true),
-            true,
+        let mailboxes: Vec<Mailbox> = (0..args.large_mailboxes as u64).map(large).collect();
+        let title = format!(
+            "large-bulk: {} mailboxes, each 200 small messages and one of {} MB, at once",
+            args.large_mailboxes, args.large_mb
         );
+        failed |= bench.full_case(&mut summary, &mailboxes, &title, true)?;
     }
 
     println!("# Summary ({})", now());
@@ -875,6 +850,20 @@ impl Bench<'_> {
     }
 
     /// Prints a case's table now and keeps it for the summary; true if a pass failed.
+    /// Seeds `mailboxes`, copies them whole with every tool in turn and prints the
+    /// case; true when a pass failed.
+    fn full_case(
+        &self,
+        summary: &mut Vec<String>,
+        mailboxes: &[Mailbox],
+        title: &str,
+        several: bool,
+    ) -> Result<bool> {
+        let source = self.source(mailboxes)?;
+        let rows = self.full_copies(&source)?;
+        Ok(self.print_case(summary, title, &rows, source.volume(true), several))
+    }
+
     fn print_case(
         &self,
         summary: &mut Vec<String>,

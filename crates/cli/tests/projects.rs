@@ -292,12 +292,38 @@ fn spawn_worker(farm: &Farm, database: &str, log: &Path) -> Child {
         .unwrap()
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    wait_explained(what, limit, done, String::new);
+}
+
+/// As [`wait_until`], and on timeout the panic also carries `explain()`.
+fn wait_explained(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    explain: impl Fn() -> String,
+) {
     let deadline = Instant::now() + limit;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            explain()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The statuses and the last lines of each worker's log, for a test that timed out.
+fn workers_story(farm: &Farm, database: &str, logs: &[PathBuf]) -> String {
+    let mut story = format!("statuses: {:?}\n", statuses(&farm.status(database)));
+    for log in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        story.push_str(&format!("--- {} (last 40 lines)\n{tail}\n", log.display()));
+    }
+    story
 }
 
 #[test]
@@ -346,7 +372,7 @@ fn thirty_mailboxes_by_three_workers_on_postgres_survive_a_killed_worker() {
         "the worker was killed after everything ended"
     );
 
-    wait_until(
+    wait_explained(
         "every mailbox to complete",
         Duration::from_secs(180),
         || {
@@ -354,6 +380,7 @@ fn thirty_mailboxes_by_three_workers_on_postgres_survive_a_killed_worker() {
                 .iter()
                 .all(|s| s == "Completed")
         },
+        || workers_story(&farm, &pg.url, &logs),
     );
     for worker in &mut workers[1..] {
         worker.kill().unwrap();
