@@ -877,6 +877,10 @@ impl Bench<'_> {
         block.push('\n');
         block.push_str(&report::ratios(rows));
         block.push('\n');
+        if let Some(floor) = report::server_floor(rows, cpu_count()) {
+            block.push_str(&floor);
+            block.push('\n');
+        }
         if rows
             .iter()
             .any(|r| r.tool == Tool::Doveadm && r.skipped.is_none())

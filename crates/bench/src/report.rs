@@ -183,6 +183,43 @@ pub fn ratios(rows: &[Row]) -> String {
     )
 }
 
+/// For each tool that goes through the destination's IMAP server: the servers' CPU
+/// (median destination + source) spread over `cores`. No client of the same servers
+/// can finish sooner on this machine, whatever it spends itself: the least wall time
+/// the servers' work allows, set beside doveadm's, which has no destination server.
+pub fn server_floor(rows: &[Row], cores: usize) -> Option<String> {
+    if cores == 0 {
+        return None;
+    }
+    let parts: Vec<String> = rows
+        .iter()
+        .filter(|r| r.tool != Tool::Doveadm && r.skipped.is_none())
+        .filter_map(|r| {
+            let good = r.good();
+            let dest: Vec<f64> = good.iter().filter_map(|s| s.dest_cpu).collect();
+            let source: Vec<f64> = good.iter().filter_map(|s| s.source_cpu).collect();
+            if dest.is_empty() || source.is_empty() {
+                return None;
+            }
+            let floor = (median(&dest) + median(&source)) / cores as f64;
+            Some(format!("{} {floor:.2} s", r.tool))
+        })
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let doveadm = rows
+        .iter()
+        .find(|r| r.tool == Tool::Doveadm)
+        .and_then(Row::median_wall)
+        .map(|wall| format!("; doveadm took {wall:.2} s"))
+        .unwrap_or_default();
+    Some(format!(
+        "servers' CPU alone over {cores} cores (no IMAP client of these servers can be faster here): {}{doveadm}",
+        parts.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +235,41 @@ mod tests {
             faithful: "yes".into(),
             failure: None,
         }
+    }
+
+    #[test]
+    fn the_floor_spreads_the_servers_cpu_over_the_cores() {
+        let with_servers = |dest: f64, source: f64| Sample {
+            dest_cpu: Some(dest),
+            source_cpu: Some(source),
+            ..sample(9.0)
+        };
+        let rows = vec![
+            Row {
+                tool: Tool::Mailmove,
+                samples: vec![
+                    with_servers(3.0, 1.0),
+                    with_servers(5.0, 1.0),
+                    with_servers(4.0, 2.0),
+                ],
+                skipped: None,
+            },
+            Row {
+                tool: Tool::Doveadm,
+                samples: vec![sample(2.5)],
+                skipped: None,
+            },
+        ];
+        assert_eq!(
+            server_floor(&rows, 2).unwrap(),
+            "servers' CPU alone over 2 cores (no IMAP client of these servers can be faster here): \
+             mailmove 2.50 s; doveadm took 2.50 s"
+        );
+        assert_eq!(
+            server_floor(&rows[1..], 2),
+            None,
+            "doveadm has no destination server"
+        );
     }
 
     #[test]
