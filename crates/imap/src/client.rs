@@ -118,8 +118,6 @@ pub struct Client {
     broken: bool,
     /// The server's address is this machine's or a private network's.
     peer_local: bool,
-    /// Whether COMPRESS=DEFLATE is on.
-    compressed: bool,
 }
 
 impl Client {
@@ -142,7 +140,6 @@ impl Client {
             response_timeout: options.response_timeout,
             broken: false,
             peer_local,
-            compressed: false,
         };
         client.read_greeting().await?;
         if client.capabilities.is_empty() {
@@ -514,7 +511,6 @@ impl Client {
             response_timeout,
             broken: false,
             peer_local,
-            compressed: false,
         };
         client.refresh_capabilities().await?;
         Ok(client)
@@ -528,7 +524,9 @@ impl Client {
             CompressMode::Always => true,
             CompressMode::Auto => !self.peer_local,
         };
-        if !wanted || self.compressed || !self.has_capability("COMPRESS=DEFLATE") {
+        // A second COMPRESS is refused by the server ([COMPRESSIONACTIVE]), which
+        // leaves the session as it is.
+        if !wanted || !self.has_capability("COMPRESS=DEFLATE") {
             return Ok(self);
         }
         let (_, status) = self.command_status("COMPRESS DEFLATE", "COMPRESS").await?;
@@ -558,13 +556,7 @@ impl Client {
             response_timeout,
             broken: false,
             peer_local,
-            compressed: true,
         })
-    }
-
-    /// Whether COMPRESS=DEFLATE is on.
-    pub fn is_compressed(&self) -> bool {
-        self.compressed
     }
 
     fn tag(&mut self) -> String {
@@ -828,10 +820,6 @@ impl Appender<'_> {
             }
             done.extend(self.read_one().await?);
         }
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len() + usize::from(self.open.is_some())
     }
 
     /// Sends alone the messages of groups the server refused.
