@@ -756,7 +756,7 @@ impl Bench<'_> {
                 &destination.dir.join("mailmove-parallel"),
                 &self.mailmove,
             )?;
-            command.args(split(&self.args.mailmove_args));
+            command.args(self.extra_args(tool));
             vec![Job {
                 command,
                 dir: pass_dir.join("process"),
@@ -772,11 +772,7 @@ impl Bench<'_> {
                         _ => &self.mailmove,
                     };
                     let mut command = tools::command(tool, pair, binary)?;
-                    match tool {
-                        Tool::Mailmove => command.args(split(&self.args.mailmove_args)),
-                        Tool::MailmoveBaseline => command.args(split(&self.args.baseline_args)),
-                        _ => &mut command,
-                    };
+                    command.args(self.extra_args(tool));
                     Ok(Job {
                         command,
                         dir: pass_dir.join(format!("process{}", k + 1)),
@@ -784,11 +780,11 @@ impl Bench<'_> {
                 })
                 .collect::<Result<Vec<_>>>()?
         };
-        let wrapper: Vec<String> = match (&self.args.wrap, tool) {
-            (Some(wrap), Tool::Mailmove | Tool::MailmoveBaseline | Tool::MailmoveParallel) => {
-                wrap.split_whitespace().map(str::to_string).collect()
+        let wrapper = match tool {
+            Tool::Mailmove | Tool::MailmoveBaseline | Tool::MailmoveParallel => {
+                split(&self.args.wrap)
             }
-            _ => Vec::new(),
+            Tool::Mbsync | Tool::Doveadm => Vec::new(),
         };
         let jobs = jobs
             .into_iter()
@@ -850,6 +846,15 @@ impl Bench<'_> {
     }
 
     /// Prints a case's table now and keeps it for the summary; true if a pass failed.
+    /// What `--mailmove-args` or `--baseline-args` add to `tool`'s command.
+    fn extra_args(&self, tool: Tool) -> Vec<String> {
+        match tool {
+            Tool::Mailmove | Tool::MailmoveParallel => split(&self.args.mailmove_args),
+            Tool::MailmoveBaseline => split(&self.args.baseline_args),
+            Tool::Mbsync | Tool::Doveadm => Vec::new(),
+        }
+    }
+
     /// Seeds `mailboxes`, copies them whole with every tool in turn and prints the
     /// case; true when a pass failed.
     fn full_case(

@@ -7,6 +7,7 @@ use mailmove_imap::{AppendRequest, Body, Client, ConnectOptions, Error};
 use mailmove_model::{Endpoint, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 async fn listen() -> (TcpListener, Endpoint) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -15,17 +16,39 @@ async fn listen() -> (TcpListener, Endpoint) {
     (listener, endpoint)
 }
 
+/// Accepts the client and greets it with `greeting` (a whole line).
+async fn accept(
+    listener: &TcpListener,
+    greeting: &str,
+) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
+    let (socket, _) = listener.accept().await.unwrap();
+    let (read, mut write) = socket.into_split();
+    write.write_all(greeting.as_bytes()).await.unwrap();
+    (BufReader::new(read), write)
+}
+
+/// The size a command line's literal announces, `{12}` or `{12+}`.
+fn literal_len(line: &str) -> usize {
+    line.trim_end()
+        .rsplit('{')
+        .next()
+        .unwrap()
+        .trim_end_matches('}')
+        .trim_end_matches('+')
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn bytes_injected_after_the_starttls_answer_are_refused() {
     let (listener, endpoint) = listen().await;
     tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (read, mut write) = socket.into_split();
-        let mut lines = BufReader::new(read).lines();
-        write
-            .write_all(b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] fake ready\r\n")
-            .await
-            .unwrap();
+        let (reader, mut write) = accept(
+            &listener,
+            "* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] fake ready\r\n",
+        )
+        .await;
+        let mut lines = reader.lines();
         let line = lines.next_line().await.unwrap().unwrap();
         let tag = line.split(' ').next().unwrap().to_string();
         // The answer and an injected response in one write, before any handshake.
@@ -46,13 +69,11 @@ async fn bytes_injected_after_the_starttls_answer_are_refused() {
 async fn appends_without_literal_plus_wait_for_each_continuation_and_survive_a_refusal() {
     let (listener, endpoint) = listen().await;
     let server = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (read, mut write) = socket.into_split();
-        let mut reader = BufReader::new(read);
-        write
-            .write_all(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] no literal+ here\r\n")
-            .await
-            .unwrap();
+        let (mut reader, mut write) = accept(
+            &listener,
+            "* OK [CAPABILITY IMAP4rev1 UIDPLUS] no literal+ here\r\n",
+        )
+        .await;
         let mut received = Vec::new();
         let mut uid = 100;
         loop {
@@ -66,14 +87,7 @@ async fn appends_without_literal_plus_wait_for_each_continuation_and_survive_a_r
                     !line.contains("+}"),
                     "a non-synchronising literal was sent: {line}"
                 );
-                let len: usize = line
-                    .rsplit('{')
-                    .next()
-                    .unwrap()
-                    .trim_end()
-                    .trim_end_matches('}')
-                    .parse()
-                    .unwrap();
+                let len = literal_len(&line);
                 if len > 1000 {
                     // Refused before the literal: the client must not send it.
                     let answer = format!("{tag} NO [LIMIT] too big\r\n");
@@ -147,14 +161,7 @@ async fn read_append<R: tokio::io::AsyncBufRead + Unpin>(
     let tag = line.split(' ').next().unwrap().to_string();
     let mut messages = Vec::new();
     while line.trim_end().ends_with("+}") {
-        let len: usize = line
-            .trim_end()
-            .rsplit('{')
-            .next()
-            .unwrap()
-            .trim_end_matches("+}")
-            .parse()
-            .unwrap();
+        let len = literal_len(&line);
         let mut body = vec![0; len];
         reader.read_exact(&mut body).await.unwrap();
         messages.push(body);
@@ -168,13 +175,11 @@ async fn read_append<R: tokio::io::AsyncBufRead + Unpin>(
 async fn multiappend_groups_messages_and_a_refused_group_is_sent_again_one_by_one() {
     let (listener, endpoint) = listen().await;
     let server = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let (read, mut write) = socket.into_split();
-        let mut reader = BufReader::new(read);
-        write
-            .write_all(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS] ready\r\n")
-            .await
-            .unwrap();
+        let (mut reader, mut write) = accept(
+            &listener,
+            "* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS] ready\r\n",
+        )
+        .await;
         let mut commands = Vec::new();
         let mut stored = Vec::new();
         let mut next_uid = 100;
