@@ -3,9 +3,11 @@
 
 use serde::Serialize;
 
-use crate::connector::{Account, DestSide, Destination, Side, SideError, Source, SourceSide};
-use crate::folders::{FolderRules, plan_folders};
+use crate::connector::{Connector, Destination, SideError, Source};
+use crate::folders::FolderRules;
+use crate::progress::Silent;
 use crate::report::human_size;
+use crate::session;
 
 /// Above this share of the destination quota, the trial warns.
 const QUOTA_WARNING: f64 = 0.70;
@@ -34,28 +36,24 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
-pub async fn check(
-    source: &Account,
-    dest: &Account,
+pub async fn check<SC: Connector, DC: Connector>(
+    source: &SC,
+    dest: &DC,
     rules: &FolderRules,
 ) -> Result<CheckReport, SideError> {
-    let (src, dst) = tokio::join!(
-        SourceSide::connect(source, None),
-        DestSide::connect(dest, None)
-    );
-    let (mut src, mut dst) = (src?, dst?);
-    let source_tree = Source::folders(&mut src).await?;
-    let dest_tree = Destination::folders(&mut dst).await?;
-    let plan = plan_folders(&source_tree, &dest_tree, rules);
+    let session = session::open(source, dest, None, rules, &Silent)
+        .await
+        .map_err(session::OpenError::into_inner)?;
+    let (mut src, mut dst, plan) = (session.source, session.dest, session.plan);
 
-    let mut source_side = describe(src.capabilities(), source);
+    let mut source_side = describe(src.capabilities(), source.server());
     source_side.folders = plan.mappings.len();
     for mapping in &plan.mappings {
-        let opened = Source::open(&mut src, &mapping.source_raw).await?;
+        let opened = src.open(&mapping.source_raw).await?;
         if opened.exists == 0 {
             continue;
         }
-        let sizes = Source::messages(&mut src).await?;
+        let sizes = src.messages().await?;
         source_side.messages += sizes.len() as u64;
         for message in &sizes {
             source_side.bytes += message.size;
@@ -63,20 +61,9 @@ pub async fn check(
         }
     }
 
-    let mut dest_side = describe(dst.capabilities(), dest);
-    dest_side.folders = dest_tree.entries.len();
-    let quota = match &mut dst {
-        DestSide::Imap(side) => {
-            side.client
-                .storage_quota(b"INBOX")
-                .await
-                .map_err(|error| SideError {
-                    side: Side::Destination,
-                    error: error.into(),
-                })?
-        }
-        DestSide::Ews(_) => None,
-    };
+    let mut dest_side = describe(dst.capabilities(), dest.server());
+    dest_side.folders = session.dest_tree.entries.len();
+    let quota = dst.quota().await?;
     dest_side.quota_used = quota.map(|q| q.used);
     dest_side.quota_limit = quota.map(|q| q.limit);
 
@@ -119,7 +106,7 @@ pub async fn check(
     })
 }
 
-fn describe(capabilities: &[String], account: &Account) -> SideCheck {
+fn describe(capabilities: &[String], server: String) -> SideCheck {
     let capabilities = capabilities.to_vec();
     let append_limit = capabilities.iter().find_map(|c| {
         let (name, value) = c.split_once('=')?;
@@ -127,7 +114,7 @@ fn describe(capabilities: &[String], account: &Account) -> SideCheck {
             .then(|| value.parse().ok())?
     });
     SideCheck {
-        server: account.endpoint.to_string(),
+        server,
         capabilities,
         append_limit,
         ..SideCheck::default()

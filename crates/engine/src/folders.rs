@@ -5,9 +5,10 @@
 //! modified UTF-7 decoded, levels joined with `/` (`Archive/2023`, `INBOX`). That is
 //! the form `--include`, `--exclude` and `--map` use.
 
-use mailmove_imap::ListEntry;
-use mailmove_imap::mutf7;
+use mailmove_model::mutf7;
 use regex::Regex;
+
+use crate::connector::FolderEntry;
 
 /// Special-use roles that map by role (RFC 6154). `\All` and `\Flagged` are views of
 /// other folders and map by name like any folder.
@@ -16,7 +17,7 @@ const ROLES: [&str; 5] = ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"
 /// One server's folders as LIST and NAMESPACE describe them.
 #[derive(Clone, Debug, Default)]
 pub struct FolderTree {
-    pub entries: Vec<ListEntry>,
+    pub entries: Vec<FolderEntry>,
     /// The personal namespace prefix (`INBOX.` on Courier-style servers) and delimiter.
     pub prefix: Vec<u8>,
     pub delimiter: Option<char>,
@@ -81,7 +82,7 @@ impl FolderTree {
         format!("{prefix}{joined}").into_bytes()
     }
 
-    fn role_folder(&self, role: &str) -> Option<&ListEntry> {
+    fn role_folder(&self, role: &str) -> Option<&FolderEntry> {
         self.entries.iter().find(|e| e.has_attribute(role))
     }
 
@@ -140,7 +141,7 @@ pub struct FolderPlan {
 
 pub fn plan_folders(source: &FolderTree, dest: &FolderTree, rules: &FolderRules) -> FolderPlan {
     let mut plan = FolderPlan::default();
-    let mut entries: Vec<&ListEntry> = source
+    let mut entries: Vec<&FolderEntry> = source
         .entries
         .iter()
         .filter(|e| !e.has_attribute("\\Noselect") && !e.has_attribute("\\NonExistent"))
@@ -194,8 +195,8 @@ pub fn plan_folders(source: &FolderTree, dest: &FolderTree, rules: &FolderRules)
 mod tests {
     use super::*;
 
-    fn entry(name: &str, delimiter: char, attributes: &[&str]) -> ListEntry {
-        ListEntry {
+    fn entry(name: &str, delimiter: char, attributes: &[&str]) -> FolderEntry {
+        FolderEntry {
             attributes: attributes.iter().map(|a| a.to_string()).collect(),
             delimiter: Some(delimiter),
             name: name.as_bytes().to_vec(),

@@ -4,18 +4,21 @@
 
 pub mod check;
 pub mod connector;
-pub mod ews_side;
+pub mod connectors;
+mod copy;
+pub mod dates;
 pub mod folders;
 pub mod identity;
 pub mod migrate;
 pub mod plan;
-pub mod pop3_source;
 pub mod progress;
 pub mod report;
+mod session;
 pub mod verify;
 
 pub use check::{CheckReport, check};
-pub use connector::{Account, Destination, Side, SideError, Source, WebAuth};
+pub use connector::{Connector, Destination, Side, SideError, Source};
+pub use connectors::{Account, WebAuth};
 pub use folders::FolderRules;
 pub use migrate::{FatalKind, MigrateSettings, migrate};
 pub use plan::{MessageFilter, PassKind};

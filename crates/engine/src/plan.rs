@@ -162,9 +162,11 @@ pub fn claimed_uids(rows: &[ItemRecord], identity: FolderIdentity) -> HashSet<u3
         .collect()
 }
 
-/// Destination UIDs accounted for in a destination folder: every ledger claim (from any
-/// source folder), less those of this folder's rows that are no longer trusted (their
-/// source UIDVALIDITY changed), so their messages can be matched again by content.
+/// Destination UIDs accounted for in a destination folder: the ledger's claims (those of
+/// other source folders, read apart; any of this folder's among them count only if its
+/// rows still trust them), and the claims of this folder's confirmed rows. Rows no
+/// longer trusted (their source UIDVALIDITY changed) claim nothing, so their messages
+/// can be matched again by content.
 pub fn claimed_in_dest(
     ledger_claims: &[u32],
     rows: &[ItemRecord],

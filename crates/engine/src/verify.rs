@@ -7,25 +7,23 @@ use std::time::Instant;
 
 use mailmove_store::{ItemRecord, ItemState, Ledger};
 
-use crate::connector::{Account, DestSide, Destination, SideError, Source, SourceSide};
-use crate::folders::{FolderMapping, plan_folders};
+use crate::connector::{Connector, Destination, SideError, Source};
+use crate::folders::FolderMapping;
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
 use crate::plan::{FolderIdentity, SourceMessage, origins_in_dest, skip_reason};
+use crate::progress::Silent;
 use crate::report::{FolderReport, Missing, Report};
+use crate::session;
 
 /// Compares both sides; the report's `missing` lists every source message not found.
-pub async fn verify(
-    source: &Account,
-    dest: &Account,
+pub async fn verify<SC: Connector, DC: Connector>(
+    source: &SC,
+    dest: &DC,
     ledger: &Ledger,
     settings: &MigrateSettings,
 ) -> (Report, Option<FatalKind>) {
     let started = Instant::now();
-    let mut report = Report::empty((
-        source.endpoint.to_string(),
-        dest.endpoint.to_string(),
-        "verify".into(),
-    ));
+    let mut report = Report::empty((source.server(), dest.server(), "verify".into()));
     report.missing = Some(Vec::new());
     let fatal = match run(source, dest, ledger, settings, &mut report).await {
         Ok(()) => None,
@@ -43,23 +41,19 @@ pub async fn verify(
     (report, fatal)
 }
 
-async fn run(
-    source: &Account,
-    dest: &Account,
+async fn run<SC: Connector, DC: Connector>(
+    source: &SC,
+    dest: &DC,
     ledger: &Ledger,
     settings: &MigrateSettings,
     report: &mut Report,
 ) -> Result<(), SideError> {
-    let (src, dst) = tokio::join!(
-        SourceSide::connect(source, Some(ledger)),
-        DestSide::connect(dest, Some(ledger))
-    );
-    let (mut src, mut dst) = (src?, dst?);
-    let source_tree = Source::folders(&mut src).await?;
-    let dest_tree = Destination::folders(&mut dst).await?;
-    let plan = plan_folders(&source_tree, &dest_tree, &settings.rules);
-    report.folders_excluded = plan.excluded.clone();
-    for mapping in &plan.mappings {
+    let session = session::open(source, dest, Some(ledger), &settings.rules, &Silent)
+        .await
+        .map_err(session::OpenError::into_inner)?;
+    let (mut src, mut dst) = (session.source, session.dest);
+    report.folders_excluded = session.plan.excluded.clone();
+    for mapping in &session.plan.mappings {
         let folder = verify_folder(&mut src, &mut dst, mapping, ledger, settings, report).await?;
         report.folders.push(folder);
     }
@@ -68,9 +62,9 @@ async fn run(
     Ok(())
 }
 
-async fn verify_folder(
-    src: &mut SourceSide,
-    dst: &mut DestSide,
+async fn verify_folder<S: Source, D: Destination>(
+    src: &mut S,
+    dst: &mut D,
     mapping: &FolderMapping,
     ledger: &Ledger,
     settings: &MigrateSettings,
@@ -81,22 +75,22 @@ async fn verify_folder(
         dest: mapping.dest_name.clone(),
         ..FolderReport::default()
     };
-    let opened = Source::open(src, &mapping.source_raw).await?;
+    let opened = src.open(&mapping.source_raw).await?;
     let messages = if opened.exists == 0 {
         Vec::new()
     } else {
-        Source::messages(src).await?
+        src.messages().await?
     };
     let (dest_uidvalidity, dest_messages) = if mapping.create {
         (None, Vec::new())
     } else {
-        let info = Destination::open(dst, &mapping.dest_raw).await?;
+        let info = dst.open(&mapping.dest_raw).await?;
         let found = if info.exists == 0 {
             Vec::new()
         } else {
-            Destination::messages(dst).await?
+            dst.messages().await?
         };
-        (info.uidvalidity, found)
+        (Some(info.uidvalidity), found)
     };
     let identity = FolderIdentity {
         source_uidvalidity: opened.uidvalidity,

@@ -8,7 +8,6 @@ mod client;
 mod compress;
 mod error;
 pub mod framing;
-pub mod mutf7;
 pub mod quirks;
 pub mod response;
 
@@ -18,5 +17,6 @@ pub use client::{
 };
 pub use error::{Error, is_throttled};
 pub use framing::FrameLimits;
+pub use mailmove_model::mutf7;
 pub use mailmove_net::{Body, NetError, TlsOptions, TlsSetupError};
 pub use response::{Code, Fetch, ListEntry, Namespaces, Status, StatusKind};

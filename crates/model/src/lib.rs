@@ -2,6 +2,7 @@
 //! and how a message is recognised. Nothing here does I/O.
 
 mod endpoint;
+pub mod mutf7;
 mod secret;
 
 pub use endpoint::{EWS_PATH, Endpoint, EndpointError, Kind, Security};

@@ -144,6 +144,30 @@ impl Ledger {
         Ok(rows.iter().map(|r| r.get::<i64, _>(0) as u32).collect())
     }
 
+    /// Destination UIDs claimed in a destination folder by rows of other source
+    /// folders. A planner takes its own folder's claims from the rows it read, so a
+    /// write that lands between its two reads cannot make a message it wrote look
+    /// like another folder's.
+    pub async fn claimed_dest_uids_of_others(
+        &self,
+        dest_folder: &str,
+        dest_uidvalidity: u32,
+        source_folder: &str,
+    ) -> Result<Vec<u32>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT dest_uid FROM items WHERE mailbox = $1 AND dest_folder = $2 \
+             AND dest_uidvalidity = $3 AND state = 'copied' AND dest_uid IS NOT NULL \
+             AND source_folder <> $4",
+        )
+        .bind(&self.mailbox)
+        .bind(dest_folder)
+        .bind(dest_uidvalidity as i64)
+        .bind(source_folder)
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0) as u32).collect())
+    }
+
     /// Stable numbers for a source without UIDs (POP3): each key (a UIDL, or a content
     /// hash) gets the next free number the first time it is seen, and keeps it.
     pub async fn assign_source_uids(

@@ -224,6 +224,22 @@ async fn ledger_intents_then_outcomes(db: &Db) {
             .unwrap()
             .is_empty()
     );
+    // A folder's own claims are not "others'"; another folder's are.
+    assert!(
+        ledger
+            .claimed_dest_uids_of_others("INBOX", 9, "INBOX")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ledger
+            .claimed_dest_uids_of_others("INBOX", 9, "Archive")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // Recording an intent again (a retry) resets the row to in doubt.
     ledger.record_intents(&[intent(2)]).await.unwrap();
     let rows = ledger.source_folder_items("INBOX").await.unwrap();

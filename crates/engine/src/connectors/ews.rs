@@ -14,16 +14,18 @@
 use std::collections::HashMap;
 
 use mailmove_ews::{Client, FlagStatus, Folder, FolderId, ItemSummary, NewItem, Role};
-use mailmove_imap::{ListEntry, MailboxInfo, mutf7};
+use mailmove_model::mutf7;
 use mailmove_net::Body;
 use mailmove_store::Ledger;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::connector::{
-    Account, ConnectorError, FetchedMessage, OpenedFolder, Refusal, Side, SideError, Sink, WebAuth,
-    WriteRequest, Written,
+    ConnectorError, DestFolder, Destination, Failure, FetchedMessage, FolderEntry, KeptFlags,
+    OpenedFolder, Refusal, Side, SideError, Sink, Source, WriteRequest, Writer, Written,
 };
+use crate::connectors::{Account, WebAuth};
+use crate::dates::{internal_date, internal_date_from_header, parse_internal_date};
 use crate::folders::FolderTree;
 use crate::identity::Headers;
 use crate::plan::{DestMessage, SourceMessage};
@@ -34,10 +36,30 @@ const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The flags an Exchange item keeps: read state, the follow-up flag, and keywords as
 /// categories (except `$`-keywords, which are IMAP clients' private markers).
-pub fn keeps_flag(flag: &str) -> bool {
-    flag.eq_ignore_ascii_case("\\Seen")
-        || flag.eq_ignore_ascii_case("\\Flagged")
-        || (!flag.starts_with('\\') && !flag.starts_with('$'))
+pub fn kept_flags() -> KeptFlags {
+    KeptFlags {
+        listed: vec!["\\Seen".into(), "\\Flagged".into()],
+        new_keywords: true,
+        dollar_keywords: false,
+    }
+}
+
+impl From<mailmove_ews::Error> for ConnectorError {
+    fn from(error: mailmove_ews::Error) -> ConnectorError {
+        let failure = match &error {
+            mailmove_ews::Error::Net(mailmove_net::NetError::Unreachable { address, reason }) => {
+                Failure::Unreachable {
+                    address: address.clone(),
+                    reason: reason.clone(),
+                }
+            }
+            mailmove_ews::Error::Throttled { .. } => Failure::Throttled,
+            e if e.is_transient() => Failure::Transient,
+            e if e.is_connection_setup() => Failure::Setup,
+            _ => Failure::Refused,
+        };
+        ConnectorError::new(failure, error.to_string()).with_source(error)
+    }
 }
 
 pub struct EwsSide {
@@ -58,10 +80,7 @@ impl EwsSide {
         side: Side,
         ledger: Option<&Ledger>,
     ) -> Result<EwsSide, SideError> {
-        let wrap = |error: mailmove_ews::Error| SideError {
-            side,
-            error: ConnectorError::Ews(error),
-        };
+        let wrap = |error: mailmove_ews::Error| SideError::new(side, error);
         let options = options(account);
         let url = match account.endpoint.web_url() {
             Some(url) => url::Url::parse(&url).map_err(|e| {
@@ -86,14 +105,11 @@ impl EwsSide {
 
     fn wrap(&self) -> impl Fn(mailmove_ews::Error) -> SideError + use<> {
         let side = self.side;
-        move |error| SideError {
-            side,
-            error: ConnectorError::Ews(error),
-        }
+        move |error| SideError::new(side, error)
     }
 
     /// Lists the mail folders again and shows them as a tree.
-    pub async fn tree(&mut self) -> Result<FolderTree, SideError> {
+    async fn tree(&mut self) -> Result<FolderTree, SideError> {
         let folders = self.client.mail_folders().await.map_err(self.wrap())?;
         let inbox_path = folders
             .iter()
@@ -116,10 +132,10 @@ impl EwsSide {
                 Some(Role::JunkEmail) => vec!["\\Junk".to_string()],
                 _ => Vec::new(),
             };
-            entries.push(ListEntry {
-                attributes,
-                delimiter: Some('/'),
+            entries.push(FolderEntry {
                 name: raw.clone(),
+                delimiter: Some('/'),
+                attributes,
             });
             self.folders.insert(raw, folder);
         }
@@ -172,26 +188,36 @@ impl EwsSide {
         Ok(listed)
     }
 
+    /// Opens a folder on either side: its items are listed and numbered on demand.
+    async fn open_folder(&mut self, raw: &[u8]) -> Result<Folder, SideError> {
+        let folder = self.folder(raw).await?;
+        self.open = Some((raw.to_vec(), folder.id.clone()));
+        self.items.clear();
+        Ok(folder)
+    }
+}
+
+impl Source for EwsSide {
+    async fn folders(&mut self) -> Result<FolderTree, SideError> {
+        self.tree().await
+    }
+
     /// A folder's message count as last listed.
-    pub fn folder_size(&self, raw: &[u8]) -> u64 {
+    async fn folder_size(&mut self, raw: &[u8]) -> u64 {
         self.folders
             .get(raw)
             .map_or(0, |folder| u64::from(folder.total_count))
     }
 
-    // The source.
-
-    pub async fn open_source(&mut self, raw: &[u8]) -> Result<OpenedFolder, SideError> {
-        let folder = self.folder(raw).await?;
-        self.open = Some((raw.to_vec(), folder.id.clone()));
-        self.items.clear();
+    async fn open(&mut self, raw: &[u8]) -> Result<OpenedFolder, SideError> {
+        let folder = self.open_folder(raw).await?;
         Ok(OpenedFolder {
             uidvalidity: validity(&folder.id),
             exists: folder.total_count,
         })
     }
 
-    pub async fn source_messages(&mut self) -> Result<Vec<SourceMessage>, SideError> {
+    async fn messages(&mut self) -> Result<Vec<SourceMessage>, SideError> {
         let Some((raw, _)) = self.open.clone() else {
             return Ok(Vec::new());
         };
@@ -213,7 +239,7 @@ impl EwsSide {
         Ok(messages)
     }
 
-    pub async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
+    async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
         let wanted: Vec<(u32, ItemSummary)> = uids
             .iter()
             .filter_map(|uid| Some((*uid, self.items.get(uid)?.clone())))
@@ -245,14 +271,13 @@ impl EwsSide {
                 };
                 let headers = Headers::parse(header_part(&item.mime));
                 let size = item.mime.len() as u64;
-                let message = FetchedMessage {
-                    uid: *uid,
-                    flags: flags_of(item.is_read, item.flag, &item.categories),
-                    internal_date: item.received.map(internal_date),
-                    content_key: Some(headers.content_key(size)),
-                    body: Body::Memory(item.mime),
-                    permit: None,
-                };
+                let message = FetchedMessage::new(
+                    *uid,
+                    flags_of(item.is_read, item.flag, &item.categories),
+                    item.received.map(internal_date),
+                    Body::Memory(item.mime),
+                )
+                .with_content_key(headers.content_key(size));
                 if sink.send(message).await.is_err() {
                     return Ok(());
                 }
@@ -260,10 +285,16 @@ impl EwsSide {
         }
         Ok(())
     }
+}
 
-    // The destination.
+impl Destination for EwsSide {
+    type Writer<'a> = EwsWriter;
 
-    pub async fn create(&mut self, raw: &[u8]) -> Result<(), SideError> {
+    async fn folders(&mut self) -> Result<FolderTree, SideError> {
+        self.tree().await
+    }
+
+    async fn create(&mut self, raw: &[u8]) -> Result<(), SideError> {
         let levels: Vec<String> = raw
             .split(|b| *b == b'/')
             .map(mutf7::decode_lenient)
@@ -298,24 +329,17 @@ impl EwsSide {
         Ok(())
     }
 
-    pub async fn open_dest(&mut self, raw: &[u8]) -> Result<MailboxInfo, SideError> {
-        let folder = self.folder(raw).await?;
-        self.open = Some((raw.to_vec(), folder.id.clone()));
-        self.items.clear();
-        let kept: Vec<String> = ["\\Seen", "\\Flagged", "\\*"]
-            .iter()
-            .map(|f| f.to_string())
-            .collect();
-        Ok(MailboxInfo {
+    async fn open(&mut self, raw: &[u8]) -> Result<DestFolder, SideError> {
+        let folder = self.open_folder(raw).await?;
+        Ok(DestFolder {
             exists: folder.total_count,
-            uidvalidity: Some(validity(&folder.id)),
+            uidvalidity: validity(&folder.id),
             uidnext: None,
-            permanent_flags: Some(kept.clone()),
-            flags: kept,
+            kept_flags: kept_flags(),
         })
     }
 
-    pub async fn dest_messages(&mut self) -> Result<Vec<DestMessage>, SideError> {
+    async fn messages(&mut self) -> Result<Vec<DestMessage>, SideError> {
         let Some((raw, _)) = self.open.clone() else {
             return Ok(Vec::new());
         };
@@ -332,8 +356,9 @@ impl EwsSide {
             .collect())
     }
 
-    /// Creates items in the open destination folder, a batch per request.
-    pub fn writer(&self, folder: &[u8]) -> EwsWriter {
+    /// Creates items in the open destination folder, a batch per request (the window
+    /// is the batch's: EWS answers a whole request at once).
+    fn writer(&mut self, _window: usize, folder: &[u8]) -> EwsWriter {
         EwsWriter {
             client: self.client.clone(),
             folder: self
@@ -366,18 +391,18 @@ struct Pending {
     origin: String,
 }
 
-impl EwsWriter {
-    pub async fn send(&mut self, request: WriteRequest) -> Result<Vec<Written>, SideError> {
-        let mime = request.body.into_vec().map_err(|e| SideError {
-            side: Side::Source,
-            error: ConnectorError::Ews(mailmove_ews::Error::Protocol(format!(
-                "cannot read a spooled message back: {e}"
-            ))),
+impl Writer for EwsWriter {
+    async fn send(&mut self, request: WriteRequest) -> Result<Vec<Written>, SideError> {
+        let mime = request.body.into_vec().map_err(|e| {
+            SideError::new(
+                Side::Source,
+                mailmove_ews::Error::Protocol(format!("cannot read a spooled message back: {e}")),
+            )
         })?;
         let has = |name: &str| request.flags.iter().any(|f| f.eq_ignore_ascii_case(name));
         let sent = Headers::parse(header_part(&mime))
             .date
-            .and_then(|date| crate::pop3_source::internal_date_from_header(&date))
+            .and_then(|date| internal_date_from_header(&date))
             .and_then(|date| parse_internal_date(&date));
         self.pending_bytes += mime.len() as u64;
         self.pending.push(Pending {
@@ -405,25 +430,24 @@ impl EwsWriter {
         }
     }
 
-    pub async fn finish(mut self) -> Result<Vec<Written>, SideError> {
+    async fn finish(mut self) -> Result<Vec<Written>, SideError> {
         self.flush().await
     }
 
     /// Creates what is waiting now, rather than when the batch is full.
-    pub async fn idle(&mut self) -> Result<Vec<Written>, SideError> {
+    async fn idle(&mut self) -> Result<Vec<Written>, SideError> {
         self.flush().await
     }
+}
 
+impl EwsWriter {
     async fn flush(&mut self) -> Result<Vec<Written>, SideError> {
         if self.pending.is_empty() {
             return Ok(Vec::new());
         }
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let wrap = |error| SideError {
-            side: Side::Destination,
-            error: ConnectorError::Ews(error),
-        };
+        let wrap = |error| SideError::new(Side::Destination, error);
         let folder = self.folder.clone().ok_or_else(|| {
             wrap(mailmove_ews::Error::Protocol(
                 "no destination folder is open".into(),
@@ -571,38 +595,9 @@ fn header_part(mime: &[u8]) -> &[u8] {
     &mime[..end]
 }
 
-const INTERNAL_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-    "[day padding:zero]-[month repr:short]-[year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
-);
-
-/// IMAP's INTERNALDATE form of a time.
-fn internal_date(at: OffsetDateTime) -> String {
-    at.format(INTERNAL_DATE).unwrap_or_default()
-}
-
-/// Reads an INTERNALDATE (`15-Mar-2023 10:00:00 +0000`, day possibly space-padded).
-pub fn parse_internal_date(text: &str) -> Option<OffsetDateTime> {
-    let text = text.trim();
-    let padded;
-    let text = if text.find('-') == Some(1) {
-        padded = format!("0{text}");
-        padded.as_str()
-    } else {
-        text
-    };
-    OffsetDateTime::parse(text, INTERNAL_DATE).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_dates_round_trip() {
-        let at = parse_internal_date(" 5-Mar-2023 10:00:00 +0100").unwrap();
-        assert_eq!(internal_date(at), "05-Mar-2023 10:00:00 +0100");
-        assert_eq!(at.unix_timestamp(), 1_678_006_800);
-    }
 
     #[test]
     fn categories_become_keywords_an_imap_server_accepts() {
@@ -619,11 +614,12 @@ mod tests {
 
     #[test]
     fn exchange_keeps_read_flagged_and_plain_keywords() {
-        assert!(keeps_flag("\\Seen"));
-        assert!(keeps_flag("\\Flagged"));
-        assert!(keeps_flag("Project"));
-        assert!(!keeps_flag("\\Answered"));
-        assert!(!keeps_flag("$Forwarded"));
+        let kept = kept_flags();
+        assert!(kept.keeps("\\Seen"));
+        assert!(kept.keeps("\\Flagged"));
+        assert!(kept.keeps("Project"));
+        assert!(!kept.keeps("\\Answered"));
+        assert!(!kept.keeps("$Forwarded"));
     }
 
     #[test]

@@ -4,17 +4,43 @@
 
 use std::collections::HashMap;
 
-use mailmove_imap::ListEntry;
 use mailmove_pop3::{Client, ConnectOptions};
 use mailmove_store::{ItemState, Ledger};
 
-use crate::connector::{Account, FetchedMessage, OpenedFolder, Side, SideError, Sink, Source};
+use crate::connector::{
+    ConnectorError, Failure, FetchedMessage, FolderEntry, OpenedFolder, Side, SideError, Sink,
+    Source,
+};
+use crate::connectors::Account;
+use crate::dates::internal_date_from_header;
 use crate::folders::FolderTree;
 use crate::identity::Headers;
 use crate::plan::SourceMessage;
 
 /// POP3 has no UIDVALIDITY; the ledger's numbers never change meaning.
 pub const POP3_UIDVALIDITY: u32 = 1;
+
+impl From<mailmove_pop3::Error> for ConnectorError {
+    fn from(error: mailmove_pop3::Error) -> ConnectorError {
+        use mailmove_pop3::Error as Pop3Error;
+        let failure = match &error {
+            Pop3Error::Net(mailmove_net::NetError::Unreachable { address, reason }) => {
+                Failure::Unreachable {
+                    address: address.clone(),
+                    reason: reason.clone(),
+                }
+            }
+            Pop3Error::AuthFailed { login, text } => Failure::LoginRefused {
+                login: login.clone(),
+                text: text.clone(),
+            },
+            e if e.is_transient() => Failure::Transient,
+            e if e.is_connection_setup() => Failure::Setup,
+            _ => Failure::Refused,
+        };
+        ConnectorError::new(failure, error.to_string()).with_source(error)
+    }
+}
 
 pub struct Pop3Side {
     client: Client,
@@ -31,10 +57,7 @@ impl Pop3Side {
         account: &Account,
         ledger: Option<&Ledger>,
     ) -> Result<Pop3Side, SideError> {
-        let wrap = |error: mailmove_pop3::Error| SideError {
-            side: Side::Source,
-            error: error.into(),
-        };
+        let wrap = |error: mailmove_pop3::Error| SideError::new(Side::Source, error);
         let options = ConnectOptions {
             tls: account.options.tls.clone(),
             allow_plaintext: account.options.allow_plaintext,
@@ -58,19 +81,8 @@ impl Pop3Side {
         })
     }
 
-    pub fn capabilities(&self) -> usize {
-        self.client.capabilities().len()
-    }
-
-    pub async fn close(self) {
-        self.client.quit().await;
-    }
-
     fn wrap(error: mailmove_pop3::Error) -> SideError {
-        SideError {
-            side: Side::Source,
-            error: error.into(),
-        }
+        SideError::new(Side::Source, error)
     }
 
     async fn headers_of(&mut self, msgno: u32) -> Result<Vec<u8>, SideError> {
@@ -98,12 +110,20 @@ impl Pop3Side {
 }
 
 impl Source for Pop3Side {
+    fn capabilities(&self) -> &[String] {
+        self.client.capabilities()
+    }
+
+    /// A POP3 maildrop is locked by its one session.
+    fn max_sessions(&self) -> usize {
+        1
+    }
+
     async fn folders(&mut self) -> Result<FolderTree, SideError> {
         Ok(FolderTree {
-            entries: vec![ListEntry {
-                attributes: Vec::new(),
-                delimiter: None,
+            entries: vec![FolderEntry {
                 name: b"INBOX".to_vec(),
+                ..FolderEntry::default()
             }],
             prefix: Vec::new(),
             delimiter: None,
@@ -220,113 +240,15 @@ impl Source for Pop3Side {
                 .retrieve_unflagged(msgno, size)
                 .await
                 .map_err(Self::wrap)?;
-            let message = FetchedMessage {
-                uid: *uid,
-                flags: Vec::new(),
-                internal_date: self.dates.get(uid).cloned(),
-                body,
-                content_key: None,
-                permit: None,
-            };
+            let message = FetchedMessage::new(*uid, Vec::new(), self.dates.get(uid).cloned(), body);
             if sink.send(message).await.is_err() {
                 return Ok(());
             }
         }
         Ok(())
     }
-}
 
-/// The arrival date a POP3 message gets at the destination: its Date header, as an
-/// IMAP INTERNALDATE (`01-Feb-2024 10:00:00 +0100`). POP3 itself keeps none.
-pub fn internal_date_from_header(date: &str) -> Option<String> {
-    let text = date.split('(').next()?.trim();
-    let text = match text.split_once(',') {
-        Some((_, rest)) => rest.trim(),
-        None => text,
-    };
-    let mut parts = text.split_whitespace();
-    let day: u32 = parts.next()?.parse().ok()?;
-    let month = parts.next()?;
-    let month = MONTHS
-        .iter()
-        .find(|m| m.eq_ignore_ascii_case(&month[..month.len().min(3)]))?;
-    let year: i32 = match parts.next()?.parse::<i32>().ok()? {
-        y if y < 50 => 2000 + y,
-        y if y < 100 => 1900 + y,
-        y => y,
-    };
-    let time = parts.next()?;
-    let mut clock = time.split(':');
-    let hour: u32 = clock.next()?.parse().ok()?;
-    let minute: u32 = clock.next()?.parse().ok()?;
-    let second: u32 = clock.next().map(|s| s.parse().ok()).unwrap_or(Some(0))?;
-    let zone = match parts.next().unwrap_or("+0000") {
-        z if (z.starts_with('+') || z.starts_with('-'))
-            && z.len() == 5
-            && z[1..].bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            z.to_string()
-        }
-        z => match z.to_ascii_uppercase().as_str() {
-            "UT" | "UTC" | "GMT" | "Z" => "+0000",
-            "EST" => "-0500",
-            "EDT" => "-0400",
-            "CST" => "-0600",
-            "CDT" => "-0500",
-            "MST" => "-0700",
-            "MDT" => "-0600",
-            "PST" => "-0800",
-            "PDT" => "-0700",
-            _ => "+0000",
-        }
-        .to_string(),
-    };
-    if !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-        || !(1900..=9999).contains(&year)
-    {
-        return None;
-    }
-    Some(format!(
-        "{day:02}-{month}-{year:04} {hour:02}:{minute:02}:{second:02} {zone}"
-    ))
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn date_headers_become_internal_dates() {
-        let cases = [
-            (
-                "Mon, 1 Jan 2024 10:00:00 +0100",
-                Some("01-Jan-2024 10:00:00 +0100"),
-            ),
-            (
-                "Tue, 15 Aug 2023 23:59 -0700 (PDT)",
-                Some("15-Aug-2023 23:59:00 -0700"),
-            ),
-            ("3 Mar 99 01:02:03 GMT", Some("03-Mar-1999 01:02:03 +0000")),
-            (
-                "Fri, 29 Feb 2008 12:00:00 EST",
-                Some("29-Feb-2008 12:00:00 -0500"),
-            ),
-            ("yesterday", None),
-            ("Mon, 45 Jan 2024 10:00:00 +0000", None),
-        ];
-        for (header, expected) in cases {
-            assert_eq!(
-                internal_date_from_header(header).as_deref(),
-                expected,
-                "{header}"
-            );
-        }
+    async fn close(self) {
+        self.client.quit().await;
     }
 }

@@ -1,0 +1,248 @@
+//! The connectors to real servers, and the one place that picks one: an [`Account`]
+//! names an endpoint, and its scheme says which connector opens it. Adding a protocol
+//! is a module here implementing [`Source`] and/or [`Destination`], and an arm in each
+//! of [`AnySource`], [`AnyDestination`] and [`AnyWriter`].
+
+pub mod ews;
+pub mod imap;
+pub mod pop3;
+
+use mailmove_imap::ConnectOptions;
+use mailmove_model::{Endpoint, Kind, Secret};
+use mailmove_store::Ledger;
+
+use crate::connector::{
+    Connector, ConnectorError, DestFolder, Destination, Failure, OpenedFolder, Quota, Side,
+    SideError, Sink, Source, WriteRequest, Writer, Written,
+};
+use crate::folders::FolderTree;
+use crate::plan::{DestMessage, SourceMessage};
+
+use self::ews::{EwsSide, EwsWriter};
+use self::imap::{ImapSide, ImapWriter};
+use self::pop3::Pop3Side;
+
+/// How to reach one side: endpoint, login, password and connection options.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub endpoint: Endpoint,
+    pub login: String,
+    /// The password (or, with [`WebAuth::Bearer`], the token).
+    pub password: Secret<String>,
+    pub options: ConnectOptions,
+    /// How an EWS endpoint logs in; IMAP and POP3 ignore it.
+    pub web_auth: WebAuth,
+}
+
+/// How an Exchange (EWS) endpoint logs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebAuth {
+    /// What the server offers: NTLM, else Basic.
+    #[default]
+    Auto,
+    Basic,
+    Ntlm,
+    /// OAuth2 bearer token, given where the password would be.
+    Bearer,
+}
+
+impl Connector for Account {
+    type Source = AnySource;
+    type Destination = AnyDestination;
+
+    fn server(&self) -> String {
+        self.endpoint.to_string()
+    }
+
+    async fn source(&self, ledger: Option<&Ledger>) -> Result<AnySource, SideError> {
+        Ok(match self.endpoint.kind {
+            Kind::Imap => AnySource::Imap(ImapSide::connect(self, Side::Source).await?),
+            Kind::Pop3 => AnySource::Pop3(Pop3Side::connect(self, ledger).await?),
+            Kind::Ews => AnySource::Ews(Box::new(
+                EwsSide::connect(self, Side::Source, ledger).await?,
+            )),
+        })
+    }
+
+    async fn destination(&self, ledger: Option<&Ledger>) -> Result<AnyDestination, SideError> {
+        Ok(match self.endpoint.kind {
+            Kind::Imap => AnyDestination::Imap(ImapSide::connect(self, Side::Destination).await?),
+            Kind::Ews => {
+                AnyDestination::Ews(EwsSide::connect(self, Side::Destination, ledger).await?)
+            }
+            Kind::Pop3 => {
+                return Err(SideError::new(
+                    Side::Destination,
+                    ConnectorError::new(
+                        Failure::Setup,
+                        "a POP3 server can only be a source: it cannot store messages",
+                    ),
+                ));
+            }
+        })
+    }
+}
+
+/// The source of a pass, whichever protocol its endpoint speaks.
+pub enum AnySource {
+    Imap(ImapSide),
+    Pop3(Pop3Side),
+    Ews(Box<EwsSide>),
+}
+
+/// Calls the same method on whichever connector is inside (the destinations' enums).
+macro_rules! each {
+    ($value:expr, $enum:ident, $side:ident => $body:expr) => {
+        match $value {
+            $enum::Imap($side) => $body,
+            $enum::Ews($side) => $body,
+        }
+    };
+}
+
+impl Source for AnySource {
+    fn capabilities(&self) -> &[String] {
+        match self {
+            AnySource::Imap(s) => Source::capabilities(s),
+            AnySource::Pop3(s) => s.capabilities(),
+            AnySource::Ews(s) => Source::capabilities(s.as_ref()),
+        }
+    }
+
+    fn max_sessions(&self) -> usize {
+        match self {
+            AnySource::Imap(s) => s.max_sessions(),
+            AnySource::Pop3(s) => s.max_sessions(),
+            AnySource::Ews(s) => s.max_sessions(),
+        }
+    }
+
+    async fn folders(&mut self) -> Result<FolderTree, SideError> {
+        match self {
+            AnySource::Imap(s) => Source::folders(s).await,
+            AnySource::Pop3(s) => s.folders().await,
+            AnySource::Ews(s) => Source::folders(s.as_mut()).await,
+        }
+    }
+
+    async fn folder_size(&mut self, folder: &[u8]) -> u64 {
+        match self {
+            AnySource::Imap(s) => s.folder_size(folder).await,
+            AnySource::Pop3(s) => s.folder_size(folder).await,
+            AnySource::Ews(s) => s.folder_size(folder).await,
+        }
+    }
+
+    async fn open(&mut self, folder: &[u8]) -> Result<OpenedFolder, SideError> {
+        match self {
+            AnySource::Imap(s) => Source::open(s, folder).await,
+            AnySource::Pop3(s) => s.open(folder).await,
+            AnySource::Ews(s) => Source::open(s.as_mut(), folder).await,
+        }
+    }
+
+    async fn messages(&mut self) -> Result<Vec<SourceMessage>, SideError> {
+        match self {
+            AnySource::Imap(s) => Source::messages(s).await,
+            AnySource::Pop3(s) => s.messages().await,
+            AnySource::Ews(s) => Source::messages(s.as_mut()).await,
+        }
+    }
+
+    async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
+        match self {
+            AnySource::Imap(s) => s.fetch(uids, sink).await,
+            AnySource::Pop3(s) => s.fetch(uids, sink).await,
+            AnySource::Ews(s) => s.fetch(uids, sink).await,
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        match self {
+            AnySource::Imap(s) => Source::shutdown(s).await,
+            AnySource::Pop3(s) => Source::shutdown(s).await,
+            AnySource::Ews(s) => Source::shutdown(s.as_mut()).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            AnySource::Imap(s) => Source::close(s).await,
+            AnySource::Pop3(s) => Source::close(s).await,
+            AnySource::Ews(s) => Source::close(*s).await,
+        }
+    }
+}
+
+/// The destination of a pass, whichever protocol its endpoint speaks.
+pub enum AnyDestination {
+    Imap(ImapSide),
+    Ews(EwsSide),
+}
+
+impl Destination for AnyDestination {
+    type Writer<'a> = AnyWriter<'a>;
+
+    fn capabilities(&self) -> &[String] {
+        each!(self, AnyDestination, d => Destination::capabilities(d))
+    }
+
+    async fn folders(&mut self) -> Result<FolderTree, SideError> {
+        each!(self, AnyDestination, d => Destination::folders(d).await)
+    }
+
+    async fn create(&mut self, folder: &[u8]) -> Result<(), SideError> {
+        each!(self, AnyDestination, d => d.create(folder).await)
+    }
+
+    async fn subscribe(&mut self, folder: &[u8]) -> Result<(), SideError> {
+        each!(self, AnyDestination, d => d.subscribe(folder).await)
+    }
+
+    async fn open(&mut self, folder: &[u8]) -> Result<DestFolder, SideError> {
+        each!(self, AnyDestination, d => Destination::open(d, folder).await)
+    }
+
+    async fn messages(&mut self) -> Result<Vec<DestMessage>, SideError> {
+        each!(self, AnyDestination, d => Destination::messages(d).await)
+    }
+
+    async fn quota(&mut self) -> Result<Option<Quota>, SideError> {
+        each!(self, AnyDestination, d => d.quota().await)
+    }
+
+    fn writer(&mut self, window: usize, folder: &[u8]) -> AnyWriter<'_> {
+        match self {
+            AnyDestination::Imap(d) => AnyWriter::Imap(d.writer(window, folder)),
+            AnyDestination::Ews(d) => AnyWriter::Ews(d.writer(window, folder)),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        each!(self, AnyDestination, d => Destination::shutdown(d).await)
+    }
+
+    async fn close(self) {
+        each!(self, AnyDestination, d => Destination::close(d).await)
+    }
+}
+
+/// The writer of whichever destination.
+pub enum AnyWriter<'a> {
+    Imap(ImapWriter<'a>),
+    Ews(EwsWriter),
+}
+
+impl Writer for AnyWriter<'_> {
+    async fn send(&mut self, request: WriteRequest) -> Result<Vec<Written>, SideError> {
+        each!(self, AnyWriter, w => w.send(request).await)
+    }
+
+    async fn idle(&mut self) -> Result<Vec<Written>, SideError> {
+        each!(self, AnyWriter, w => w.idle().await)
+    }
+
+    async fn finish(self) -> Result<Vec<Written>, SideError> {
+        each!(self, AnyWriter, w => w.finish().await)
+    }
+}
