@@ -204,6 +204,9 @@ pub(crate) fn print_summary(report: &Report, dry_run: bool) {
                 error.reason
             );
         }
+        if !report.errors.is_empty() {
+            println!("  Run again with --retry-failed to try the failed messages again.");
+        }
     }
     for warning in &report.warnings {
         println!("warning: {warning}");

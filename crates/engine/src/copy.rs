@@ -298,9 +298,7 @@ impl<'a> FolderCopy<'a> {
                     self.outcome.errors.push(item_error(
                         &self.cx.mapping.source_name,
                         message,
-                        format!(
-                            "failed in an earlier pass ({reason}); run with --retry-failed to try again"
-                        ),
+                        format!("failed in an earlier pass ({reason}); a retry pass tries it again"),
                     ));
                 }
             }

@@ -119,9 +119,11 @@ impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SkipReason::Deleted => write!(f, "flagged \\Deleted at the source"),
-            SkipReason::BeforeSince => write!(f, "older than --since"),
-            SkipReason::NotBefore => write!(f, "not older than --before"),
-            SkipReason::TooLarge { limit } => write!(f, "larger than --max-size {limit}"),
+            SkipReason::BeforeSince => write!(f, "arrived before the first day to copy"),
+            SkipReason::NotBefore => write!(f, "arrived on or after the day to stop at"),
+            SkipReason::TooLarge { limit } => {
+                write!(f, "larger than the size limit of {limit} bytes")
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use mailmove_store::{ItemRecord, ItemState, Ledger};
 use crate::connector::{Connector, Destination, SideError, Source};
 use crate::folders::FolderMapping;
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
-use crate::plan::{FolderIdentity, SourceMessage, origins_in_dest, skip_reason};
+use crate::plan::{DestMessage, SourceMessage, origins_in_dest, skip_reason};
 use crate::progress::Silent;
 use crate::report::{FolderReport, Missing, Report};
 use crate::session;
@@ -62,6 +62,9 @@ async fn run<SC: Connector, DC: Connector>(
     Ok(())
 }
 
+/// Compares one folder: each source message found at the destination (by the
+/// ledger's word checked against what is there, then by content, each destination
+/// message used once) or explained.
 async fn verify_folder<S: Source, D: Destination>(
     src: &mut S,
     dst: &mut D,
@@ -70,106 +73,154 @@ async fn verify_folder<S: Source, D: Destination>(
     settings: &MigrateSettings,
     report: &mut Report,
 ) -> Result<FolderReport, SideError> {
+    let sides = FolderSides::read(src, dst, mapping, ledger).await?;
     let mut folder = FolderReport {
         source: mapping.source_name.clone(),
         dest: mapping.dest_name.clone(),
         ..FolderReport::default()
     };
-    let opened = src.open(&mapping.source_raw).await?;
-    let messages = if opened.exists == 0 {
-        Vec::new()
-    } else {
-        src.messages().await?
-    };
-    let (dest_uidvalidity, dest_messages) = if mapping.create {
-        (None, Vec::new())
-    } else {
-        let info = dst.open(&mapping.dest_raw).await?;
-        let found = if info.exists == 0 {
-            Vec::new()
-        } else {
-            dst.messages().await?
-        };
-        (Some(info.uidvalidity), found)
-    };
-    let identity = FolderIdentity {
-        source_uidvalidity: opened.uidvalidity,
-        dest_uidvalidity: dest_uidvalidity.unwrap_or(0),
-    };
-    let rows = ledger
-        .source_folder_items(&folder_key(&mapping.source_raw))
-        .await
-        .unwrap_or_default();
-    let rows: HashMap<u32, _> = rows
-        .into_iter()
-        .filter(|r| r.source_uidvalidity == identity.source_uidvalidity)
-        .map(|r| (r.source_uid, r))
-        .collect();
-    let dest_by_uid: HashMap<u32, &str> = dest_messages
-        .iter()
-        .map(|m| (m.uid, m.content_key.as_str()))
-        .collect();
-    let mut used: HashSet<u32> = HashSet::new();
-    let mut unmatched = Vec::new();
-    // Where the destination keeps each copy's origin, that settles it.
-    let origins = origins_in_dest(
-        &dest_messages,
-        &folder_key(&mapping.source_raw),
-        identity.source_uidvalidity,
-    );
-    // A message's key is that of the bytes really copied, where the ledger knows it
-    // (a source's listing may describe a message less exactly).
-    fn key_of<'a>(rows: &'a HashMap<u32, ItemRecord>, message: &'a SourceMessage) -> &'a str {
-        rows.get(&message.uid)
-            .map_or(message.content_key.as_str(), |row| row.content_key.as_str())
-    }
-    let key_of = |message| key_of(&rows, message);
-    // First the ledger's word, checked against what is really there.
-    for message in &messages {
-        if let Some(uid) = origins.get(&message.uid)
-            && used.insert(*uid)
-        {
-            folder.counts.already_present += 1;
-            continue;
-        }
-        let linked = rows.get(&message.uid).and_then(|row| {
-            (row.state == ItemState::Copied && row.dest_uidvalidity == dest_uidvalidity)
-                .then_some(row.dest_uid)
-                .flatten()
-        });
-        match linked {
-            Some(uid) if dest_by_uid.get(&uid) == Some(&key_of(message)) && used.insert(uid) => {
-                folder.counts.already_present += 1;
-            }
-            _ => unmatched.push(message),
-        }
-    }
-    // Then by content, each destination message used once.
-    let mut available: HashMap<&str, Vec<u32>> = HashMap::new();
-    for m in &dest_messages {
-        if !used.contains(&m.uid) && m.origin.is_none() {
-            available
-                .entry(m.content_key.as_str())
-                .or_default()
-                .push(m.uid);
-        }
-    }
+    let mut used = HashSet::new();
+    let unmatched = sides.match_by_ledger(&mut used);
+    folder.counts.already_present += (sides.messages.len() - unmatched.len()) as u64;
+    let mut available = sides.unused_by_key(&used);
     for message in unmatched {
         if available
-            .get_mut(key_of(message))
+            .get_mut(sides.key_of(message))
             .and_then(Vec::pop)
             .is_some()
         {
             folder.counts.already_present += 1;
             continue;
         }
+        let missing = sides.explain(message, mapping, settings, &mut folder);
+        report.missing.get_or_insert_with(Vec::new).push(missing);
+    }
+    Ok(folder)
+}
+
+/// Both sides of one folder, and what the ledger remembers of it.
+struct FolderSides {
+    messages: Vec<SourceMessage>,
+    dest_uidvalidity: Option<u32>,
+    dest_messages: Vec<DestMessage>,
+    /// The ledger's rows at the source folder's current UIDVALIDITY, by UID.
+    rows: HashMap<u32, ItemRecord>,
+    /// Source UID -> destination UID, where the destination keeps each copy's origin.
+    origins: HashMap<u32, u32>,
+    /// Whether the destination folder still has to be created.
+    missing_folder: bool,
+}
+
+impl FolderSides {
+    async fn read<S: Source, D: Destination>(
+        src: &mut S,
+        dst: &mut D,
+        mapping: &FolderMapping,
+        ledger: &Ledger,
+    ) -> Result<FolderSides, SideError> {
+        let opened = src.open(&mapping.source_raw).await?;
+        let messages = if opened.exists == 0 {
+            Vec::new()
+        } else {
+            src.messages().await?
+        };
+        let (dest_uidvalidity, dest_messages) = if mapping.create {
+            (None, Vec::new())
+        } else {
+            let info = dst.open(&mapping.dest_raw).await?;
+            let found = if info.exists == 0 {
+                Vec::new()
+            } else {
+                dst.messages().await?
+            };
+            (Some(info.uidvalidity), found)
+        };
+        let source_key = folder_key(&mapping.source_raw);
+        let rows = ledger
+            .source_folder_items(&source_key)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.source_uidvalidity == opened.uidvalidity)
+            .map(|r| (r.source_uid, r))
+            .collect();
+        let origins = origins_in_dest(&dest_messages, &source_key, opened.uidvalidity);
+        Ok(FolderSides {
+            messages,
+            dest_uidvalidity,
+            dest_messages,
+            rows,
+            origins,
+            missing_folder: mapping.create,
+        })
+    }
+
+    /// A message's key is that of the bytes really copied, where the ledger knows it
+    /// (a source's listing may describe a message less exactly).
+    fn key_of<'a>(&'a self, message: &'a SourceMessage) -> &'a str {
+        self.rows
+            .get(&message.uid)
+            .map_or(message.content_key.as_str(), |row| row.content_key.as_str())
+    }
+
+    /// Finds messages where their origin mark or the ledger says, checked against
+    /// what is really there; returns the others.
+    fn match_by_ledger(&self, used: &mut HashSet<u32>) -> Vec<&SourceMessage> {
+        let dest_by_uid: HashMap<u32, &str> = self
+            .dest_messages
+            .iter()
+            .map(|m| (m.uid, m.content_key.as_str()))
+            .collect();
+        let mut unmatched = Vec::new();
+        for message in &self.messages {
+            if let Some(uid) = self.origins.get(&message.uid)
+                && used.insert(*uid)
+            {
+                continue;
+            }
+            let linked = self.rows.get(&message.uid).and_then(|row| {
+                (row.state == ItemState::Copied && row.dest_uidvalidity == self.dest_uidvalidity)
+                    .then_some(row.dest_uid)
+                    .flatten()
+            });
+            match linked {
+                Some(uid)
+                    if dest_by_uid.get(&uid) == Some(&self.key_of(message)) && used.insert(uid) => {
+                }
+                _ => unmatched.push(message),
+            }
+        }
+        unmatched
+    }
+
+    /// Destination messages not used yet (and without an origin mark) by key.
+    fn unused_by_key(&self, used: &HashSet<u32>) -> HashMap<&str, Vec<u32>> {
+        let mut available: HashMap<&str, Vec<u32>> = HashMap::new();
+        for m in &self.dest_messages {
+            if !used.contains(&m.uid) && m.origin.is_none() {
+                available
+                    .entry(m.content_key.as_str())
+                    .or_default()
+                    .push(m.uid);
+            }
+        }
+        available
+    }
+
+    /// Why a message is not at the destination: skipped on purpose, failed with a
+    /// recorded reason, or unexplained.
+    fn explain(
+        &self,
+        message: &SourceMessage,
+        mapping: &FolderMapping,
+        settings: &MigrateSettings,
+        folder: &mut FolderReport,
+    ) -> Missing {
+        let row = self.rows.get(&message.uid);
         let (reason, explained) = if let Some(skip) = skip_reason(message, &settings.filter) {
             folder.counts.skipped += 1;
             (format!("skipped on purpose: {skip}"), true)
-        } else if let Some(row) = rows
-            .get(&message.uid)
-            .filter(|r| r.state == ItemState::Failed)
-        {
+        } else if let Some(row) = row.filter(|r| r.state == ItemState::Failed) {
             folder.counts.failed += 1;
             (
                 format!("failed: {}", row.reason.clone().unwrap_or_default()),
@@ -177,29 +228,25 @@ async fn verify_folder<S: Source, D: Destination>(
             )
         } else {
             folder.counts.failed += 1;
-            let reason = if mapping.create {
+            let reason = if self.missing_folder {
                 format!(
                     "missing: the destination folder {} does not exist",
                     mapping.dest_name
                 )
-            } else if rows
-                .get(&message.uid)
-                .is_some_and(|r| r.state == ItemState::Copied)
-            {
+            } else if row.is_some_and(|r| r.state == ItemState::Copied) {
                 "missing: it was copied, but is no longer at the destination".to_string()
             } else {
                 "missing: never copied".to_string()
             };
             (reason, false)
         };
-        report.missing.get_or_insert_with(Vec::new).push(Missing {
+        Missing {
             folder: mapping.source_name.clone(),
             uid: message.uid,
             message_id: message.message_id.clone(),
             subject: message.subject.clone(),
             reason,
             explained,
-        });
+        }
     }
-    Ok(folder)
 }
