@@ -17,7 +17,7 @@ use crate::folders::FolderMapping;
 use crate::migrate::{MigrateSettings, folder_key};
 use crate::plan::{
     Action, FolderIdentity, SourceMessage, claimed_in_dest, needs_dest_scan, origin,
-    origins_in_dest, plan_messages,
+    origins_in_dest, plan_messages, skip_reason,
 };
 use crate::progress::{Event, Progress};
 use crate::report::{FolderReport, ItemError, human_size};
@@ -68,7 +68,23 @@ pub(crate) async fn copy_folder<S: Source, D: Destination>(
     earlier: &mut CopiedEarlier,
 ) -> Result<FolderOutcome, FolderError> {
     let mut copy = FolderCopy::read(cx, src).await?;
-    let planned = copy.plan_until_settled(dst).await?;
+    if let Some(reason) = &cx.mapping.refused {
+        return copy.fail_all(reason.clone()).await;
+    }
+    let planned = match copy.plan_until_settled(dst).await {
+        // A folder created but not opened (some servers accept a name they cannot
+        // use): its messages fail, the other folders go on.
+        Err(FolderError::Side(e))
+            if e.side == Side::Destination && e.error.failure == Failure::Refused =>
+        {
+            let reason = format!(
+                "the destination cannot open the folder {}: {}",
+                cx.mapping.dest_name, e.error
+            );
+            return copy.fail_all(reason).await;
+        }
+        other => other?,
+    };
     let to_copy = copy.link_existing(&planned, earlier).await?;
     if cx.settings.dry_run {
         return Ok(copy.outcome);
@@ -160,6 +176,40 @@ impl<'a> FolderCopy<'a> {
             received: HashSet::new(),
             dropped_flags: Vec::new(),
         })
+    }
+
+    /// Records every message that is not skipped on purpose as failed with `reason`,
+    /// for a folder the destination will not hold.
+    async fn fail_all(mut self, reason: String) -> Result<FolderOutcome, FolderError> {
+        let intents = Intents {
+            source_key: folder_key(&self.cx.mapping.source_raw),
+            dest_key: folder_key(&self.cx.mapping.dest_raw),
+            identity: FolderIdentity {
+                source_uidvalidity: self.uidvalidity,
+                dest_uidvalidity: 0,
+            },
+        };
+        let mut failed = Vec::new();
+        for message in &self.messages {
+            if skip_reason(message, &self.cx.settings.filter).is_some() {
+                self.outcome.folder.counts.skipped += 1;
+                continue;
+            }
+            self.outcome.folder.counts.failed += 1;
+            self.outcome.errors.push(item_error(
+                &self.cx.mapping.source_name,
+                message,
+                reason.clone(),
+            ));
+            failed.push(Outcome::Failed {
+                intent: intents.intent(message),
+                reason: reason.clone(),
+            });
+        }
+        if !self.cx.settings.dry_run {
+            self.cx.ledger.record_outcomes(&failed).await?;
+        }
+        Ok(self.finish())
     }
 
     /// Plans the messages. An APPEND in doubt that is not at the destination may still
@@ -298,7 +348,9 @@ impl<'a> FolderCopy<'a> {
                     self.outcome.errors.push(item_error(
                         &self.cx.mapping.source_name,
                         message,
-                        format!("failed in an earlier pass ({reason}); a retry pass tries it again"),
+                        format!(
+                            "failed in an earlier pass ({reason}); a retry pass tries it again"
+                        ),
                     ));
                 }
             }

@@ -86,7 +86,7 @@ impl FolderTree {
         self.entries.iter().find(|e| e.has_attribute(role))
     }
 
-    fn exists(&self, raw: &[u8]) -> bool {
+    pub fn exists(&self, raw: &[u8]) -> bool {
         self.entries.iter().any(|e| {
             e.name == raw && !e.has_attribute("\\Noselect") && !e.has_attribute("\\NonExistent")
         })
@@ -130,6 +130,9 @@ pub struct FolderMapping {
     /// Subscribed at the source, so subscribed at the destination.
     pub subscribe: bool,
     pub role: Option<String>,
+    /// Why the destination will not hold this folder under any name tried: its
+    /// messages are then failed items with this reason.
+    pub refused: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -181,6 +184,7 @@ pub fn plan_folders(source: &FolderTree, dest: &FolderTree, rules: &FolderRules)
             dest_raw,
             dest_name,
             role,
+            refused: None,
         });
     }
     // Parents before children, INBOX first: the order folders are created and copied.
@@ -191,9 +195,76 @@ pub fn plan_folders(source: &FolderTree, dest: &FolderTree, rules: &FolderRules)
     plan
 }
 
+/// Characters some servers refuse in a folder name (Cyrus and Courier refuse `/`
+/// under their `.` hierarchy; Exchange and others refuse the rest).
+const RISKY: &[char] = &[
+    '/', '\\', ':', '*', '?', '"', '<', '>', '|', '%', '&', '~', '#',
+];
+/// The longest level the last fallback keeps.
+const SHORT_LEVEL: usize = 60;
+
+/// Other names to try, in order, for a folder whose name (as levels) the destination
+/// refused: the risky characters replaced by `_`; then also dots and non-ASCII
+/// letters; then every level joined into one (for servers that limit depth); then that
+/// one level cut to 60 characters. Each differs from the name before it.
+pub fn fallback_names(levels: &[String]) -> Vec<Vec<String>> {
+    let clean = |level: &str, strict: bool| -> String {
+        let replaced: String = level
+            .chars()
+            .map(|c| {
+                let refused =
+                    RISKY.contains(&c) || c.is_control() || (strict && (c == '.' || !c.is_ascii()));
+                if refused { '_' } else { c }
+            })
+            .collect();
+        let trimmed = replaced.trim_matches(|c: char| c == ' ' || c == '.');
+        if trimmed.is_empty() {
+            "_".to_string()
+        } else {
+            trimmed.to_string()
+        }
+    };
+    let gentle: Vec<String> = levels.iter().map(|l| clean(l, false)).collect();
+    let strict: Vec<String> = levels.iter().map(|l| clean(l, true)).collect();
+    let flat = vec![strict.join("_")];
+    let short = vec![flat[0].chars().take(SHORT_LEVEL).collect::<String>()];
+    let mut names: Vec<Vec<String>> = Vec::new();
+    for candidate in [gentle, strict, flat, short] {
+        if candidate != levels && !names.contains(&candidate) {
+            names.push(candidate);
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_names_fall_back_from_gentle_to_flat_and_short() {
+        let levels = |names: &[&str]| names.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            fallback_names(&levels(&["Projects", "TCP/IP"])),
+            vec![
+                levels(&["Projects", "TCP_IP"]),
+                levels(&["Projects_TCP_IP"])
+            ]
+        );
+        let names = fallback_names(&levels(&["Données", "v1.2 ", "a&b"]));
+        assert_eq!(names[0], levels(&["Données", "v1.2", "a_b"]));
+        assert_eq!(names[1], levels(&["Donn_es", "v1_2", "a_b"]));
+        assert_eq!(names[2], levels(&["Donn_es_v1_2_a_b"]));
+        let long = "x".repeat(100);
+        let names = fallback_names(&levels(&["a", &long]));
+        assert_eq!(names.last().unwrap()[0].len(), SHORT_LEVEL);
+        // A name with nothing to change still gets the flat form when it is deep.
+        assert_eq!(
+            fallback_names(&levels(&["a", "b", "c"])),
+            vec![levels(&["a_b_c"])]
+        );
+        assert!(fallback_names(&levels(&["plain"])).is_empty());
+    }
 
     fn entry(name: &str, delimiter: char, attributes: &[&str]) -> FolderEntry {
         FolderEntry {

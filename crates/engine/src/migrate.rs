@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use mailmove_store::Ledger;
 use time::OffsetDateTime;
 
-use crate::connector::{Connector, Destination, SideError, Source};
+use crate::connector::{Connector, Destination, Failure, SideError, Source};
 use crate::copy::{CopiedEarlier, FolderContext, FolderError, copy_folder};
-use crate::folders::{FolderMapping, FolderPlan, FolderRules};
+use crate::folders::{FolderMapping, FolderPlan, FolderRules, FolderTree, fallback_names};
 use crate::plan::{MessageFilter, PassKind};
 use crate::progress::{Event, Progress, Silent};
 use crate::report::Report;
@@ -170,10 +170,12 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
             Err(OpenError::Connect(e)) => return Some((fatal_kind(&e), e.to_string())),
             Err(OpenError::List(e)) => return Some((FatalKind::Other, e.to_string())),
         };
-        let plan = session.plan;
+        let mut plan = std::mem::take(&mut session.plan);
         report.folders_excluded = plan.excluded.clone();
         if !self.settings.dry_run
-            && let Err(fatal) = self.create_folders(&mut session.dest, &plan, report).await
+            && let Err(fatal) = self
+                .create_folders(&mut session.dest, &mut plan, &session.dest_tree, report)
+                .await
         {
             return Some(fatal);
         }
@@ -228,25 +230,34 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
     }
 
     /// Creates the folders the destination lacks, and subscribes where the source is.
+    /// A name the destination refuses is not the end of the pass: other names are
+    /// tried, and a folder that gets none has its messages failed one by one.
     async fn create_folders(
         &self,
         dst: &mut DC::Destination,
-        plan: &FolderPlan,
+        plan: &mut FolderPlan,
+        tree: &FolderTree,
         report: &mut Report,
     ) -> Result<(), Fatal> {
-        for mapping in &plan.mappings {
+        for mapping in &mut plan.mappings {
             if mapping.create {
-                if let Err(e) = dst.create(&mapping.dest_raw).await {
-                    return Err((
-                        FatalKind::Other,
-                        format!("cannot create folder {}: {e}", mapping.dest_name),
-                    ));
+                match dst.create(&mapping.dest_raw).await {
+                    Ok(()) => self.progress.event(Event::FolderCreated {
+                        dest: mapping.dest_name.clone(),
+                    }),
+                    Err(e) if e.error.failure == Failure::Refused => {
+                        self.fall_back(dst, mapping, tree, &e, report).await?;
+                    }
+                    Err(e) => {
+                        return Err((
+                            fatal_kind(&e),
+                            format!("cannot create folder {}: {e}", mapping.dest_name),
+                        ));
+                    }
                 }
-                self.progress.event(Event::FolderCreated {
-                    dest: mapping.dest_name.clone(),
-                });
             }
-            if mapping.subscribe
+            if mapping.refused.is_none()
+                && mapping.subscribe
                 && let Err(e) = dst.subscribe(&mapping.dest_raw).await
             {
                 report
@@ -254,6 +265,57 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
                     .push(format!("could not subscribe to {}: {e}", mapping.dest_name));
             }
         }
+        Ok(())
+    }
+
+    /// Finds another name for a folder the destination refused: the first fallback that
+    /// exists there already (an earlier pass made it) or that it lets us create.
+    async fn fall_back(
+        &self,
+        dst: &mut DC::Destination,
+        mapping: &mut FolderMapping,
+        tree: &FolderTree,
+        refusal: &SideError,
+        report: &mut Report,
+    ) -> Result<(), Fatal> {
+        let said = &refusal.error;
+        // Refused because another session created it meanwhile: nothing to do.
+        let now = dst
+            .folders()
+            .await
+            .map_err(|e| (fatal_kind(&e), e.to_string()))?;
+        if now.exists(&mapping.dest_raw) {
+            return Ok(());
+        }
+        for levels in fallback_names(&tree.levels(&mapping.dest_raw)) {
+            let raw = tree.raw_name(&levels);
+            let created = now.exists(&raw) || {
+                match dst.create(&raw).await {
+                    Ok(()) => true,
+                    Err(e) if e.error.failure == Failure::Refused => false,
+                    Err(e) => return Err((fatal_kind(&e), e.to_string())),
+                }
+            };
+            if created {
+                let name = levels.join("/");
+                report.warnings.push(format!(
+                    "the destination refused the folder name {} ({said}); its messages go to {name}",
+                    mapping.dest_name
+                ));
+                self.progress
+                    .event(Event::FolderCreated { dest: name.clone() });
+                mapping.dest_raw = raw;
+                mapping.dest_name = name;
+                mapping.create = false;
+                return Ok(());
+            }
+        }
+        let reason = format!(
+            "the destination refused the folder {} and every other name tried for it ({said})",
+            mapping.dest_name
+        );
+        report.warnings.push(reason.clone());
+        mapping.refused = Some(reason);
         Ok(())
     }
 

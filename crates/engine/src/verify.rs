@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use mailmove_store::{ItemRecord, ItemState, Ledger};
 
-use crate::connector::{Connector, Destination, SideError, Source};
-use crate::folders::FolderMapping;
+use crate::connector::{Connector, Destination, Failure, SideError, Source};
+use crate::folders::{FolderMapping, FolderTree};
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
 use crate::plan::{DestMessage, SourceMessage, origins_in_dest, skip_reason};
 use crate::progress::Silent;
@@ -53,8 +53,10 @@ async fn run<SC: Connector, DC: Connector>(
         .map_err(session::OpenError::into_inner)?;
     let (mut src, mut dst) = (session.source, session.dest);
     report.folders_excluded = session.plan.excluded.clone();
+    let tree = &session.dest_tree;
     for mapping in &session.plan.mappings {
-        let folder = verify_folder(&mut src, &mut dst, mapping, ledger, settings, report).await?;
+        let sides = FolderSides::read(&mut src, &mut dst, mapping, tree, ledger).await?;
+        let folder = verify_folder(sides, mapping, settings, report);
         report.folders.push(folder);
     }
     src.close().await;
@@ -65,15 +67,12 @@ async fn run<SC: Connector, DC: Connector>(
 /// Compares one folder: each source message found at the destination (by the
 /// ledger's word checked against what is there, then by content, each destination
 /// message used once) or explained.
-async fn verify_folder<S: Source, D: Destination>(
-    src: &mut S,
-    dst: &mut D,
+fn verify_folder(
+    sides: FolderSides,
     mapping: &FolderMapping,
-    ledger: &Ledger,
     settings: &MigrateSettings,
     report: &mut Report,
-) -> Result<FolderReport, SideError> {
-    let sides = FolderSides::read(src, dst, mapping, ledger).await?;
+) -> FolderReport {
     let mut folder = FolderReport {
         source: mapping.source_name.clone(),
         dest: mapping.dest_name.clone(),
@@ -95,7 +94,7 @@ async fn verify_folder<S: Source, D: Destination>(
         let missing = sides.explain(message, mapping, settings, &mut folder);
         report.missing.get_or_insert_with(Vec::new).push(missing);
     }
-    Ok(folder)
+    folder
 }
 
 /// Both sides of one folder, and what the ledger remembers of it.
@@ -112,10 +111,14 @@ struct FolderSides {
 }
 
 impl FolderSides {
+    /// Reads both sides. Where the planned destination folder does not exist but the
+    /// ledger's rows went to another that does (a name the destination refused, and
+    /// the fallback it took instead), that one is compared.
     async fn read<S: Source, D: Destination>(
         src: &mut S,
         dst: &mut D,
         mapping: &FolderMapping,
+        tree: &FolderTree,
         ledger: &Ledger,
     ) -> Result<FolderSides, SideError> {
         let opened = src.open(&mapping.source_raw).await?;
@@ -124,19 +127,8 @@ impl FolderSides {
         } else {
             src.messages().await?
         };
-        let (dest_uidvalidity, dest_messages) = if mapping.create {
-            (None, Vec::new())
-        } else {
-            let info = dst.open(&mapping.dest_raw).await?;
-            let found = if info.exists == 0 {
-                Vec::new()
-            } else {
-                dst.messages().await?
-            };
-            (Some(info.uidvalidity), found)
-        };
         let source_key = folder_key(&mapping.source_raw);
-        let rows = ledger
+        let rows: HashMap<u32, ItemRecord> = ledger
             .source_folder_items(&source_key)
             .await
             .unwrap_or_default()
@@ -144,6 +136,24 @@ impl FolderSides {
             .filter(|r| r.source_uidvalidity == opened.uidvalidity)
             .map(|r| (r.source_uid, r))
             .collect();
+        let dest_raw = if mapping.create {
+            rows.values()
+                .filter_map(|r| r.dest_folder.as_deref())
+                .map(|name| name.as_bytes().to_vec())
+                .find(|raw| tree.exists(raw))
+        } else {
+            Some(mapping.dest_raw.clone())
+        };
+        let (dest_uidvalidity, dest_messages) = match dest_raw {
+            None => (None, Vec::new()),
+            Some(dest_raw) => match dst.open(&dest_raw).await {
+                // A folder the destination will not open holds nothing we can see.
+                Err(e) if e.error.failure == Failure::Refused => (None, Vec::new()),
+                Err(e) => return Err(e),
+                Ok(info) if info.exists == 0 => (Some(info.uidvalidity), Vec::new()),
+                Ok(info) => (Some(info.uidvalidity), dst.messages().await?),
+            },
+        };
         let origins = origins_in_dest(&dest_messages, &source_key, opened.uidvalidity);
         Ok(FolderSides {
             messages,
@@ -151,7 +161,7 @@ impl FolderSides {
             dest_messages,
             rows,
             origins,
-            missing_folder: mapping.create,
+            missing_folder: dest_uidvalidity.is_none(),
         })
     }
 

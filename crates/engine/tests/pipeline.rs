@@ -269,6 +269,82 @@ fn counts_describe_the_pass_when_a_folder_took_several_attempts() {
     });
 }
 
+#[test]
+fn a_folder_name_the_destination_refuses_gets_another_and_the_pass_goes_on() {
+    runtime().block_on(async {
+        let (source, dest) = (FakeServer::new("old"), FakeServer::new("new"));
+        source.add_folder("INBOX", &[message("in", 300)]);
+        source.add_folder("Projects/C#", &[message("c1", 300), message("c2", 300)]);
+        dest.set_faults(Faults {
+            refuse_create_containing: Some(b"#".to_vec()),
+            ..Faults::default()
+        });
+        let ledger = ledger().await;
+        let report = pass(&source, &dest, &ledger, &quick()).await;
+        assert_eq!(report.messages.copied, 3);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let folder = &report.folders[1];
+        assert_eq!(
+            (folder.source.as_str(), folder.dest.as_str()),
+            ("Projects/C#", "Projects/C_")
+        );
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("refused the folder name Projects/C#")
+                    && w.contains("Invalid mailbox name")
+                    && w.contains("go to Projects/C_")),
+            "{:?}",
+            report.warnings
+        );
+        assert_eq!(dest.contents()[&b"Projects/C_".to_vec()].len(), 2);
+        // The next pass finds the name it fell back to; the proof looks there too.
+        let again = pass(&source, &dest, &ledger, &quick()).await;
+        assert_eq!(
+            (again.messages.copied, again.messages.already_present),
+            (0, 3)
+        );
+        let (proof, _) = verify(&source, &dest, &ledger, &quick()).await;
+        assert_eq!(proof.missing.unwrap_or_default().len(), 0);
+    });
+}
+
+#[test]
+fn a_folder_the_destination_will_not_hold_fails_its_messages_and_nothing_else() {
+    runtime().block_on(async {
+        for faults in [
+            Faults {
+                refuse_create_containing: Some(b"Projects".to_vec()),
+                ..Faults::default()
+            },
+            Faults {
+                refuse_open_containing: Some(b"Projects".to_vec()),
+                ..Faults::default()
+            },
+        ] {
+            let (source, dest) = (FakeServer::new("old"), FakeServer::new("new"));
+            source.add_folder("INBOX", &[message("in", 300)]);
+            source.add_folder("Projects/C#", &[message("c1", 300), message("c2", 300)]);
+            dest.set_faults(faults);
+            let ledger = ledger().await;
+            let report = pass(&source, &dest, &ledger, &quick()).await;
+            assert_eq!((report.messages.copied, report.messages.failed), (1, 2));
+            assert!(
+                report.errors.iter().all(|e| e.folder == "Projects/C#"
+                    && e.reason.contains("Projects")
+                    && e.reason.contains("NO ")),
+                "{:?}",
+                report.errors
+            );
+            let (proof, _) = verify(&source, &dest, &ledger, &quick()).await;
+            let missing = proof.missing.unwrap_or_default();
+            assert_eq!(missing.len(), 2);
+            assert!(missing.iter().all(|m| m.explained), "{missing:?}");
+        }
+    });
+}
+
 /// Where an interruption strikes.
 #[derive(Clone, Copy, Debug)]
 enum Target {

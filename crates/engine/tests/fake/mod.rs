@@ -50,6 +50,10 @@ pub struct Faults {
     pub delay: Duration,
     /// The source leaves out messages whose bytes contain this from FETCH answers.
     pub withhold_containing: Option<Vec<u8>>,
+    /// The destination refuses to create folders whose names contain this.
+    pub refuse_create_containing: Option<Vec<u8>>,
+    /// The destination creates, but refuses to open, folders whose names contain this.
+    pub refuse_open_containing: Option<Vec<u8>>,
 }
 
 /// What the fake saw, for the tests to check.
@@ -446,6 +450,12 @@ impl Destination for FakeSession {
 
     async fn create(&mut self, folder: &[u8]) -> Result<(), SideError> {
         let mut state = self.operation().await?;
+        if contains(folder, &state.faults.refuse_create_containing) {
+            return Err(SideError::new(
+                Side::Destination,
+                ConnectorError::new(Failure::Refused, "NO Invalid mailbox name"),
+            ));
+        }
         state
             .folders
             .entry(folder.to_vec())
@@ -460,6 +470,12 @@ impl Destination for FakeSession {
     async fn open(&mut self, folder: &[u8]) -> Result<DestFolder, SideError> {
         self.open = Some(folder.to_vec());
         let mut state = self.operation().await?;
+        if contains(folder, &state.faults.refuse_open_containing) {
+            return Err(SideError::new(
+                Side::Destination,
+                ConnectorError::new(Failure::Refused, "NO Mailbox is not selectable"),
+            ));
+        }
         // What a dead session left in the server's input lands when it is due.
         let due = state.late_after_opens == 0;
         state.late_after_opens = state.late_after_opens.saturating_sub(1);
