@@ -466,9 +466,7 @@ impl EwsWriter {
 
 fn options(account: &Account) -> mailmove_ews::Options {
     mailmove_ews::Options {
-        tls_ca: account.options.tls.extra_ca.clone(),
-        danger_accept_invalid_certs: account.options.tls.accept_invalid_certs,
-        allow_plaintext: account.options.allow_plaintext,
+        connect: account.options.clone(),
         auth: match account.web_auth {
             WebAuth::Auto => mailmove_ews::AuthKind::Auto,
             WebAuth::Basic => mailmove_ews::AuthKind::Basic,

@@ -5,9 +5,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use base64::Engine;
-use mailmove_model::{Endpoint, Secret, Security};
-use mailmove_net::{Body, TlsOptions, connect_tcp, tls_handshake};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use mailmove_model::{Endpoint, Secret};
+use mailmove_net::{
+    BeforeLogin, Body, CompressMode, ConnectOptions, Stream, before_login, open, upgrade,
+};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tracing::{debug, trace, warn};
 
 use crate::compress::Deflated;
@@ -18,16 +20,9 @@ use crate::response::{
     parse,
 };
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 /// Commands and APPEND literals gather here and go out in one write when the client
 /// is about to wait for the server (or the buffer is full), not one per piece.
 const WRITE_BUFFER: usize = 64 * 1024;
-
-/// Under TLS, the socket is read through a buffer of this size: rustls asks for 4 KiB
-/// at a time, which would otherwise be one `recvfrom` per 4 KiB of mail.
-const TLS_READ_BUFFER: usize = 64 * 1024;
 
 /// A spooled body is read back from its file in chunks of this size: each read is a
 /// hand-off to tokio's blocking pool.
@@ -41,41 +36,11 @@ fn buffered_connection(stream: Box<dyn Stream>, limits: FrameLimits) -> Connecti
     FrameReader::new(BufWriter::with_capacity(WRITE_BUFFER, stream), limits)
 }
 
-/// How to connect, beyond the endpoint itself.
-#[derive(Clone, Debug)]
-pub struct ConnectOptions {
-    pub tls: TlsOptions,
-    /// Send a password over an unencrypted connection to a non-loopback host.
-    pub allow_plaintext: bool,
-    pub connect_timeout: Duration,
-    /// Longest wait for any single response before the connection counts as lost.
-    pub response_timeout: Duration,
-    pub limits: FrameLimits,
-    /// When to turn on COMPRESS=DEFLATE.
-    pub compress: CompressMode,
-}
-
-/// When a session is compressed (COMPRESS=DEFLATE, RFC 4978), where the server offers it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum CompressMode {
-    /// Unless the server is on this machine or a private network: there the link is
-    /// faster than deflating, and compression would only cost both ends CPU.
-    #[default]
-    Auto,
-    Always,
-    Never,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        ConnectOptions {
-            tls: TlsOptions::default(),
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(30),
-            response_timeout: Duration::from_secs(300),
-            limits: FrameLimits::default(),
-            compress: CompressMode::default(),
-        }
+/// The framing limits for these options: their spill threshold, the default line cap.
+fn frame_limits(options: &ConnectOptions) -> FrameLimits {
+    FrameLimits {
+        spill_threshold: options.spill_threshold,
+        ..FrameLimits::default()
     }
 }
 
@@ -121,40 +86,28 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects, reads the greeting and secures the connection as the endpoint says.
+    /// Connects, reads the greeting and secures the connection as the endpoint says:
+    /// TLS from the first byte for `imaps://`, STARTTLS for `imap://` when offered.
+    /// Without encryption the password may only go to a loopback host or where
+    /// `allow_plaintext` says so; otherwise this fails before any login.
     pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Client, Error> {
-        let tcp = connect_tcp(&endpoint.host, endpoint.port, options.connect_timeout).await?;
-        let peer_local = tcp.peer_addr().is_ok_and(|a| is_local(a.ip()));
-        let stream: Box<dyn Stream> = match endpoint.security {
-            Security::Tls => {
-                let buffered = BufReader::with_capacity(TLS_READ_BUFFER, tcp);
-                Box::new(tls_handshake(buffered, &endpoint.host, &options.tls).await?)
-            }
-            Security::StartTls | Security::None => Box::new(tcp),
-        };
+        let opened = open(endpoint, options).await?;
         let mut client = Client {
-            connection: buffered_connection(stream, options.limits),
+            connection: buffered_connection(opened.stream, frame_limits(options)),
             host: endpoint.host.clone(),
             next_tag: 1,
             capabilities: Vec::new(),
             response_timeout: options.response_timeout,
             broken: false,
-            peer_local,
+            peer_local: opened.peer_local,
         };
         client.read_greeting().await?;
         if client.capabilities.is_empty() {
             client.refresh_capabilities().await?;
         }
-        let encrypted = endpoint.security == Security::Tls;
-        if !encrypted
-            && endpoint.security == Security::StartTls
-            && client.has_capability("STARTTLS")
-        {
-            client = client.starttls(&options.tls).await?;
-        } else if !encrypted && !options.allow_plaintext && !endpoint.is_loopback() {
-            return Err(Error::PlaintextRefused {
-                host: endpoint.host.clone(),
-            });
+        let offered = client.has_capability("STARTTLS");
+        if before_login(endpoint, options, "STARTTLS", offered)? == BeforeLogin::Upgrade {
+            client = client.starttls(options).await?;
         }
         Ok(client)
     }
@@ -485,33 +438,22 @@ impl Client {
         Ok(())
     }
 
-    async fn starttls(mut self, tls: &TlsOptions) -> Result<Client, Error> {
+    async fn starttls(mut self, options: &ConnectOptions) -> Result<Client, Error> {
         self.run("STARTTLS").await?;
-        if self.connection.buffered() > 0 {
-            return Err(Error::StartTlsInjection);
-        }
-        let Client {
-            connection,
-            host,
-            next_tag,
-            response_timeout,
-            peer_local,
-            ..
-        } = self;
-        let limits = FrameLimits::default();
+        let buffered = self.connection.buffered();
+        let limits = self.connection.limits();
+        let host = self.host.clone();
         // Nothing is left to write: the STARTTLS command was flushed before its answer
         // was read.
-        let plain = BufReader::with_capacity(TLS_READ_BUFFER, connection.into_inner().into_inner());
-        let secured = tls_handshake(plain, &host, tls).await?;
-        let mut client = Client {
-            connection: buffered_connection(Box::new(secured), limits),
-            host,
-            next_tag,
-            capabilities: Vec::new(),
-            response_timeout,
-            broken: false,
-            peer_local,
-        };
+        let mut client = self
+            .rebuilt(|connection| async move {
+                let plain = connection.into_inner().into_inner();
+                let secured = upgrade(plain, buffered, &host, options).await?;
+                Ok(buffered_connection(secured, limits))
+            })
+            .await?;
+        // What was learnt before the handshake cannot be trusted (RFC 2595 §4).
+        client.capabilities.clear();
         client.refresh_capabilities().await?;
         Ok(client)
     }
@@ -534,6 +476,27 @@ impl Client {
             debug!(host = %self.host, "COMPRESS refused: {}", status.describe());
             return Ok(self);
         }
+        // Nothing is left to write (the command was flushed before its answer was
+        // read); anything read past the answer is already compressed.
+        let limits = self.connection.limits();
+        let client = self
+            .rebuilt(|connection| async move {
+                let (writer, already_read) = connection.into_parts();
+                let stream = Deflated::new(writer.into_inner(), already_read);
+                Ok(buffered_connection(Box::new(stream), limits))
+            })
+            .await?;
+        debug!(host = %client.host, "compression on");
+        Ok(client)
+    }
+
+    /// The same session over a new connection made from the old one (TLS put under
+    /// it, or compression): tags and what the session knows carry over.
+    async fn rebuilt<F, Fut>(self, make: F) -> Result<Client, Error>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<Connection, Error>>,
+    {
         let Client {
             connection,
             host,
@@ -543,13 +506,8 @@ impl Client {
             peer_local,
             ..
         } = self;
-        // Nothing is left to write (the command was flushed before its answer was
-        // read); anything read past the answer is already compressed.
-        let (writer, already_read) = connection.into_parts();
-        let stream = Deflated::new(writer.into_inner(), already_read);
-        debug!(host = %host, "compression on");
         Ok(Client {
-            connection: buffered_connection(Box::new(stream), FrameLimits::default()),
+            connection: make(connection).await?,
             host,
             next_tag,
             capabilities,
@@ -1023,19 +981,6 @@ async fn write_body<W: AsyncWrite + Unpin>(body: &Body, out: &mut W) -> std::io:
                 ));
             }
             Ok(())
-        }
-    }
-}
-
-/// Loopback, private (RFC 1918, unique local) and link-local addresses.
-fn is_local(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_local(std::net::IpAddr::V4(v4));
-            }
-            v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local()
         }
     }
 }

@@ -6,17 +6,8 @@ use crate::response::Status;
 pub enum Error {
     #[error(transparent)]
     Net(#[from] mailmove_net::NetError),
-    #[error(
-        "{host} offers no STARTTLS: refusing to send the password in clear \
-         (use imaps://, or --allow-plaintext if you accept that risk)"
-    )]
-    PlaintextRefused { host: String },
     #[error("login refused for {login}: check the password ({text})")]
     AuthFailed { login: String, text: String },
-    #[error(
-        "the server sent data before the TLS handshake (possible injection); refusing to continue"
-    )]
-    StartTlsInjection,
     #[error("the server refused {command}: {}", status.describe())]
     No { command: String, status: Status },
     #[error("the server rejected {command} as invalid: {}", status.describe())]
@@ -39,13 +30,7 @@ impl Error {
 
     /// Could not connect or log in at all: the exit code 3 kind.
     pub fn is_connection_setup(&self) -> bool {
-        matches!(
-            self,
-            Error::Net(_)
-                | Error::PlaintextRefused { .. }
-                | Error::AuthFailed { .. }
-                | Error::StartTlsInjection
-        )
+        matches!(self, Error::Net(_) | Error::AuthFailed { .. })
     }
 }
 

@@ -7,20 +7,43 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::remedy::Remedy;
 use crate::tls::{TlsOptions, TlsSetupError, client_config};
 
+/// A failure to set up a connection. The text says what failed, in the user's terms
+/// and never in a program's (no command-line flag); [`NetError::remedy`] says which
+/// fix applies, for the program that shows it to word.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("cannot reach {address}: {reason}")]
     Unreachable { address: String, reason: String },
-    #[error(
-        "certificate for {host} is not trusted: {reason}; pass --tls-ca FILE with the CA that signed it"
-    )]
+    #[error("certificate for {host} is not trusted: {reason}")]
     UntrustedCertificate { host: String, reason: String },
     #[error("TLS with {host} failed: {reason}")]
     Tls { host: String, reason: String },
     #[error(transparent)]
     Setup(#[from] TlsSetupError),
+    /// The connection would stay unencrypted and the password would go in clear.
+    #[error("refusing to send the password in clear to {host}: {why}")]
+    PlaintextRefused { host: String, why: String },
+    /// Bytes arrived after the server agreed to STARTTLS/STLS and before the handshake:
+    /// they were sent unprotected and would be read as if they came through TLS.
+    #[error("{host} sent data before the TLS handshake (possible injection); refusing to continue")]
+    DataBeforeTls { host: String },
+}
+
+impl NetError {
+    /// Which fix applies, when one does.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            NetError::UntrustedCertificate { .. } => Some(Remedy::TrustCertificate),
+            NetError::Setup(TlsSetupError::CaFile { .. }) => Some(Remedy::ReadableCaFile),
+            NetError::PlaintextRefused { .. } => Some(Remedy::EncryptOrAllowPlaintext),
+            NetError::Unreachable { .. }
+            | NetError::Tls { .. }
+            | NetError::DataBeforeTls { .. } => None,
+        }
+    }
 }
 
 pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, NetError> {
@@ -58,6 +81,23 @@ pub async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .connect(name, stream)
         .await
         .map_err(|e| classify_tls_error(host, e))
+}
+
+/// [`tls_handshake`] that gives up after `timeout`.
+pub async fn tls_handshake_within<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    host: &str,
+    options: &TlsOptions,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<S>, NetError> {
+    tokio::time::timeout(timeout, tls_handshake(stream, host, options))
+        .await
+        .unwrap_or_else(|_| {
+            Err(NetError::Tls {
+                host: host.to_string(),
+                reason: "the TLS handshake timed out".into(),
+            })
+        })
 }
 
 fn classify_tls_error(host: &str, error: std::io::Error) -> NetError {

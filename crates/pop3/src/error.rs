@@ -4,17 +4,8 @@
 pub enum Error {
     #[error(transparent)]
     Net(#[from] mailmove_net::NetError),
-    #[error(
-        "{host} offers no STLS: refusing to send the password in clear \
-         (use pop3s://, or --allow-plaintext if you accept that risk)"
-    )]
-    PlaintextRefused { host: String },
     #[error("login refused for {login}: check the password ({text})")]
     AuthFailed { login: String, text: String },
-    #[error(
-        "the server sent data before the TLS handshake (possible injection); refusing to continue"
-    )]
-    StartTlsInjection,
     /// A `-ERR` answer; `command` never holds a password.
     #[error("the server refused {command}: {text}")]
     Err { command: String, text: String },
@@ -38,13 +29,7 @@ impl Error {
 
     /// Could not connect or log in at all: the exit code 3 kind.
     pub fn is_connection_setup(&self) -> bool {
-        matches!(
-            self,
-            Error::Net(_)
-                | Error::PlaintextRefused { .. }
-                | Error::AuthFailed { .. }
-                | Error::StartTlsInjection
-        )
+        matches!(self, Error::Net(_) | Error::AuthFailed { .. })
     }
 }
 
@@ -78,7 +63,10 @@ mod tests {
         assert!(refused("[in-use] locked").is_transient());
         assert!(!refused("There's no message 9.").is_transient());
         assert!(!refused("[SYS/PERM] broken").is_transient());
-        assert!(Error::StartTlsInjection.is_connection_setup());
+        assert!(
+            Error::Net(mailmove_net::NetError::DataBeforeTls { host: "h".into() })
+                .is_connection_setup()
+        );
         assert!(
             Error::AuthFailed {
                 login: "a".into(),
