@@ -64,6 +64,15 @@ impl ConnectorError {
         }
     }
 
+    fn remedy(&self) -> Option<mailmove_net::Remedy> {
+        match self {
+            ConnectorError::Imap(e) => e.remedy(),
+            ConnectorError::Pop3(e) => e.remedy(),
+            ConnectorError::Ews(e) => e.remedy(),
+            ConnectorError::Throttled(_) => None,
+        }
+    }
+
     fn net(&self) -> Option<&mailmove_net::NetError> {
         match self {
             ConnectorError::Imap(ImapError::Net(e)) => Some(e),
@@ -100,6 +109,12 @@ impl SideError {
 
     pub fn is_connection_setup(&self) -> bool {
         self.error.is_connection_setup()
+    }
+
+    /// Which fix applies, when one does, for the program that shows the error to word
+    /// in its own terms (a flag on the command line, the operator in the portal).
+    pub fn remedy(&self) -> Option<mailmove_net::Remedy> {
+        self.error.remedy()
     }
 
     /// The server could not be reached at all (refused, timed out, no route).

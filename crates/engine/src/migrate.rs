@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mailmove_imap::MailboxInfo;
+use mailmove_net::Remedy;
 use mailmove_store::{Intent, ItemState, Ledger, Outcome, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -118,8 +119,9 @@ pub async fn migrate(
     let started = Instant::now();
     let mut report = Report::empty(report_template(source, dest, settings));
     let fatal = run(source, dest, ledger, settings, progress, &mut report).await;
-    let fatal_kind = fatal.map(|(kind, message)| {
+    let fatal_kind = fatal.map(|(kind, message, remedy)| {
         report.fatal = Some(message);
+        report.fatal_remedy = remedy;
         kind
     });
     for folder in &report.folders {
@@ -138,10 +140,10 @@ async fn run(
     settings: &MigrateSettings,
     progress: &dyn Progress,
     report: &mut Report,
-) -> Option<(FatalKind, String)> {
+) -> Option<(FatalKind, String, Option<Remedy>)> {
     let (mut src, mut dst) = match connect_both(source, dest, ledger, progress).await {
         Ok(pair) => pair,
-        Err(e) => return Some((fatal_kind(&e), e.to_string())),
+        Err(e) => return Some((fatal_kind(&e), e.to_string(), e.remedy())),
     };
     let trees = async {
         Ok::<_, SideError>((
@@ -151,7 +153,7 @@ async fn run(
     };
     let (source_tree, dest_tree) = match trees.await {
         Ok(trees) => trees,
-        Err(e) => return Some((FatalKind::Other, e.to_string())),
+        Err(e) => return Some((FatalKind::Other, e.to_string(), e.remedy())),
     };
     let plan = plan_folders(&source_tree, &dest_tree, &settings.rules);
     report.folders_excluded = plan.excluded.clone();
@@ -166,6 +168,7 @@ async fn run(
                     return Some((
                         FatalKind::Other,
                         format!("cannot create folder {}: {e}", mapping.dest_name),
+                        e.remedy(),
                     ));
                 }
                 progress.event(Event::FolderCreated {
@@ -279,7 +282,7 @@ async fn run_lane(
     queue: &Mutex<VecDeque<&FolderMapping>>,
     abort: &AtomicBool,
     report: &mut Report,
-) -> Option<(FatalKind, String)> {
+) -> Option<(FatalKind, String, Option<Remedy>)> {
     let (mut src, mut dst) = match pair {
         Some(pair) => pair,
         None => match connect_both(source, dest, ledger, &crate::progress::Silent).await {
@@ -329,22 +332,23 @@ async fn run_lane(
                         Err(e) if e.is_transient() || e.is_connection_setup() => {
                             if attempt >= settings.max_attempts {
                                 abort.store(true, Ordering::SeqCst);
-                                return Some((fatal_kind(&e), e.to_string()));
+                                return Some((fatal_kind(&e), e.to_string(), e.remedy()));
                             }
                         }
                         Err(e) => {
                             abort.store(true, Ordering::SeqCst);
-                            return Some((FatalKind::Other, e.to_string()));
+                            return Some((FatalKind::Other, e.to_string(), e.remedy()));
                         }
                     }
                 }
                 Err(e) => {
-                    let kind = match &e {
-                        FolderError::Side(s) => fatal_kind(s),
-                        FolderError::Store(_) => FatalKind::Other,
+                    let (kind, remedy) = match &e {
+                        FolderError::Side(s) => (fatal_kind(s), s.remedy()),
+                        FolderError::Store(_) => (FatalKind::Other, None),
                     };
                     abort.store(true, Ordering::SeqCst);
-                    return Some((kind, format!("folder {}: {e}", mapping.source_name)));
+                    let message = format!("folder {}: {e}", mapping.source_name);
+                    return Some((kind, message, remedy));
                 }
             }
         }

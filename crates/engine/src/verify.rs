@@ -32,6 +32,7 @@ pub async fn verify(
         Err(e) => {
             let kind = crate::migrate::fatal_kind(&e);
             report.fatal = Some(e.to_string());
+            report.fatal_remedy = e.remedy();
             Some(kind)
         }
     };

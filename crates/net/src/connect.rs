@@ -142,3 +142,34 @@ fn describe_io(error: &std::io::Error) -> String {
         _ => error.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_failed_and_name_no_flag() {
+        let untrusted = NetError::UntrustedCertificate {
+            host: "mail.old.example".into(),
+            reason: "it has expired".into(),
+        };
+        assert_eq!(
+            untrusted.to_string(),
+            "certificate for mail.old.example is not trusted: it has expired"
+        );
+        assert_eq!(untrusted.remedy(), Some(Remedy::TrustCertificate));
+        let ca_file = NetError::Setup(TlsSetupError::CaFile {
+            path: "/etc/ca.pem".into(),
+            reason: "no PEM certificate in it".into(),
+        });
+        assert_eq!(ca_file.remedy(), Some(Remedy::ReadableCaFile));
+        let unreachable = NetError::Unreachable {
+            address: "mail.old.example:993".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(unreachable.remedy(), None);
+        for error in [untrusted, ca_file, unreachable] {
+            assert!(!error.to_string().contains("--"), "{error}");
+        }
+    }
+}

@@ -27,6 +27,15 @@ impl Error {
         }
     }
 
+    /// Which fix applies, when one does: the program that shows the error words it.
+    pub fn remedy(&self) -> Option<mailmove_net::Remedy> {
+        match self {
+            Error::Net(e) => e.remedy(),
+            Error::AuthFailed { .. } => Some(mailmove_net::Remedy::CheckPassword),
+            _ => None,
+        }
+    }
+
     /// Could not connect or log in at all: the exit code 3 kind.
     pub fn is_connection_setup(&self) -> bool {
         matches!(self, Error::Net(_) | Error::AuthFailed { .. })
@@ -75,6 +84,23 @@ mod tests {
             .is_connection_setup()
         );
         assert!(!refused("x").is_connection_setup());
+    }
+
+    #[test]
+    fn remedies_say_which_fix_applies() {
+        use mailmove_net::{NetError, Remedy};
+        let auth = Error::AuthFailed {
+            login: "alice".into(),
+            text: "x".into(),
+        };
+        assert_eq!(auth.remedy(), Some(Remedy::CheckPassword));
+        let refused = Error::Net(NetError::PlaintextRefused {
+            host: "h".into(),
+            why: "it offers no STLS".into(),
+        });
+        assert_eq!(refused.remedy(), Some(Remedy::EncryptOrAllowPlaintext));
+        assert!(!refused.to_string().contains("--"), "{refused}");
+        assert_eq!(Error::ConnectionLost("x".into()).remedy(), None);
     }
 
     #[test]
