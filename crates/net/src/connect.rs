@@ -66,7 +66,7 @@ pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tcp
     Ok(stream)
 }
 
-pub async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     host: &str,
     options: &TlsOptions,

@@ -12,10 +12,8 @@ mod setup;
 mod tls;
 
 pub use body::{Body, BodySink};
-pub use connect::{NetError, connect_tcp, tls_handshake, tls_handshake_within};
+pub use connect::{NetError, connect_tcp, tls_handshake_within};
 pub use options::{CompressMode, ConnectOptions};
 pub use remedy::Remedy;
-pub use setup::{
-    BeforeLogin, Opened, Stream, before_login, is_local, nothing_buffered, open, upgrade,
-};
+pub use setup::{BeforeLogin, Opened, Stream, before_login, nothing_buffered, open, upgrade};
 pub use tls::{TlsOptions, TlsSetupError, client_config};

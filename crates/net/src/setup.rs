@@ -105,7 +105,7 @@ async fn secure<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Loopback, private (RFC 1918, unique local) and link-local addresses.
-pub fn is_local(ip: std::net::IpAddr) -> bool {
+fn is_local(ip: std::net::IpAddr) -> bool {
     match ip {
         std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
         std::net::IpAddr::V6(v6) => {
