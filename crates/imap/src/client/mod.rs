@@ -13,6 +13,8 @@ pub use appender::{AppendOutcome, AppendRequest, Appender};
 pub use commands::{FetchStream, MailboxInfo, StorageQuota};
 use connection::Connection;
 
+/// One IMAP session, from the greeting to LOGOUT. Its methods live with what they do:
+/// set-up and the wire in `connection`, commands in `commands`, APPENDs in `appender`.
 pub struct Client {
     connection: Connection,
     host: String,
