@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailmove_engine::folders::FolderRules;
 use mailmove_engine::{Account, MessageFilter, MigrateSettings, PassKind, WebAuth};
-use mailmove_imap::{CompressMode, ConnectOptions, TlsOptions};
+use mailmove_engine::{CompressMode, ConnectOptions, TlsOptions};
 use mailmove_model::{Endpoint, Kind, Secret};
 use regex::Regex;
 
@@ -426,7 +426,7 @@ impl FolderArgs {
             map: self
                 .map
                 .iter()
-                .map(|m| FolderRules::parse_map(m).map_err(anyhow::Error::msg))
+                .map(|m| FolderRules::parse_map(m).map_err(|e| anyhow::anyhow!("--map: {e}")))
                 .collect::<Result<_>>()?,
         })
     }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use mailmove_engine::Remedy;
 use mailmove_engine::report::{Report, human_size};
 use mailmove_engine::{FatalKind, check, migrate, verify};
 use mailmove_store::Ledger;
@@ -96,7 +97,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     Ok(OK)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_error(&e.to_string(), e.remedy());
                     Ok(if e.is_connection_setup() || e.is_transient() {
                         CONNECTION
                     } else {
@@ -212,7 +213,36 @@ pub(crate) fn print_summary(report: &Report, dry_run: bool) {
         println!("warning: {warning}");
     }
     if let Some(fatal) = &report.fatal {
-        eprintln!("error: {fatal}");
+        print_error(fatal, report.fatal_remedy);
+    }
+}
+
+/// An error as the libraries word it (what failed), then, where a fix applies, the
+/// flags that apply it: only the command line knows its flags.
+pub(crate) fn print_error(message: &str, remedy: Option<Remedy>) {
+    eprintln!("error: {message}");
+    if let Some(hint) = remedy.and_then(flag_hint) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// The command line's words for a remedy.
+fn flag_hint(remedy: Remedy) -> Option<&'static str> {
+    match remedy {
+        Remedy::TrustCertificate => Some(
+            "pass --tls-ca FILE with the CA that signed it (or, if you accept that anyone on \
+             the path can read the session, --danger-accept-invalid-certs)",
+        ),
+        Remedy::ReadableCaFile => {
+            Some("give --tls-ca a readable PEM file of the certificate authorities to trust")
+        }
+        Remedy::EncryptOrAllowPlaintext => Some(
+            "use imaps://, pop3s:// or https://, or pass --allow-plaintext if you accept that \
+             risk",
+        ),
+        // The error already says to check the password; where it comes from depends on
+        // the command (environment, --source-password-file, a spreadsheet).
+        Remedy::CheckPassword => None,
     }
 }
 
@@ -243,5 +273,19 @@ fn print_check(found: &mailmove_engine::CheckReport) {
     println!("Estimated time: about {} s", found.estimated_seconds.max(1));
     for warning in &found.warnings {
         println!("warning: {warning}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_hint_names_the_flag_that_applies_it() {
+        let hint = |remedy| flag_hint(remedy).unwrap_or_default();
+        assert!(hint(Remedy::TrustCertificate).starts_with("pass --tls-ca FILE with the CA"));
+        assert!(hint(Remedy::ReadableCaFile).contains("--tls-ca"));
+        assert!(hint(Remedy::EncryptOrAllowPlaintext).contains("--allow-plaintext"));
+        assert_eq!(flag_hint(Remedy::CheckPassword), None);
     }
 }

@@ -34,6 +34,8 @@ pub fn worker_config(args: &RunnerArgs) -> WorkerConfig {
         connections_per_host: args.connections_per_host.max(1),
         lease_seconds: i64::from(args.lease_seconds.max(3)),
         heartbeat: std::time::Duration::from_secs(u64::from(args.lease_seconds.max(3) / 3)),
+        // Passes belong to projects, whose failures people read in the portal.
+        advice: mailmove_portal::advice,
         ..WorkerConfig::named(default_worker_name())
     }
 }

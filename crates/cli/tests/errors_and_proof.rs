@@ -260,3 +260,36 @@ fn check_counts_the_source_and_warns_about_the_destination_quota() {
     // The trial changes nothing.
     assert!(!setup.dst().list().unwrap().iter().any(|f| f.name == "Big"));
 }
+
+#[test]
+fn an_untrusted_certificate_is_named_and_the_hint_names_the_flag() {
+    let setup = Setup::new();
+    let source = format!("imaps://alice@localhost:{}", setup.source.imaps_port());
+    for command in ["check", "migrate"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mailmove"))
+            .args([command, "--source", &source, "--dest"])
+            .arg(setup.dest_url())
+            .args(if command == "migrate" {
+                vec!["--state".into(), setup.state().into_os_string()]
+            } else {
+                Vec::new()
+            })
+            .env("MAILMOVE_SOURCE_PASSWORD", SOURCE_PASSWORD)
+            .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD)
+            .output()
+            .unwrap();
+        let run = common::finish(output, None);
+        assert_eq!(run.code, 3, "{command}: {}", run.everything());
+        // The library's sentence says what failed, with no flag in it; the command
+        // line's hint after it names the flag.
+        assert!(
+            run.stderr.contains(
+                "error: source: certificate for localhost is not trusted: it was issued by an \
+                 authority this machine does not trust\n\
+                 hint: pass --tls-ca FILE with the CA that signed it"
+            ),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+}

@@ -763,3 +763,53 @@ fn a_running_pass_can_be_stopped() {
     );
     farm.assert_all_copied_once();
 }
+
+#[test]
+fn an_untrusted_certificate_fails_the_trial_with_the_portals_advice_and_no_flag() {
+    let farm = Farm::new(1, 1);
+    let database = format!(
+        "sqlite://{}",
+        farm.data_dir().join("mailmove.sqlite").display()
+    );
+    // No --tls-ca: the source's certificate comes from a CA nobody trusts here.
+    let create = farm
+        .mailmove()
+        .args(["project", "create", "acme", "--source"])
+        .arg(format!("imaps://localhost:{}", farm.source.imaps_port()))
+        .arg("--dest")
+        .arg(format!("imap://127.0.0.1:{}", farm.dest.imap_port()))
+        .arg("--mailboxes")
+        .arg(farm.csv())
+        .args(["--database", &database])
+        .output()
+        .unwrap();
+    let create = common::finish(create, None);
+    assert_eq!(create.code, 0, "{}", create.everything());
+
+    let trial = farm
+        .mailmove()
+        .args(["project", "run", "acme", "--pass", "verify", "--wait"])
+        .args(["--database", &database])
+        .output()
+        .unwrap();
+    let trial = common::finish(trial, None);
+    assert_eq!(trial.code, 1, "{}", trial.everything());
+    let status = farm.status(&database);
+    assert_eq!(statuses(&status), ["Verify failed"]);
+    // What people read in the portal: what failed, then what they can do about it,
+    // which is asking the operator; no command-line flag.
+    let reason = status["mailboxes"][0]["last_error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("source: certificate for localhost is not trusted: "),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with(
+            "; ask the operator of this portal to trust the certificate authority that \
+             signed this server's certificate, or the server's administrator to install a \
+             valid one"
+        ),
+        "{reason}"
+    );
+    assert!(!reason.contains("--"), "{reason}");
+}

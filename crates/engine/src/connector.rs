@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use mailmove_net::Body;
+use mailmove_net::{Body, Remedy};
 use mailmove_store::Ledger;
 use tokio::sync::mpsc;
 
@@ -53,6 +53,9 @@ pub enum Failure {
 #[error("{text}")]
 pub struct ConnectorError {
     pub failure: Failure,
+    /// Which fix applies, when one does, for the program that shows the error to word
+    /// in its own terms (a flag on the command line, the operator in the portal).
+    pub remedy: Option<Remedy>,
     text: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -62,9 +65,15 @@ impl ConnectorError {
     pub fn new(failure: Failure, text: impl Into<String>) -> ConnectorError {
         ConnectorError {
             failure,
+            remedy: None,
             text: text.into(),
             source: None,
         }
+    }
+
+    pub fn with_remedy(mut self, remedy: Option<Remedy>) -> ConnectorError {
+        self.remedy = remedy;
+        self
     }
 
     /// Keeps the protocol's error behind this one, for logs that want the chain.
@@ -116,6 +125,11 @@ impl SideError {
     /// The server could not be reached at all (refused, timed out, no route).
     pub fn is_unreachable(&self) -> bool {
         matches!(self.error.failure, Failure::Unreachable { .. })
+    }
+
+    /// Which fix applies, when one does (see [`ConnectorError::remedy`]).
+    pub fn remedy(&self) -> Option<Remedy> {
+        self.error.remedy
     }
 }
 

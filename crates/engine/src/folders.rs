@@ -108,7 +108,9 @@ impl FolderRules {
             Some((source, dest)) if !source.trim().is_empty() && !dest.trim().is_empty() => {
                 Ok((source.trim().to_string(), dest.trim().to_string()))
             }
-            _ => Err(format!("--map `{rule}` is not of the form 'SOURCE=DEST'")),
+            _ => Err(format!(
+                "the folder rule `{rule}` is not of the form 'SOURCE=DEST'"
+            )),
         }
     }
 

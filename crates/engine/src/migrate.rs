@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use mailmove_net::Remedy;
 use mailmove_store::Ledger;
 use time::OffsetDateTime;
 
@@ -102,9 +103,10 @@ pub async fn migrate<SC: Connector, DC: Connector>(
     };
     let mut report = pass.empty_report();
     let fatal = pass.run(&mut report).await;
-    let fatal_kind = fatal.map(|(kind, message)| {
-        report.fatal = Some(message);
-        kind
+    let fatal_kind = fatal.map(|fatal| {
+        report.fatal = Some(fatal.message);
+        report.fatal_remedy = fatal.remedy;
+        fatal.kind
     });
     for folder in &report.folders {
         report.messages.add(&folder.counts);
@@ -115,8 +117,27 @@ pub async fn migrate<SC: Connector, DC: Connector>(
     (report, fatal_kind)
 }
 
-/// Why a pass stopped, and the reason for people.
-type Fatal = (FatalKind, String);
+/// Why a pass stopped: the kind, the reason for people, and the fix that applies.
+struct Fatal {
+    kind: FatalKind,
+    message: String,
+    remedy: Option<Remedy>,
+}
+
+impl Fatal {
+    /// A side's failure that ends the pass, sorted by [`fatal_kind`].
+    fn of(error: &SideError) -> Fatal {
+        Fatal::new(fatal_kind(error), error.to_string(), error)
+    }
+
+    fn new(kind: FatalKind, message: String, error: &SideError) -> Fatal {
+        Fatal {
+            kind,
+            message,
+            remedy: error.remedy(),
+        }
+    }
+}
 
 /// One pass's context, shared by its lanes.
 struct Pass<'a, SC, DC> {
@@ -167,8 +188,10 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
         .await;
         let mut session = match opened {
             Ok(session) => session,
-            Err(OpenError::Connect(e)) => return Some((fatal_kind(&e), e.to_string())),
-            Err(OpenError::List(e)) => return Some((FatalKind::Other, e.to_string())),
+            Err(OpenError::Connect(e)) => return Some(Fatal::of(&e)),
+            Err(OpenError::List(e)) => {
+                return Some(Fatal::new(FatalKind::Other, e.to_string(), &e));
+            }
         };
         let mut plan = std::mem::take(&mut session.plan);
         report.folders_excluded = plan.excluded.clone();
@@ -249,10 +272,8 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
                         self.fall_back(dst, mapping, tree, &e, report).await?;
                     }
                     Err(e) => {
-                        return Err((
-                            fatal_kind(&e),
-                            format!("cannot create folder {}: {e}", mapping.dest_name),
-                        ));
+                        let message = format!("cannot create folder {}: {e}", mapping.dest_name);
+                        return Err(Fatal::new(fatal_kind(&e), message, &e));
                     }
                 }
             }
@@ -280,10 +301,7 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
     ) -> Result<(), Fatal> {
         let said = &refusal.error;
         // Refused because another session created it meanwhile: nothing to do.
-        let now = dst
-            .folders()
-            .await
-            .map_err(|e| (fatal_kind(&e), e.to_string()))?;
+        let now = dst.folders().await.map_err(|e| Fatal::of(&e))?;
         if now.exists(&mapping.dest_raw) {
             return Ok(());
         }
@@ -293,7 +311,7 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
                 match dst.create(&raw).await {
                     Ok(()) => true,
                     Err(e) if e.error.failure == Failure::Refused => false,
-                    Err(e) => return Err((fatal_kind(&e), e.to_string())),
+                    Err(e) => return Err(Fatal::of(&e)),
                 }
             };
             if created {
@@ -378,11 +396,15 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
                 }
                 Err(e) if e.is_transient() && attempt < self.settings.max_attempts => e,
                 Err(e) => {
-                    let kind = match &e {
-                        FolderError::Side(s) => fatal_kind(s),
-                        FolderError::Store(_) => FatalKind::Other,
-                    };
-                    return Err((kind, format!("folder {}: {e}", mapping.source_name)));
+                    let message = format!("folder {}: {e}", mapping.source_name);
+                    return Err(match &e {
+                        FolderError::Side(s) => Fatal::new(fatal_kind(s), message, s),
+                        FolderError::Store(_) => Fatal {
+                            kind: FatalKind::Other,
+                            message,
+                            remedy: None,
+                        },
+                    });
                 }
             };
             let wait = self.settings.first_backoff * 2u32.pow(attempt - 1);
@@ -400,10 +422,10 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
                 Ok((s, d)) => (*src, *dst) = (s, d),
                 Err(e) if e.is_transient() || e.is_connection_setup() => {
                     if attempt >= self.settings.max_attempts {
-                        return Err((fatal_kind(&e), e.to_string()));
+                        return Err(Fatal::of(&e));
                     }
                 }
-                Err(e) => return Err((FatalKind::Other, e.to_string())),
+                Err(e) => return Err(Fatal::new(FatalKind::Other, e.to_string(), &e)),
             }
         }
     }

@@ -75,6 +75,9 @@ pub struct Report {
     /// Set when the pass stopped before the end: why, for a person to act on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fatal: Option<String>,
+    /// Which fix applies to `fatal`, when one does: for the program that shows it.
+    #[serde(skip)]
+    pub fatal_remedy: Option<mailmove_net::Remedy>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -96,6 +99,7 @@ impl Report {
             errors: Vec::new(),
             missing: None,
             fatal: None,
+            fatal_remedy: None,
             warnings: Vec::new(),
         }
     }

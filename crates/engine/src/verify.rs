@@ -30,6 +30,7 @@ pub async fn verify<SC: Connector, DC: Connector>(
         Err(e) => {
             let kind = crate::migrate::fatal_kind(&e);
             report.fatal = Some(e.to_string());
+            report.fatal_remedy = e.remedy();
             Some(kind)
         }
     };

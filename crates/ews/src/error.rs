@@ -12,8 +12,7 @@ pub enum Error {
     #[error("{}", describe_bad_url(url, reason))]
     BadUrl { url: String, reason: String },
     #[error(
-        "refusing to send the password for {login} in clear to {url}: use an https:// URL, \
-         or --allow-plaintext if you accept that risk"
+        "refusing to send the password for {login} in clear to {url}: it is http://, not https://"
     )]
     PlaintextRefused { login: String, url: String },
     #[error(
@@ -50,6 +49,16 @@ impl Error {
             Error::Http { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             Error::Fault { code, .. } => is_transient_code(code),
             _ => false,
+        }
+    }
+
+    /// Which fix applies, when one does: the program that shows the error words it.
+    pub fn remedy(&self) -> Option<mailmove_net::Remedy> {
+        match self {
+            Error::Net(e) => e.remedy(),
+            Error::PlaintextRefused { .. } => Some(mailmove_net::Remedy::EncryptOrAllowPlaintext),
+            Error::AuthFailed { .. } => Some(mailmove_net::Remedy::CheckPassword),
+            _ => None,
         }
     }
 
@@ -202,6 +211,36 @@ mod tests {
         assert!(denied.to_string().contains("lacks access to this mailbox"));
         assert!(denied.is_connection_setup());
         assert!(!denied.is_transient());
+    }
+
+    #[test]
+    fn texts_name_no_flag_and_remedies_say_which_fix() {
+        use mailmove_net::Remedy;
+        let refused = Error::PlaintextRefused {
+            login: "alice".into(),
+            url: "http://mail.example/EWS/Exchange.asmx".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "refusing to send the password for alice in clear to \
+             http://mail.example/EWS/Exchange.asmx: it is http://, not https://"
+        );
+        assert_eq!(refused.remedy(), Some(Remedy::EncryptOrAllowPlaintext));
+        let untrusted = Error::Net(mailmove_net::NetError::UntrustedCertificate {
+            host: "mail.example".into(),
+            reason: "it has expired".into(),
+        });
+        assert_eq!(
+            untrusted.to_string(),
+            "certificate for mail.example is not trusted: it has expired"
+        );
+        assert_eq!(untrusted.remedy(), Some(Remedy::TrustCertificate));
+        let auth = Error::AuthFailed {
+            login: "alice".into(),
+            text: String::new(),
+        };
+        assert_eq!(auth.remedy(), Some(Remedy::CheckPassword));
+        assert_eq!(Error::Protocol("x".into()).remedy(), None);
     }
 
     #[test]

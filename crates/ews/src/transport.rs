@@ -31,7 +31,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use mailmove_model::Secret;
-use mailmove_net::{TlsOptions, connect_tcp, tls_handshake};
+use mailmove_net::{Stream, TlsOptions, connect_tcp, tls_handshake_within};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, ReadBuf};
 use tracing::debug;
 use url::{Host, Position, Url};
@@ -44,9 +44,6 @@ use crate::types::{AuthKind, Options};
 const MAX_IDLE: usize = 16;
 /// An error page is read this far for its text.
 const MAX_ERROR_BODY: usize = 4 * 1024 * 1024;
-
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// The login scheme in use, once known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +75,8 @@ pub(crate) struct Transport {
     /// The request target: path and query.
     target: String,
     tls_options: TlsOptions,
+    connect_timeout: Duration,
+    /// The wait for response headers, and between two reads of a body.
     timeout: Duration,
     login: String,
     password: Secret<String>,
@@ -99,7 +98,7 @@ pub(crate) fn check_url(url: &Url, login: &str, options: &Options) -> Result<(),
     }
     match url.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback(url) || options.allow_plaintext => Ok(()),
+        "http" if is_loopback(url) || options.connect.allow_plaintext => Ok(()),
         "http" => Err(Error::PlaintextRefused {
             login: login.to_string(),
             url: url.to_string(),
@@ -152,11 +151,9 @@ impl Transport {
             authority: url[Position::BeforeHost..Position::AfterPort].to_string(),
             target: url[Position::BeforePath..Position::AfterQuery].to_string(),
             url: url.clone(),
-            tls_options: TlsOptions {
-                extra_ca: options.tls_ca.clone(),
-                accept_invalid_certs: options.danger_accept_invalid_certs,
-            },
-            timeout: options.timeout,
+            tls_options: options.connect.tls.clone(),
+            connect_timeout: options.connect.connect_timeout,
+            timeout: options.connect.response_timeout,
             login: login.to_string(),
             password: password.clone(),
             bearer: options.bearer_token.clone(),
@@ -405,19 +402,12 @@ impl Transport {
     }
 
     async fn open(&self) -> Result<PooledConnection, Error> {
-        let tcp = connect_tcp(&self.host, self.port, self.timeout).await?;
+        let tcp = connect_tcp(&self.host, self.port, self.connect_timeout).await?;
         let stream: Box<dyn Stream> = if self.tls {
-            let handshake = tls_handshake(tcp, &self.host, &self.tls_options);
-            match tokio::time::timeout(self.timeout, handshake).await {
-                Ok(tls) => Box::new(tls?),
-                Err(_) => {
-                    return Err(mailmove_net::NetError::Tls {
-                        host: self.host.clone(),
-                        reason: "the TLS handshake timed out".into(),
-                    }
-                    .into());
-                }
-            }
+            let host = &self.host;
+            Box::new(
+                tls_handshake_within(tcp, host, &self.tls_options, self.connect_timeout).await?,
+            )
         } else {
             Box::new(tcp)
         };
@@ -647,7 +637,10 @@ mod tests {
             Err(Error::PlaintextRefused { .. })
         ));
         let allowed = Options {
-            allow_plaintext: true,
+            connect: mailmove_net::ConnectOptions {
+                allow_plaintext: true,
+                ..mailmove_net::ConnectOptions::default()
+            },
             ..Options::default()
         };
         assert!(check("http://mail.example.com/EWS/Exchange.asmx", &allowed).is_ok());

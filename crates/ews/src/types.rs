@@ -2,10 +2,10 @@
 //! and the connection options.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mailmove_model::Secret;
+use mailmove_net::ConnectOptions;
 use time::OffsetDateTime;
 
 /// An EWS folder id (`FolderId/@Id`). The change key is not kept: every operation here
@@ -190,19 +190,16 @@ pub enum AuthKind {
     Bearer,
 }
 
-/// How to connect, beyond the URL and the login.
+/// How to connect, beyond the URL and the login: the options every connector shares,
+/// and what only Exchange needs.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// A PEM file of extra certificate authorities to trust.
-    pub tls_ca: Option<PathBuf>,
-    /// Accept any certificate: encrypted, but anyone on the path can read it.
-    pub danger_accept_invalid_certs: bool,
-    /// Allow http:// to a host that is not loopback.
-    pub allow_plaintext: bool,
+    /// TLS, plaintext to a host that is not loopback (http://), and the timeouts: the
+    /// connect timeout bounds connecting and the TLS handshake, the response timeout
+    /// the wait for response headers and between two reads of a body.
+    pub connect: ConnectOptions,
     pub auth: AuthKind,
     pub bearer_token: Option<Secret<String>>,
-    /// Longest wait to connect, for response headers, and between two reads of a body.
-    pub timeout: Duration,
     /// Total sleep allowed per request while Exchange throttles, before giving up with
     /// [`crate::Error::Throttled`].
     pub max_throttle_wait: Duration,
@@ -211,12 +208,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            tls_ca: None,
-            danger_accept_invalid_certs: false,
-            allow_plaintext: false,
+            connect: ConnectOptions::default(),
             auth: AuthKind::Auto,
             bearer_token: None,
-            timeout: Duration::from_secs(120),
             max_throttle_wait: Duration::from_secs(300),
         }
     }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use mailmove_ews::{
-    AuthKind, Client, Error, FlagStatus, FolderId, NewItem, Options, Role, SOURCE_PROPERTY_NAME,
-    SOURCE_PROPERTY_SET, autodiscover_at,
+    AuthKind, Client, ConnectOptions, Error, FlagStatus, FolderId, NewItem, Options, Role,
+    SOURCE_PROPERTY_NAME, SOURCE_PROPERTY_SET, TlsOptions, autodiscover_at,
 };
 use mailmove_model::Secret;
 use mailmove_testkit::ews::{self as kit, EwsConfig, EwsServer, Seed};
@@ -342,7 +342,13 @@ async fn https_with_the_test_ca_and_refused_without_it() {
     let server = EwsServer::start(EwsConfig::basic().with_https()).unwrap();
     server.add_user(ALICE, "secret");
     let trusted = Options {
-        tls_ca: server.ca_pem().map(|p| p.to_path_buf()),
+        connect: ConnectOptions {
+            tls: TlsOptions {
+                extra_ca: server.ca_pem().map(|p| p.to_path_buf()),
+                ..TlsOptions::default()
+            },
+            ..ConnectOptions::default()
+        },
         ..Options::default()
     };
     let client = connect(&server, ALICE, &trusted).await;

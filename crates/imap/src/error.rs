@@ -6,17 +6,8 @@ use crate::response::Status;
 pub enum Error {
     #[error(transparent)]
     Net(#[from] mailmove_net::NetError),
-    #[error(
-        "{host} offers no STARTTLS: refusing to send the password in clear \
-         (use imaps://, or --allow-plaintext if you accept that risk)"
-    )]
-    PlaintextRefused { host: String },
     #[error("login refused for {login}: check the password ({text})")]
     AuthFailed { login: String, text: String },
-    #[error(
-        "the server sent data before the TLS handshake (possible injection); refusing to continue"
-    )]
-    StartTlsInjection,
     #[error("the server refused {command}: {}", status.describe())]
     No { command: String, status: Status },
     #[error("the server rejected {command} as invalid: {}", status.describe())]
@@ -37,15 +28,18 @@ impl Error {
         }
     }
 
+    /// Which fix applies, when one does: the program that shows the error words it.
+    pub fn remedy(&self) -> Option<mailmove_net::Remedy> {
+        match self {
+            Error::Net(e) => e.remedy(),
+            Error::AuthFailed { .. } => Some(mailmove_net::Remedy::CheckPassword),
+            _ => None,
+        }
+    }
+
     /// Could not connect or log in at all: the exit code 3 kind.
     pub fn is_connection_setup(&self) -> bool {
-        matches!(
-            self,
-            Error::Net(_)
-                | Error::PlaintextRefused { .. }
-                | Error::AuthFailed { .. }
-                | Error::StartTlsInjection
-        )
+        matches!(self, Error::Net(_) | Error::AuthFailed { .. })
     }
 }
 
@@ -79,5 +73,27 @@ impl From<crate::framing::FrameError> for Error {
 impl From<std::io::Error> for Error {
     fn from(error: std::io::Error) -> Self {
         Error::ConnectionLost(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailmove_net::{NetError, Remedy};
+
+    #[test]
+    fn remedies_say_which_fix_applies() {
+        let untrusted = Error::Net(NetError::UntrustedCertificate {
+            host: "mail.old.example".into(),
+            reason: "it was issued by an authority this machine does not trust".into(),
+        });
+        assert_eq!(untrusted.remedy(), Some(Remedy::TrustCertificate));
+        assert!(!untrusted.to_string().contains("--"), "{untrusted}");
+        let auth = Error::AuthFailed {
+            login: "alice".into(),
+            text: "x".into(),
+        };
+        assert_eq!(auth.remedy(), Some(Remedy::CheckPassword));
+        assert_eq!(Error::Protocol("x".into()).remedy(), None);
     }
 }

@@ -68,6 +68,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.inner.into_inner()
     }
 
+    pub fn limits(&self) -> FrameLimits {
+        self.limits
+    }
+
     /// The reader, and the bytes read from it but not yet framed.
     pub fn into_parts(self) -> (R, Vec<u8>) {
         let rest = self.inner.buffer().to_vec();

@@ -12,11 +12,14 @@ pub mod quirks;
 pub mod response;
 
 pub use client::{
-    AppendOutcome, AppendRequest, Appender, Client, CompressMode, ConnectOptions, FetchStream,
-    MailboxInfo, StorageQuota, quote,
+    AppendOutcome, AppendRequest, Appender, Client, FetchStream, MailboxInfo, StorageQuota, quote,
 };
 pub use error::{Error, is_throttled};
 pub use framing::FrameLimits;
 pub use mailmove_model::mutf7;
-pub use mailmove_net::{Body, NetError, TlsOptions, TlsSetupError};
+// The connection options live in `mailmove-net`, shared with POP3 and EWS; named
+// here too for the crates that reach them through the IMAP client.
+pub use mailmove_net::{
+    Body, CompressMode, ConnectOptions, NetError, Remedy, TlsOptions, TlsSetupError,
+};
 pub use response::{Code, Fetch, ListEntry, Namespaces, Status, StatusKind};

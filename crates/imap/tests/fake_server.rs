@@ -3,7 +3,7 @@
 //! continuation at a time and refuses one before its literal is sent, and a MULTIAPPEND
 //! server that refuses a whole group because of one message.
 
-use mailmove_imap::{AppendRequest, Body, Client, ConnectOptions, Error};
+use mailmove_imap::{AppendRequest, Body, Client, ConnectOptions, Error, NetError};
 use mailmove_model::{Endpoint, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -59,7 +59,7 @@ async fn bytes_injected_after_the_starttls_answer_are_refused() {
     });
     let result = Client::connect(&endpoint, &ConnectOptions::default()).await;
     assert!(
-        matches!(result, Err(Error::StartTlsInjection)),
+        matches!(result, Err(Error::Net(NetError::DataBeforeTls { .. }))),
         "{:?}",
         result.err()
     );

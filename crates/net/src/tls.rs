@@ -11,9 +11,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 #[derive(Clone, Debug, Default)]
 pub struct TlsOptions {
-    /// A PEM file of extra certificate authorities to trust (`--tls-ca`).
+    /// A PEM file of extra certificate authorities to trust.
     pub extra_ca: Option<PathBuf>,
-    /// Accept any certificate (`--danger-accept-invalid-certs`): the connection is
+    /// Accept any certificate (a choice the user names as a danger): the connection is
     /// encrypted but anyone on the path can read it.
     pub accept_invalid_certs: bool,
 }

@@ -10,9 +10,11 @@
 use std::time::Duration;
 
 use base64::Engine;
-use mailmove_model::{Endpoint, Secret, Security};
-use mailmove_net::{Body, BodySink, NetError, TlsOptions, connect_tcp, tls_handshake};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use mailmove_model::{Endpoint, Secret};
+use mailmove_net::{
+    BeforeLogin, Body, BodySink, ConnectOptions, NetError, Stream, before_login, open, upgrade,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tracing::{debug, trace, warn};
 
 use crate::error::{Error, is_temporary};
@@ -21,9 +23,6 @@ use crate::response::{
     parse_unique_id_listing,
 };
 use crate::unstuff::{DotUnstuffer, Feed, server_added_line_break};
-
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// RFC 1939 caps a status line at 512 octets; this leaves room for sloppy servers and
 /// still stops one that never sends a line end.
@@ -34,32 +33,6 @@ const MAX_IN_MEMORY_ANSWER: usize = 64 * 1024 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
 /// QUIT is a courtesy: a server slow to answer it does not hold the caller up.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How to connect, beyond the endpoint itself.
-#[derive(Clone, Debug)]
-pub struct ConnectOptions {
-    pub tls: TlsOptions,
-    /// Send a password over an unencrypted connection to a non-loopback host.
-    pub allow_plaintext: bool,
-    pub connect_timeout: Duration,
-    /// Longest wait for any read (a status line, or the next bytes of a message)
-    /// before the connection counts as lost.
-    pub response_timeout: Duration,
-    /// Messages above this many bytes are spooled to an anonymous temporary file.
-    pub spill_threshold: u64,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        ConnectOptions {
-            tls: TlsOptions::default(),
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(30),
-            response_timeout: Duration::from_secs(300),
-            spill_threshold: 2 * 1024 * 1024,
-        }
-    }
-}
 
 /// One POP3 session, from the greeting to QUIT.
 pub struct Client {
@@ -78,13 +51,9 @@ impl Client {
     /// offered. Without encryption the password may only go to a loopback host or
     /// where `allow_plaintext` says so; otherwise this fails before any login.
     pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Client, Error> {
-        let tcp = connect_tcp(&endpoint.host, endpoint.port, options.connect_timeout).await?;
-        let stream: Box<dyn Stream> = match endpoint.security {
-            Security::Tls => Box::new(tls_handshake(tcp, &endpoint.host, &options.tls).await?),
-            Security::StartTls | Security::None => Box::new(tcp),
-        };
+        let opened = open(endpoint, options).await?;
         let mut client = Client {
-            reader: BufReader::with_capacity(READ_BUFFER, stream),
+            reader: BufReader::with_capacity(READ_BUFFER, opened.stream),
             host: endpoint.host.clone(),
             capabilities: Vec::new(),
             response_timeout: options.response_timeout,
@@ -93,13 +62,9 @@ impl Client {
         };
         client.read_greeting().await?;
         client.refresh_capabilities().await?;
-        let encrypted = endpoint.security == Security::Tls;
-        if !encrypted && endpoint.security == Security::StartTls && client.has_capability("STLS") {
-            client = client.stls(&options.tls).await?;
-        } else if !encrypted && !options.allow_plaintext && !endpoint.is_loopback() {
-            return Err(Error::PlaintextRefused {
-                host: endpoint.host.clone(),
-            });
+        let offered = client.has_capability("STLS");
+        if before_login(endpoint, options, "STLS", offered)? == BeforeLogin::Upgrade {
+            client = client.stls(options).await?;
         }
         Ok(client)
     }
@@ -301,7 +266,7 @@ impl Client {
         Ok(())
     }
 
-    async fn stls(mut self, tls: &TlsOptions) -> Result<Client, Error> {
+    async fn stls(mut self, options: &ConnectOptions) -> Result<Client, Error> {
         let status = self.command(&Command::Stls).await?;
         if status.kind != StatusKind::Ok {
             return Err(Error::Net(NetError::Tls {
@@ -309,11 +274,7 @@ impl Client {
                 reason: format!("the server refused STLS: {}", status.text),
             }));
         }
-        // Anything already received was sent before the handshake, unprotected, and
-        // would be read as if it came through TLS.
-        if !self.reader.buffer().is_empty() {
-            return Err(Error::StartTlsInjection);
-        }
+        let buffered = self.reader.buffer().len();
         let Client {
             reader,
             host,
@@ -321,9 +282,9 @@ impl Client {
             spill_threshold,
             ..
         } = self;
-        let secured = tls_handshake(reader.into_inner(), &host, tls).await?;
+        let secured = upgrade(reader.into_inner(), buffered, &host, options).await?;
         let mut client = Client {
-            reader: BufReader::with_capacity(READ_BUFFER, Box::new(secured)),
+            reader: BufReader::with_capacity(READ_BUFFER, secured),
             host,
             capabilities: Vec::new(),
             response_timeout,

@@ -4,17 +4,8 @@
 pub enum Error {
     #[error(transparent)]
     Net(#[from] mailmove_net::NetError),
-    #[error(
-        "{host} offers no STLS: refusing to send the password in clear \
-         (use pop3s://, or --allow-plaintext if you accept that risk)"
-    )]
-    PlaintextRefused { host: String },
     #[error("login refused for {login}: check the password ({text})")]
     AuthFailed { login: String, text: String },
-    #[error(
-        "the server sent data before the TLS handshake (possible injection); refusing to continue"
-    )]
-    StartTlsInjection,
     /// A `-ERR` answer; `command` never holds a password.
     #[error("the server refused {command}: {text}")]
     Err { command: String, text: String },
@@ -36,15 +27,18 @@ impl Error {
         }
     }
 
+    /// Which fix applies, when one does: the program that shows the error words it.
+    pub fn remedy(&self) -> Option<mailmove_net::Remedy> {
+        match self {
+            Error::Net(e) => e.remedy(),
+            Error::AuthFailed { .. } => Some(mailmove_net::Remedy::CheckPassword),
+            _ => None,
+        }
+    }
+
     /// Could not connect or log in at all: the exit code 3 kind.
     pub fn is_connection_setup(&self) -> bool {
-        matches!(
-            self,
-            Error::Net(_)
-                | Error::PlaintextRefused { .. }
-                | Error::AuthFailed { .. }
-                | Error::StartTlsInjection
-        )
+        matches!(self, Error::Net(_) | Error::AuthFailed { .. })
     }
 }
 
@@ -78,7 +72,10 @@ mod tests {
         assert!(refused("[in-use] locked").is_transient());
         assert!(!refused("There's no message 9.").is_transient());
         assert!(!refused("[SYS/PERM] broken").is_transient());
-        assert!(Error::StartTlsInjection.is_connection_setup());
+        assert!(
+            Error::Net(mailmove_net::NetError::DataBeforeTls { host: "h".into() })
+                .is_connection_setup()
+        );
         assert!(
             Error::AuthFailed {
                 login: "a".into(),
@@ -87,6 +84,23 @@ mod tests {
             .is_connection_setup()
         );
         assert!(!refused("x").is_connection_setup());
+    }
+
+    #[test]
+    fn remedies_say_which_fix_applies() {
+        use mailmove_net::{NetError, Remedy};
+        let auth = Error::AuthFailed {
+            login: "alice".into(),
+            text: "x".into(),
+        };
+        assert_eq!(auth.remedy(), Some(Remedy::CheckPassword));
+        let refused = Error::Net(NetError::PlaintextRefused {
+            host: "h".into(),
+            why: "it offers no STLS".into(),
+        });
+        assert_eq!(refused.remedy(), Some(Remedy::EncryptOrAllowPlaintext));
+        assert!(!refused.to_string().contains("--"), "{refused}");
+        assert_eq!(Error::ConnectionLost("x".into()).remedy(), None);
     }
 
     #[test]

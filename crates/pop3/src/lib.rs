@@ -40,6 +40,6 @@ mod error;
 pub mod response;
 pub mod unstuff;
 
-pub use client::{Client, ConnectOptions};
+pub use client::Client;
 pub use error::Error;
-pub use mailmove_net::{Body, NetError, TlsOptions, TlsSetupError};
+pub use mailmove_net::{Body, ConnectOptions, NetError, Remedy, TlsOptions, TlsSetupError};

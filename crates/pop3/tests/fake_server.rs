@@ -4,7 +4,7 @@
 //! message.
 
 use mailmove_model::{Endpoint, Secret};
-use mailmove_pop3::{Client, ConnectOptions, Error};
+use mailmove_pop3::{Client, ConnectOptions, Error, NetError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -64,7 +64,7 @@ async fn bytes_injected_after_the_stls_answer_are_refused() {
     .await;
     let result = Client::connect(&endpoint, &ConnectOptions::default()).await;
     assert!(
-        matches!(result, Err(Error::StartTlsInjection)),
+        matches!(result, Err(Error::Net(NetError::DataBeforeTls { .. }))),
         "{:?}",
         result.err()
     );

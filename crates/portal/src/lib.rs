@@ -14,6 +14,7 @@
 //! - a mailbox password goes from the form straight into [`Keyring::seal`] and is never
 //!   rendered, logged or sent back; login tokens and session ids are stored hashed.
 
+mod advice;
 mod assets;
 mod auth;
 mod mail;
@@ -35,6 +36,7 @@ use axum::routing::{get, post};
 use mailmove_secrets::Keyring;
 use mailmove_store::Db;
 
+pub use advice::advice;
 pub use mail::{MailError, Mailer, OutgoingMail, SentMail};
 pub use notify::notify_ended_passes;
 

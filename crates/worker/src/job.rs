@@ -6,8 +6,9 @@ use mailmove_engine::report::Report;
 use mailmove_engine::{
     Account, Event, FatalKind, MigrateSettings, PassKind as EnginePass, Progress, check, migrate,
 };
-use mailmove_imap::{ConnectOptions, TlsOptions};
+use mailmove_engine::{ConnectOptions, TlsOptions};
 use mailmove_model::Endpoint;
+use mailmove_net::Remedy;
 use mailmove_store::{
     Ledger, MailboxRecord, MailboxResults, MailboxStatus, PassKind, PassProgress, PassRecord,
     PassState, ProjectRecord,
@@ -327,6 +328,12 @@ async fn run_engine(
     let retry_delay = |attempts: u32| {
         worker.config.retry_delay_seconds * 2i64.pow(attempts.saturating_sub(1).min(6))
     };
+    // The reason people read, with the advice this worker was given for its remedy.
+    let advised =
+        |message: String, remedy: Option<Remedy>| match remedy.and_then(worker.config.advice) {
+            Some(advice) => format!("{message}; {advice}"),
+            None => message,
+        };
     if pass.kind == PassKind::Verify {
         return match check(source, dest, &Default::default()).await {
             Ok(found) => {
@@ -340,13 +347,13 @@ async fn run_engine(
             }
             Err(e) if e.is_transient() || e.is_unreachable() => Ending::Again {
                 delay: retry_delay(pass.attempts),
-                error: Some(e.to_string()),
+                error: Some(advised(e.to_string(), e.remedy())),
                 count_attempt: true,
             },
             Err(e) => Ending::Finished(
                 PassState::Failed,
                 MailboxStatus::VerifyFailed,
-                Some(e.to_string()),
+                Some(advised(e.to_string(), e.remedy())),
                 None,
             ),
         };
@@ -383,13 +390,19 @@ async fn run_engine(
         }
         Some(FatalKind::Interrupted) => Ending::Again {
             delay: retry_delay(pass.attempts),
-            error: report.fatal.clone(),
+            error: report
+                .fatal
+                .clone()
+                .map(|f| advised(f, report.fatal_remedy)),
             count_attempt: true,
         },
         Some(FatalKind::Connection | FatalKind::Other) => Ending::Finished(
             PassState::Failed,
             MailboxStatus::Failed,
-            report.fatal.clone(),
+            report
+                .fatal
+                .clone()
+                .map(|f| advised(f, report.fatal_remedy)),
             Some(Box::new(Findings::Migration(report))),
         ),
     }

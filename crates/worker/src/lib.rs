@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// First delay before a pass interrupted that way runs again; doubled each time.
     pub retry_delay_seconds: i64,
+    /// Words for what to do about a failure, added to the reason stored for people to
+    /// read (the portal's, given by whoever starts the worker); none by default.
+    pub advice: fn(mailmove_net::Remedy) -> Option<&'static str>,
 }
 
 impl WorkerConfig {
@@ -49,6 +52,7 @@ impl WorkerConfig {
             poll: Duration::from_millis(500),
             max_attempts: 5,
             retry_delay_seconds: 5,
+            advice: |_| None,
         }
     }
 }

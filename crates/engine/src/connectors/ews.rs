@@ -58,7 +58,9 @@ impl From<mailmove_ews::Error> for ConnectorError {
             e if e.is_connection_setup() => Failure::Setup,
             _ => Failure::Refused,
         };
-        ConnectorError::new(failure, error.to_string()).with_source(error)
+        ConnectorError::new(failure, error.to_string())
+            .with_remedy(error.remedy())
+            .with_source(error)
     }
 }
 
@@ -490,9 +492,7 @@ impl EwsWriter {
 
 fn options(account: &Account) -> mailmove_ews::Options {
     mailmove_ews::Options {
-        tls_ca: account.options.tls.extra_ca.clone(),
-        danger_accept_invalid_certs: account.options.tls.accept_invalid_certs,
-        allow_plaintext: account.options.allow_plaintext,
+        connect: account.options.clone(),
         auth: match account.web_auth {
             WebAuth::Auto => mailmove_ews::AuthKind::Auto,
             WebAuth::Basic => mailmove_ews::AuthKind::Basic,

@@ -33,7 +33,9 @@ impl From<ImapError> for ConnectorError {
             e if e.is_connection_setup() => Failure::Setup,
             _ => Failure::Refused,
         };
-        ConnectorError::new(failure, error.to_string()).with_source(error)
+        ConnectorError::new(failure, error.to_string())
+            .with_remedy(error.remedy())
+            .with_source(error)
     }
 }
 

@@ -7,8 +7,8 @@ pub mod ews;
 pub mod imap;
 pub mod pop3;
 
-use mailmove_imap::ConnectOptions;
 use mailmove_model::{Endpoint, Kind, Secret};
+use mailmove_net::ConnectOptions;
 use mailmove_store::Ledger;
 
 use crate::connector::{

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use mailmove_pop3::{Client, ConnectOptions};
+use mailmove_pop3::Client;
 use mailmove_store::{ItemState, Ledger};
 
 use crate::connector::{
@@ -38,7 +38,9 @@ impl From<mailmove_pop3::Error> for ConnectorError {
             e if e.is_connection_setup() => Failure::Setup,
             _ => Failure::Refused,
         };
-        ConnectorError::new(failure, error.to_string()).with_source(error)
+        ConnectorError::new(failure, error.to_string())
+            .with_remedy(error.remedy())
+            .with_source(error)
     }
 }
 
@@ -58,14 +60,7 @@ impl Pop3Side {
         ledger: Option<&Ledger>,
     ) -> Result<Pop3Side, SideError> {
         let wrap = |error: mailmove_pop3::Error| SideError::new(Side::Source, error);
-        let options = ConnectOptions {
-            tls: account.options.tls.clone(),
-            allow_plaintext: account.options.allow_plaintext,
-            connect_timeout: account.options.connect_timeout,
-            response_timeout: account.options.response_timeout,
-            ..ConnectOptions::default()
-        };
-        let mut client = Client::connect(&account.endpoint, &options)
+        let mut client = Client::connect(&account.endpoint, &account.options)
             .await
             .map_err(wrap)?;
         client

@@ -1,0 +1,48 @@
+//! How to connect, beyond the server's address: one set of options for every
+//! connector, filled once from the command line or a project's settings.
+
+use std::time::Duration;
+
+use crate::tls::TlsOptions;
+
+/// How to connect, beyond the endpoint itself. IMAP, POP3 and EWS take the same one;
+/// a connector ignores what does not apply to it (COMPRESS is IMAP's alone).
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub tls: TlsOptions,
+    /// Send a password over an unencrypted connection to a non-loopback host.
+    pub allow_plaintext: bool,
+    /// Longest wait for the TCP connection and then for the TLS handshake.
+    pub connect_timeout: Duration,
+    /// Longest wait for any single answer (or, while a message streams in, for its next
+    /// bytes) before the connection counts as lost.
+    pub response_timeout: Duration,
+    /// Messages above this many bytes are spooled to an anonymous temporary file.
+    pub spill_threshold: u64,
+    /// When to turn on IMAP COMPRESS=DEFLATE.
+    pub compress: CompressMode,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            tls: TlsOptions::default(),
+            allow_plaintext: false,
+            connect_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(300),
+            spill_threshold: 2 * 1024 * 1024,
+            compress: CompressMode::default(),
+        }
+    }
+}
+
+/// When a session is compressed (COMPRESS=DEFLATE, RFC 4978), where the server offers it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CompressMode {
+    /// Unless the server is on this machine or a private network: there the link is
+    /// faster than deflating, and compression would only cost both ends CPU.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
