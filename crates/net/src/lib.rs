@@ -1,13 +1,15 @@
 //! What every connector (IMAP, POP3, EWS) shares: one set of connection options, a TCP
 //! connection with errors a person can act on, TLS with verified certificates, the
 //! set-up IMAP and POP3 have in common (TLS at once or after STARTTLS/STLS, plaintext
-//! refused), the remedies errors point to, and message bodies that stay in memory when
+//! refused), how a session signs in (`sasl.rs`: password, an administrator for a
+//! mailbox, an OAuth2 token), the remedies errors point to, and message bodies that stay in memory when
 //! small and are spooled to an anonymous temporary file when large.
 
 mod body;
 mod connect;
 mod options;
 mod remedy;
+mod sasl;
 mod setup;
 mod tls;
 
@@ -15,5 +17,8 @@ pub use body::{Body, BodySink};
 pub use connect::{NetError, connect_tcp, tls_handshake_within};
 pub use options::{CompressMode, ConnectOptions};
 pub use remedy::Remedy;
+pub use sasl::{
+    AdminForm, OAuthMechanism, SignIn, after_oauth_error, oauth_error, oauthbearer, plain, xoauth2,
+};
 pub use setup::{BeforeLogin, Opened, Stream, before_login, nothing_buffered, open, upgrade};
 pub use tls::{TlsOptions, TlsSetupError, client_config};
