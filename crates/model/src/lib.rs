@@ -2,7 +2,11 @@
 //! and how a message is recognised. Nothing here does I/O.
 
 mod endpoint;
+mod pass;
 mod secret;
+mod size;
 
 pub use endpoint::{EWS_PATH, Endpoint, EndpointError, Kind, Security};
+pub use pass::PassKind;
 pub use secret::Secret;
+pub use size::human_size;

@@ -107,8 +107,7 @@ pub struct AppState {
 }
 
 struct Shared {
-    db: Db,
-    keyring: Keyring,
+    projects: mailmove_projects::Projects,
     mailer: Mailer,
     config: PortalConfig,
     limiter: auth::RateLimiter,
@@ -118,8 +117,7 @@ impl AppState {
     pub fn new(db: Db, keyring: Keyring, mailer: Mailer, config: PortalConfig) -> AppState {
         AppState {
             shared: Arc::new(Shared {
-                db,
-                keyring,
+                projects: mailmove_projects::Projects::new(db, keyring),
                 mailer,
                 config,
                 limiter: auth::RateLimiter::default(),
@@ -128,15 +126,16 @@ impl AppState {
     }
 
     pub fn db(&self) -> &Db {
-        &self.shared.db
+        self.shared.projects.db()
+    }
+
+    /// Every project operation goes through here (see `mailmove-projects`).
+    pub(crate) fn projects(&self) -> &mailmove_projects::Projects {
+        &self.shared.projects
     }
 
     pub fn config(&self) -> &PortalConfig {
         &self.shared.config
-    }
-
-    pub(crate) fn keyring(&self) -> &Keyring {
-        &self.shared.keyring
     }
 
     pub(crate) fn mailer(&self) -> &Mailer {
