@@ -133,6 +133,7 @@ conformance!(
     ending_a_pass_is_all_or_nothing,
     finishing_or_deleting_waits_for_passes_and_stops_new_ones,
     a_pass_counts_what_every_attempt_of_it_copied,
+    queueing_racing_finishing_or_deleting_leaves_no_pass_behind,
 );
 
 async fn source_uids_are_stable(db: &Db) {
@@ -1255,6 +1256,47 @@ async fn a_pass_counts_what_every_attempt_of_it_copied(db: &Db) {
     cli.record_intents(&[intent(1)]).await.unwrap();
     cli.record_outcomes(&[copied(1, 1)]).await.unwrap();
     assert_eq!(db.pass_copies(pass).await.unwrap().messages, 4);
+}
+
+/// Queueing and finishing (or deleting) sent at the same instant: whichever commits
+/// first, the other sees it, so a finished or deleted project never has a pass queued.
+async fn queueing_racing_finishing_or_deleting_leaves_no_pass_behind(db: &Db) {
+    for round in 0..16 {
+        let ids = mailbox_fixture(db, 3).await;
+        let project_id = db.mailbox(ids[0]).await.unwrap().project_id;
+        let (queue_db, end_db) = (db.clone(), db.clone());
+        let queue = tokio::spawn(async move {
+            queue_db
+                .queue_passes(project_id, None, PassKind::Full)
+                .await
+        });
+        let end = tokio::spawn(async move {
+            if round % 2 == 0 {
+                end_db.finish_project(project_id).await.map(drop)
+            } else {
+                end_db.delete_project(project_id).await
+            }
+        });
+        let (queued, ended) = (queue.await.unwrap(), end.await.unwrap());
+        match (queued, ended) {
+            // Queued first: the project was busy.
+            (Ok(passes), Err(StoreError::Busy(_))) => {
+                assert_eq!(passes.len(), 3, "round {round}");
+                assert_eq!(db.unfinished_passes(project_id).await.unwrap(), 3);
+                db.request_stops(project_id, None).await.unwrap();
+            }
+            // Finished or deleted first: the queue was refused.
+            (Err(StoreError::Conflict(_) | StoreError::NotFound(_)), Ok(())) => {
+                assert_eq!(
+                    db.unfinished_passes(project_id).await.unwrap(),
+                    0,
+                    "round {round}"
+                );
+            }
+            (queued, ended) => panic!("round {round}: {queued:?} and {ended:?}"),
+        }
+    }
+    assert!(db.claim_pass("w", 60).await.unwrap().is_none());
 }
 
 fn copied(uid: u32, dest_uid: u32) -> Outcome {
