@@ -3,11 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use mailmove_model::Secret;
-use mailmove_secrets::Keyring;
-use mailmove_store::{Db, MailboxStatus, NewMailbox, PassKind, ProjectRecord};
-use mailmove_worker::{ProjectSettings, Worker, secret_context};
-use serde::Serialize;
+use mailmove_model::{PassKind, human_size};
+use mailmove_projects::{
+    FallbackPasswords, ProjectRequest, ProjectSettings, ProjectStatus, Projects,
+};
+use mailmove_store::MailboxStatus;
+use mailmove_worker::Worker;
 
 use crate::args::{PassArg, PasswordArgs, ProjectCommand, dest_endpoint, source_endpoint};
 use crate::runner::{open_database, worker_config};
@@ -39,16 +40,19 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
                 allow_plaintext: connection.allow_plaintext,
                 pop_folder,
             };
-            let project = db
-                .create_project(&owner, &name, &source, &dest, &settings.to_json())
+            let request = ProjectRequest {
+                owner_email: &owner,
+                name: &name,
+                source: &source,
+                dest: &dest,
+                settings: &settings,
+            };
+            let fallback = fallback_passwords(&passwords)?;
+            let (_, ids) = Projects::new(db, keyring)
+                .create(&request, rows.as_deref().unwrap_or_default(), &fallback)
                 .await?;
-            if let Some(rows) = rows {
-                let sealed = seal(&keyring, project.id, &rows, &passwords)?;
-                if let Err(e) = db.add_mailboxes(project.id, &sealed).await {
-                    db.delete_project(project.id).await?;
-                    return Err(e.into());
-                }
-                println!("Created project `{name}` with {} mailboxes.", sealed.len());
+            if rows.is_some() {
+                println!("Created project `{name}` with {} mailboxes.", ids.len());
             } else {
                 println!("Created project `{name}`.");
             }
@@ -64,9 +68,10 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
             let rows = read_rows(&file)?;
             let (db, keyring) = open_database(&database).await?;
             let project = db.project_by_name(&name, owner.as_deref()).await?;
-            let sealed = seal(&keyring, project.id, &rows, &passwords)?;
-            db.add_mailboxes(project.id, &sealed).await?;
-            println!("Added {} mailboxes to `{name}`.", sealed.len());
+            let ids = Projects::new(db, keyring)
+                .add_mailboxes(project.id, &rows, &fallback_passwords(&passwords)?)
+                .await?;
+            println!("Added {} mailboxes to `{name}`.", ids.len());
             Ok(OK)
         }
         ProjectCommand::Run {
@@ -78,6 +83,7 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
             runner,
         } => {
             let (db, keyring) = open_database(&database).await?;
+            let projects = Projects::new(db.clone(), keyring.clone());
             let project = db.project_by_name(&name, owner.as_deref()).await?;
             let kind = match pass {
                 PassArg::Verify => PassKind::Verify,
@@ -85,19 +91,16 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
                 PassArg::Delta => PassKind::Delta,
                 PassArg::Retry => PassKind::Retry,
             };
-            let mailboxes = db.mailboxes(project.id).await?;
-            if mailboxes.is_empty() {
+            let queued = projects.queue(project.id, None, kind).await?;
+            if queued.is_empty() {
                 bail!(
                     "project `{name}` has no mailboxes: add some with `mailmove project add-mailboxes`"
                 );
             }
-            for mailbox in &mailboxes {
-                db.queue_pass(mailbox.id, kind).await?;
-            }
             println!(
                 "Queued a {} pass for {} mailboxes of `{name}`.",
                 kind.as_str(),
-                mailboxes.len()
+                queued.len()
             );
             if !wait {
                 return Ok(OK);
@@ -113,7 +116,7 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
-            let status = project_status(&db, &project).await?;
+            let status = projects.status(&project).await?;
             print_status(&status);
             let all_good = status
                 .mailboxes
@@ -126,11 +129,9 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
             owner,
             database,
         } => {
-            let (db, _) = open_database(&database).await?;
+            let (db, keyring) = open_database(&database).await?;
             let project = db.project_by_name(&name, owner.as_deref()).await?;
-            for mailbox in db.mailboxes(project.id).await? {
-                db.request_stop(mailbox.id).await?;
-            }
+            Projects::new(db, keyring).stop(project.id, None).await?;
             println!("Asked every pass of `{name}` to stop.");
             Ok(OK)
         }
@@ -140,9 +141,9 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
             owner,
             database,
         } => {
-            let (db, _) = open_database(&database).await?;
+            let (db, keyring) = open_database(&database).await?;
             let project = db.project_by_name(&name, owner.as_deref()).await?;
-            let status = project_status(&db, &project).await?;
+            let status = Projects::new(db, keyring).status(&project).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -212,109 +213,11 @@ fn read_rows(file: &Path) -> Result<Vec<mailmove_import::MailboxRow>> {
     }
 }
 
-/// Seals each row's passwords (or the ones given by file or environment).
-fn seal(
-    keyring: &Keyring,
-    project_id: i64,
-    rows: &[mailmove_import::MailboxRow],
-    passwords: &PasswordArgs,
-) -> Result<Vec<NewMailbox>> {
-    let fallback_source = passwords.source()?;
-    let fallback_dest = passwords.dest()?;
-    let seal_one = |secret: Option<Secret<String>>, email: &str, side: &str| {
-        secret.map(|s| keyring.seal(&s, &secret_context(project_id, email, side)))
-    };
-    Ok(rows
-        .iter()
-        .map(|row| NewMailbox {
-            source_email: row.source_email.clone(),
-            source_login: row.source_login.clone(),
-            source_secret: seal_one(
-                row.source_password
-                    .clone()
-                    .or_else(|| fallback_source.clone()),
-                &row.source_email,
-                "source",
-            ),
-            dest_email: row.dest_email.clone(),
-            dest_login: row.dest_login.clone(),
-            dest_secret: seal_one(
-                row.dest_password.clone().or_else(|| fallback_dest.clone()),
-                &row.source_email,
-                "destination",
-            ),
-        })
-        .collect())
-}
-
-#[derive(Serialize)]
-pub struct ProjectStatus {
-    pub project: String,
-    pub source: String,
-    pub dest: String,
-    pub mailboxes: Vec<MailboxStatusJson>,
-}
-
-#[derive(Serialize)]
-pub struct MailboxStatusJson {
-    pub source_email: String,
-    pub dest_email: String,
-    pub status: String,
-    pub pass: Option<String>,
-    pub messages: mailmove_engine::report::Counts,
-    pub bytes_copied: u64,
-    pub last_error: Option<String>,
-    /// The running pass's progress, when one runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub progress: Option<ProgressJson>,
-}
-
-#[derive(Serialize)]
-pub struct ProgressJson {
-    pub messages_done: u64,
-    pub messages_total: u64,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub folder: Option<String>,
-}
-
-pub async fn project_status(db: &Db, project: &ProjectRecord) -> Result<ProjectStatus> {
-    let mut mailboxes = Vec::new();
-    for mailbox in db.mailboxes(project.id).await? {
-        let latest = db.latest_pass(mailbox.id).await?;
-        let progress = latest
-            .as_ref()
-            .filter(|p| p.state == mailmove_store::PassState::Running)
-            .map(|p| ProgressJson {
-                messages_done: p.progress.messages_done,
-                messages_total: p.progress.messages_total,
-                bytes_done: p.progress.bytes_done,
-                bytes_total: p.progress.bytes_total,
-                folder: p.progress.current_folder.clone(),
-            });
-        mailboxes.push(MailboxStatusJson {
-            source_email: mailbox.source_email,
-            dest_email: mailbox.dest_email,
-            status: mailbox.status.as_str().to_string(),
-            pass: mailbox
-                .last_pass
-                .or_else(|| latest.map(|p| p.kind.as_str().to_string())),
-            messages: mailmove_engine::report::Counts {
-                copied: mailbox.copied,
-                already_present: mailbox.already_present,
-                skipped: mailbox.skipped,
-                failed: mailbox.failed,
-            },
-            bytes_copied: mailbox.bytes_copied,
-            last_error: mailbox.last_error,
-            progress,
-        });
-    }
-    Ok(ProjectStatus {
-        project: project.name.clone(),
-        source: project.source.clone(),
-        dest: project.dest.clone(),
-        mailboxes,
+/// The passwords given by file or environment, for rows that carry none.
+fn fallback_passwords(passwords: &PasswordArgs) -> Result<FallbackPasswords> {
+    Ok(FallbackPasswords {
+        source: passwords.source()?,
+        dest: passwords.dest()?,
     })
 }
 
@@ -334,7 +237,7 @@ fn print_status(status: &ProjectStatus) {
             m.messages.already_present,
             m.messages.skipped,
             m.messages.failed,
-            mailmove_engine::report::human_size(m.bytes_copied),
+            human_size(m.bytes_copied),
             m.last_error
                 .as_deref()
                 .map(|e| format!("; {e}"))

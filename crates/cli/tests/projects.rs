@@ -167,6 +167,19 @@ impl Farm {
         }
     }
 
+    /// How many messages mailbox `n` holds at the destination (a folder not created yet
+    /// holds none).
+    fn dest_messages(&self, n: usize) -> u64 {
+        let mut dst = self
+            .dest
+            .checker(&format!("user{n}@new.example"), &dest_password(n))
+            .unwrap();
+        ["INBOX", "Archive"]
+            .iter()
+            .map(|folder| dst.fetch_all(folder).map_or(0, |m| m.len() as u64))
+            .sum()
+    }
+
     /// `mailmove verify` on every pair finds nothing unexplained.
     fn assert_verified(&self) {
         for n in 0..self.count {
@@ -334,6 +347,7 @@ fn thirty_mailboxes_by_three_workers_on_postgres_survive_a_killed_worker() {
     let logs: Vec<PathBuf> = (0..3)
         .map(|i| farm.dir.path().join(format!("worker{i}.log")))
         .collect();
+    let before: Vec<u64> = (0..30).map(|n| farm.dest_messages(n)).collect();
     let mut workers: Vec<Child> = logs
         .iter()
         .map(|log| spawn_worker(&farm, &pg.url, log))
@@ -395,6 +409,19 @@ fn thirty_mailboxes_by_three_workers_on_postgres_survive_a_killed_worker() {
             "{mailbox}"
         );
         assert_eq!(m["failed"], 0);
+        // The pass's counts describe the pass, however many workers it took: a worker
+        // that took a pass over counts what its predecessor copied too.
+        let n: usize = mailbox["source_email"]
+            .as_str()
+            .and_then(|email| email.strip_prefix("user"))
+            .and_then(|rest| rest.split('@').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert_eq!(
+            m["copied"].as_u64().unwrap(),
+            farm.dest_messages(n) - before[n],
+            "user{n}: copied counts what arrived in this pass: {mailbox}"
+        );
     }
     farm.assert_all_copied_once();
     farm.assert_verified();

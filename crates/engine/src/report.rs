@@ -112,21 +112,8 @@ impl Report {
     }
 }
 
-/// `5.3 MB`-style sizes for messages people read.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+/// `5.3 MB`-style sizes for messages people read (kept here for the engine's callers).
+pub use mailmove_model::human_size;
 
 #[cfg(test)]
 mod tests {

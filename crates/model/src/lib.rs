@@ -3,7 +3,11 @@
 
 mod endpoint;
 pub mod mutf7;
+mod pass;
 mod secret;
+mod size;
 
 pub use endpoint::{EWS_PATH, Endpoint, EndpointError, Kind, Security};
+pub use pass::PassKind;
 pub use secret::Secret;
+pub use size::human_size;

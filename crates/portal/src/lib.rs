@@ -109,8 +109,7 @@ pub struct AppState {
 }
 
 struct Shared {
-    db: Db,
-    keyring: Keyring,
+    projects: mailmove_projects::Projects,
     mailer: Mailer,
     config: PortalConfig,
     limiter: auth::RateLimiter,
@@ -120,8 +119,7 @@ impl AppState {
     pub fn new(db: Db, keyring: Keyring, mailer: Mailer, config: PortalConfig) -> AppState {
         AppState {
             shared: Arc::new(Shared {
-                db,
-                keyring,
+                projects: mailmove_projects::Projects::new(db, keyring),
                 mailer,
                 config,
                 limiter: auth::RateLimiter::default(),
@@ -130,15 +128,16 @@ impl AppState {
     }
 
     pub fn db(&self) -> &Db {
-        &self.shared.db
+        self.shared.projects.db()
+    }
+
+    /// Every project operation goes through here (see `mailmove-projects`).
+    pub(crate) fn projects(&self) -> &mailmove_projects::Projects {
+        &self.shared.projects
     }
 
     pub fn config(&self) -> &PortalConfig {
         &self.shared.config
-    }
-
-    pub(crate) fn keyring(&self) -> &Keyring {
-        &self.shared.keyring
     }
 
     pub(crate) fn mailer(&self) -> &Mailer {

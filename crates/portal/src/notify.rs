@@ -1,7 +1,7 @@
 //! The email a project's contact gets when a pass over the project ends (SPEC §6.8):
-//! a background task of the portal looks every few seconds for projects whose passes
-//! have all ended since the last notice, claims each notice in the store (so of several
-//! portal processes exactly one sends it) and sends it. The same task removes expired
+//! a background task of the portal looks every few seconds for rounds of ended passes
+//! nobody was told about, claims their passes in the store (so of several portal
+//! processes exactly one reports each pass) and sends one email per round. The same task removes expired
 //! sessions and login links.
 
 use std::time::{Duration, Instant};
@@ -35,22 +35,30 @@ pub(crate) async fn run(state: AppState) {
     }
 }
 
-/// Sends one email for each project whose passes have all ended since its last one;
-/// returns how many were sent. A notice is claimed before it is sent, so it goes out at
-/// most once even if sending fails (the failure is logged).
+/// Sends one email for each round of ended passes nobody was told about (a project's
+/// passes of one kind, once none of that kind is queued or running there); returns how
+/// many were sent. Each pass is claimed before the email is sent, so it is reported at
+/// most once even if sending fails (the failure is logged), and a pass that ends while
+/// another kind of pass is queued right after is still reported.
 pub async fn notify_ended_passes(state: &AppState) -> Result<usize, StoreError> {
     let db = state.db();
     let mut sent = 0;
-    for ended in db.ended_projects().await? {
-        if !db
-            .claim_notification(ended.project_id, ended.last_pass_id)
-            .await?
-        {
+    for round in db.ended_rounds().await? {
+        let claimed = db.claim_ended_passes(&round.pass_ids).await?;
+        if claimed.is_empty() {
             continue;
         }
-        let project = db.project_by_id(ended.project_id).await?;
-        let kind = db.pass(ended.last_pass_id).await?.kind;
-        let mailboxes = db.mailboxes(project.id).await?;
+        let project = db.project_by_id(round.project_id).await?;
+        let mut mailbox_ids = Vec::with_capacity(claimed.len());
+        for id in &claimed {
+            mailbox_ids.push(db.pass(*id).await?.mailbox_id);
+        }
+        let mailboxes: Vec<_> = db
+            .mailboxes(project.id)
+            .await?
+            .into_iter()
+            .filter(|m| mailbox_ids.contains(&m.id))
+            .collect();
         let mut lines = Vec::new();
         for status in MailboxStatus::ALL {
             let count = mailboxes.iter().filter(|m| m.status == status).count();
@@ -60,7 +68,7 @@ pub async fn notify_ended_passes(state: &AppState) -> Result<usize, StoreError> 
         }
         let copied: u64 = mailboxes.iter().map(|m| m.copied).sum();
         let failed: u64 = mailboxes.iter().map(|m| m.failed).sum();
-        let name = pass_name(kind);
+        let name = pass_name(round.kind);
         let mail = OutgoingMail {
             to: project.owner_email.clone(),
             subject: format!("mailmove: {name} of “{}” has ended", project.name),

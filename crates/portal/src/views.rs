@@ -4,7 +4,8 @@
 //! counts and reasons go out.
 
 use askama::Template;
-use mailmove_engine::report::human_size;
+use mailmove_model::human_size;
+use mailmove_projects::TrialReport;
 use mailmove_store::{MailboxRecord, MailboxStatus, PassKind, PassSnapshot, PassState};
 
 use crate::presets::{PRESETS, Side};
@@ -376,19 +377,17 @@ pub(crate) fn progress_html(
                 .unwrap_or_else(|| "Trial passed".into()),
             bar: None,
         },
-        _ if mailbox.last_pass.is_some() && mailbox.last_pass.as_deref() != Some("verify") => {
-            ProgressCell {
-                line: format!(
-                    "{} copied, {} already there, {} skipped, {} failed; {}",
-                    mailbox.copied,
-                    mailbox.already_present,
-                    mailbox.skipped,
-                    mailbox.failed,
-                    human_size(mailbox.bytes_copied)
-                ),
-                bar: None,
-            }
-        }
+        _ if mailbox.last_pass.is_some_and(PassKind::copies) => ProgressCell {
+            line: format!(
+                "{} copied, {} already there, {} skipped, {} failed; {}",
+                mailbox.copied,
+                mailbox.already_present,
+                mailbox.skipped,
+                mailbox.failed,
+                human_size(mailbox.bytes_copied)
+            ),
+            bar: None,
+        },
         _ => ProgressCell {
             line: "No migration yet".into(),
             bar: None,
@@ -400,18 +399,16 @@ pub(crate) fn progress_html(
 /// The pre-flight of a passed trial, from its report: what there is to copy, the
 /// largest message, the destination quota and an estimate of the time.
 fn trial_summary(report: &str) -> Option<String> {
-    let report: serde_json::Value = serde_json::from_str(report).ok()?;
-    let source = &report["source"];
-    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    let report = TrialReport::from_json(report)?;
+    let source = &report.source;
     let mut parts = vec![format!(
         "Trial: {} messages in {} folders, {}; largest message {}",
-        number(&source["messages"]),
-        number(&source["folders"]),
-        human_size(number(&source["bytes"])),
-        human_size(number(&source["largest_message"]))
+        source.messages,
+        source.folders,
+        human_size(source.bytes),
+        human_size(source.largest_message)
     )];
-    let dest = &report["dest"];
-    if let (Some(used), Some(limit)) = (dest["quota_used"].as_u64(), dest["quota_limit"].as_u64()) {
+    if let (Some(used), Some(limit)) = (report.dest.quota_used, report.dest.quota_limit) {
         parts.push(format!(
             "destination quota {} used of {}",
             human_size(used),
@@ -420,13 +417,22 @@ fn trial_summary(report: &str) -> Option<String> {
     }
     parts.push(format!(
         "about {} to copy",
-        human_duration(number(&report["estimated_seconds"]).max(1))
+        human_duration(report.estimated_seconds.max(1))
     ));
     Some(parts.join("; "))
 }
 
+/// A running pass's figures. Before its worker's first heartbeat a full pass shows the
+/// totals its trial found (the store starts it with them); a pass with no totals yet
+/// says it is starting rather than "0 of 0".
 fn running(pass: &PassSnapshot, now: i64) -> ProgressCell {
     let p = &pass.progress;
+    if p.messages_total == 0 && p.messages_done == 0 && p.current_folder.is_none() {
+        return ProgressCell {
+            line: format!("{}: starting", pass_name(pass.kind)),
+            bar: None,
+        };
+    }
     let elapsed = pass.started_at.map_or(0, |start| (now - start).max(0));
     let mut parts = Vec::new();
     if let Some(folder) = &p.current_folder {

@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::StoreError;
 use crate::db::{Db, now};
-use crate::passes::{PassKind, PassProgress, PassState};
+use crate::passes::{PassKind, PassProgress, PassState, parse_kind};
 use crate::projects::{MailboxStatus, ProjectRecord};
 
 /// What became of a login link that was followed.
@@ -85,12 +85,14 @@ pub struct PassSnapshot {
     pub report: Option<String>,
 }
 
-/// A project whose passes have all ended since its contact was last told.
+/// Ended passes of one kind over a project that its contact was not told about, once
+/// no pass of that kind is queued or running there any more: one round, one email.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndedProject {
+pub struct EndedRound {
     pub project_id: i64,
-    /// The newest pass of the project: the notification covers it and every older one.
-    pub last_pass_id: i64,
+    pub kind: PassKind,
+    /// Oldest first.
+    pub pass_ids: Vec<i64>,
 }
 
 impl Db {
@@ -308,8 +310,11 @@ impl Db {
 
     /// Marks a project finished and erases its mailboxes' stored passwords: a finished
     /// migration keeps its reports and no secret. Returns false if it was finished already.
+    /// Refused (`Busy`) while a pass is queued or running: the check and the marking
+    /// are one transaction holding the project row.
     pub async fn finish_project(&self, project_id: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
+        self.hold_idle_project(&mut tx, project_id).await?;
         let marked = sqlx::query(
             "UPDATE projects SET finished_at = $1 WHERE id = $2 AND finished_at IS NULL",
         )
@@ -400,51 +405,65 @@ impl Db {
         rows.iter().map(snapshot).collect()
     }
 
-    /// Projects that had a pass, have none queued or running, and whose newest pass is
-    /// newer than the last notification sent about them.
-    pub async fn ended_projects(&self) -> Result<Vec<EndedProject>, StoreError> {
+    /// Rounds of ended passes nobody was told about. A round is due when its project
+    /// has no pass of the same kind queued or running: a "Migrate new items" queued
+    /// right after a migration ends does not hold back the news of the migration.
+    pub async fn ended_rounds(&self) -> Result<Vec<EndedRound>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.project_id, MAX(s.id) FROM passes s \
+            "SELECT m.project_id, s.kind, s.id FROM passes s \
              JOIN mailboxes m ON m.id = s.mailbox_id \
-             LEFT JOIN project_notifications n ON n.project_id = m.project_id \
-             GROUP BY m.project_id, n.notified_through \
-             HAVING SUM(CASE WHEN s.state IN ('queued', 'running') THEN 1 ELSE 0 END) = 0 \
-                AND MAX(s.id) > COALESCE(n.notified_through, 0) \
-             ORDER BY m.project_id",
+             WHERE s.state NOT IN ('queued', 'running') AND s.notified_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM passes o JOIN mailboxes om ON om.id = o.mailbox_id \
+                 WHERE om.project_id = m.project_id AND o.kind = s.kind \
+                 AND o.state IN ('queued', 'running')) \
+             ORDER BY m.project_id, s.kind, s.id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EndedProject {
-                    project_id: row.try_get(0)?,
-                    last_pass_id: row.try_get(1)?,
-                })
-            })
-            .collect()
+        let mut rounds: Vec<EndedRound> = Vec::new();
+        for row in &rows {
+            let project_id: i64 = row.try_get(0)?;
+            let kind = parse_kind(&row.try_get::<String, _>(1)?)?;
+            let pass_id: i64 = row.try_get(2)?;
+            match rounds.last_mut() {
+                Some(round) if round.project_id == project_id && round.kind == kind => {
+                    round.pass_ids.push(pass_id)
+                }
+                _ => rounds.push(EndedRound {
+                    project_id,
+                    kind,
+                    pass_ids: vec![pass_id],
+                }),
+            }
+        }
+        Ok(rounds)
     }
 
-    /// Claims the notification about a project's passes up to `last_pass_id`. Of several
-    /// portals claiming the same, exactly one gets true and sends it.
-    pub async fn claim_notification(
-        &self,
-        project_id: i64,
-        last_pass_id: i64,
-    ) -> Result<bool, StoreError> {
-        let claimed = sqlx::query(
-            "INSERT INTO project_notifications (project_id, notified_through, notified_at) \
-             VALUES ($1, $2, $3) \
-             ON CONFLICT (project_id) DO UPDATE SET notified_through = excluded.notified_through, \
-             notified_at = excluded.notified_at \
-             WHERE project_notifications.notified_through < excluded.notified_through",
-        )
-        .bind(project_id)
-        .bind(last_pass_id)
-        .bind(now())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(claimed == 1)
+    /// Claims the news of these ended passes; returns the ones this caller claimed (of
+    /// several portals claiming the same passes, each pass goes to exactly one).
+    pub async fn claim_ended_passes(&self, pass_ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        if pass_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> =
+            (0..pass_ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE passes SET notified_at = $1 WHERE notified_at IS NULL \
+             AND state NOT IN ('queued', 'running') AND id IN ({}) RETURNING id",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now());
+        for id in pass_ids {
+            query = query.bind(*id);
+        }
+        let mut claimed: Vec<i64> = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        claimed.sort_unstable();
+        Ok(claimed)
     }
 }
 
@@ -480,18 +499,8 @@ fn snapshot(row: &AnyRow) -> Result<PassSnapshot, StoreError> {
     Ok(PassSnapshot {
         pass_id: row.try_get(0)?,
         mailbox_id: row.try_get(1)?,
-        kind: PassKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("pass kind `{kind}`")))?,
-        state: [
-            PassState::Queued,
-            PassState::Running,
-            PassState::Done,
-            PassState::Failed,
-            PassState::Stopped,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == state)
-        .ok_or_else(|| StoreError::Corrupt(format!("pass state `{state}`")))?,
+        kind: parse_kind(&kind)?,
+        state: PassState::parse(&state)?,
         progress: PassProgress {
             messages_total: count(4)?,
             messages_done: count(5)?,

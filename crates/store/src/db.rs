@@ -3,6 +3,8 @@
 //! placeholders, which both accept.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -26,6 +28,9 @@ pub struct Db {
     /// On PostgreSQL the same pool as everything else.
     pub(crate) writer: AnyPool,
     pub(crate) dialect: Dialect,
+    /// Steps of multi-statement operations left before an injected failure (0: none);
+    /// shared by every clone. See [`Db::fail_at_step`].
+    pub(crate) fail_at: Arc<AtomicU32>,
 }
 
 impl Db {
@@ -89,6 +94,7 @@ impl Db {
             pool,
             writer,
             dialect,
+            fail_at: Arc::default(),
         };
         db.migrate().await?;
         Ok(db)
@@ -115,6 +121,36 @@ impl Db {
         match self.dialect {
             Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
             Dialect::Postgres => pool.begin().await,
+        }
+    }
+
+    /// For tests of atomicity: the `step`-th statement from now of an operation that
+    /// writes in several statements (creating a project, ending a pass) fails as a
+    /// crash there would, after the statements before it ran inside the transaction.
+    #[doc(hidden)]
+    pub fn fail_at_step(&self, step: u32) {
+        self.fail_at.store(step, Ordering::SeqCst);
+    }
+
+    /// Marks a step of a multi-statement operation; fails where a test asked it to.
+    pub(crate) fn step(&self) -> Result<(), StoreError> {
+        let left = self.fail_at.load(Ordering::SeqCst);
+        if left == 0 {
+            return Ok(());
+        }
+        self.fail_at.store(left - 1, Ordering::SeqCst);
+        if left == 1 {
+            return Err(StoreError::Injected);
+        }
+        Ok(())
+    }
+
+    /// `FOR UPDATE` where the database has row locks (PostgreSQL); an SQLite write
+    /// transaction holds the whole file already.
+    pub(crate) fn lock_rows(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR UPDATE",
         }
     }
 
@@ -322,6 +358,17 @@ INSERT INTO project_notifications (project_id, notified_through, notified_at)
     SELECT m.project_id, MAX(s.id), 0 FROM passes s JOIN mailboxes m ON m.id = s.mailbox_id
     GROUP BY m.project_id
 ",
+    // Which pass wrote a ledger row's intent (so a pass's counts cover every attempt
+    // of it), and which ended passes the contact was told about, one by one. Passes
+    // already covered by a project notification count as told.
+    "
+ALTER TABLE items ADD COLUMN pass_id BIGINT;
+CREATE INDEX items_by_pass ON items (pass_id);
+ALTER TABLE passes ADD COLUMN notified_at BIGINT;
+UPDATE passes SET notified_at = 0 WHERE state NOT IN ('queued', 'running')
+    AND id <= COALESCE((SELECT n.notified_through FROM project_notifications n
+        JOIN mailboxes m ON m.project_id = n.project_id WHERE m.id = passes.mailbox_id), 0)
+",
 ];
 
 /// Creating and dropping whole databases: for tests and for first-time setup.
@@ -341,6 +388,7 @@ impl Db {
             writer: pool.clone(),
             pool,
             dialect: Dialect::Postgres,
+            fail_at: Arc::default(),
         })
     }
 

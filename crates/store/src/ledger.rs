@@ -95,6 +95,9 @@ pub enum Outcome {
 pub struct Ledger {
     db: Db,
     mailbox: String,
+    /// The pass that writes through this ledger, marked on the rows whose APPEND it
+    /// sends, so that its counts cover every attempt of it (see [`Db::pass_copies`]).
+    pass_id: Option<i64>,
 }
 
 impl Ledger {
@@ -108,6 +111,15 @@ impl Ledger {
         Ledger {
             db,
             mailbox: mailbox.to_string(),
+            pass_id: None,
+        }
+    }
+
+    /// The ledger of one pair inside a shared database, written by the pass `pass_id`.
+    pub fn for_pass(db: Db, mailbox: &str, pass_id: i64) -> Ledger {
+        Ledger {
+            pass_id: Some(pass_id),
+            ..Ledger::within(db, mailbox)
         }
     }
 
@@ -344,16 +356,18 @@ impl Ledger {
                 let mut sql = String::from(
                     "INSERT INTO items (mailbox, updated_at, source_folder, source_uidvalidity, \
                      source_uid, state, dest_folder, dest_uidvalidity, dest_uid, content_key, \
-                     message_id, subject, size, reason) VALUES ",
+                     message_id, subject, size, reason, pass_id) VALUES ",
                 );
-                push_value_rows(&mut sql, self.db.dialect, rows.len(), 14);
+                push_value_rows(&mut sql, self.db.dialect, rows.len(), 15);
                 sql.push_str(
                     " ON CONFLICT (mailbox, source_folder, source_uidvalidity, source_uid) \
                      DO UPDATE SET state = excluded.state, dest_folder = excluded.dest_folder, \
                      dest_uidvalidity = excluded.dest_uidvalidity, dest_uid = excluded.dest_uid, \
                      content_key = excluded.content_key, message_id = excluded.message_id, \
                      subject = excluded.subject, size = excluded.size, reason = excluded.reason, \
-                     updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at, \
+                     pass_id = CASE WHEN excluded.state = 'copied' AND items.state = 'appending' \
+                                    THEN items.pass_id ELSE excluded.pass_id END",
                 );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for row in rows {
@@ -378,7 +392,10 @@ impl Ledger {
                             .bind(intent.message_id.clone())
                             .bind(intent.subject.clone())
                             .bind(intent.size as i64)
-                            .bind(reason.map(str::to_string));
+                            .bind(reason.map(str::to_string))
+                            // A message found at the destination was not sent by this
+                            // pass; one in doubt keeps the pass that sent it (above).
+                            .bind(self.pass_id.filter(|_| *state != ItemState::Copied));
                     }
                 }
                 query
@@ -387,7 +404,7 @@ impl Ledger {
     }
 }
 
-/// Rows per multi-row statement: at 14 parameters a row, far below both databases'
+/// Rows per multi-row statement: at 15 parameters a row, far below both databases'
 /// limits on parameters (SQLite 32,766, PostgreSQL 65,535).
 const ROWS_PER_STATEMENT: usize = 256;
 

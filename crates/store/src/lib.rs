@@ -13,12 +13,14 @@ mod passes;
 mod projects;
 
 pub use accounts::{
-    EndedProject, FailedItem, LoginTokenUse, OwnedProject, PassSnapshot, SessionRecord,
+    EndedRound, FailedItem, LoginTokenUse, OwnedProject, PassSnapshot, SessionRecord,
 };
 pub use db::{Db, Dialect, now};
 pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
-pub use passes::{Claimed, PassKind, PassProgress, PassRecord, PassState};
-pub use projects::{MailboxRecord, MailboxResults, MailboxStatus, NewMailbox, ProjectRecord};
+pub use passes::{Claimed, PassCopies, PassEnd, PassKind, PassProgress, PassRecord, PassState};
+pub use projects::{
+    MailboxRecord, MailboxResults, MailboxStatus, NewMailbox, NewProject, ProjectRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,4 +36,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// Refused while passes of the project are queued or running.
+    #[error("{0}")]
+    Busy(String),
+    /// A failure injected by a test ([`Db::fail_at_step`]).
+    #[error("a failure injected by a test")]
+    Injected,
 }

@@ -8,42 +8,11 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
+pub use mailmove_model::PassKind;
+
 use crate::StoreError;
 use crate::db::{Db, now};
-use crate::projects::MailboxStatus;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PassKind {
-    /// The trial: connect, log in, pre-flight.
-    Verify,
-    Full,
-    /// "Migrate new items".
-    Delta,
-    /// Only the items that failed.
-    Retry,
-}
-
-impl PassKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PassKind::Verify => "verify",
-            PassKind::Full => "full",
-            PassKind::Delta => "delta",
-            PassKind::Retry => "retry",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<PassKind> {
-        [
-            PassKind::Verify,
-            PassKind::Full,
-            PassKind::Delta,
-            PassKind::Retry,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
-    }
-}
+use crate::projects::{MailboxResults, MailboxStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PassState {
@@ -65,7 +34,7 @@ impl PassState {
         }
     }
 
-    fn parse(text: &str) -> Result<PassState, StoreError> {
+    pub(crate) fn parse(text: &str) -> Result<PassState, StoreError> {
         [
             PassState::Queued,
             PassState::Running,
@@ -108,41 +77,158 @@ pub struct PassProgress {
 /// A claimed pass: the worker owns it until its lease runs out.
 pub type Claimed = PassRecord;
 
+/// How a pass ended, written at once: the pass row, its mailbox's status (and counts),
+/// and its host slots given back, in one transaction.
+#[derive(Clone, Debug)]
+pub struct PassEnd {
+    pub state: PassState,
+    /// The mailbox's status after the pass; `None` leaves the mailbox as it is.
+    pub status: Option<MailboxStatus>,
+    /// The pass's error, also the mailbox's `last_error` when a status is given.
+    pub error: Option<String>,
+    /// The pass's report as JSON.
+    pub report: Option<String>,
+    /// The counts the pass leaves on its mailbox (a migration's); `None` keeps the
+    /// last migration's.
+    pub results: Option<MailboxResults>,
+    /// The pass's final figures (a trial's: what there is to copy).
+    pub progress: Option<PassProgress>,
+}
+
+impl PassEnd {
+    /// The pass row only.
+    pub fn state(state: PassState) -> PassEnd {
+        PassEnd {
+            state,
+            status: None,
+            error: None,
+            report: None,
+            results: None,
+            progress: None,
+        }
+    }
+}
+
+/// Messages the ledger says a pass put at the destination, over all its attempts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassCopies {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
 impl Db {
     /// Queues a pass for a mailbox, unless one is already queued or running there
     /// (then that one's id is returned).
     pub async fn queue_pass(&self, mailbox_id: i64, kind: PassKind) -> Result<i64, StoreError> {
-        let mut tx = self.begin_write(&self.pool).await?;
-        let existing = sqlx::query(
-            "SELECT id FROM passes WHERE mailbox_id = $1 AND state IN ('queued', 'running')",
-        )
-        .bind(mailbox_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            return Ok(row.try_get(0)?);
-        }
-        let id: i64 = sqlx::query(
-            "INSERT INTO passes (mailbox_id, kind, state, created_at) VALUES ($1, $2, 'queued', $3) RETURNING id",
-        )
-        .bind(mailbox_id)
-        .bind(kind.as_str())
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        let status = match kind {
-            PassKind::Verify => MailboxStatus::Verifying,
-            _ => MailboxStatus::Queued,
-        };
-        sqlx::query("UPDATE mailboxes SET status = $1, updated_at = $2 WHERE id = $3")
-            .bind(status.as_str())
-            .bind(now())
-            .bind(mailbox_id)
-            .execute(&mut *tx)
+        let project_id = self.mailbox(mailbox_id).await?.project_id;
+        let ids = self
+            .queue_passes(project_id, Some(&[mailbox_id]), kind)
             .await?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| StoreError::NotFound(format!("no mailbox with id {mailbox_id}")))
+    }
+
+    /// Queues a pass for each chosen mailbox of a project (every one with `None`), in
+    /// one transaction that holds the project row: refused once the project is finished,
+    /// and never interleaved with finishing or deleting it. A mailbox that has a pass
+    /// queued or running keeps it (its id is returned). A full pass starts out with the
+    /// totals of the mailbox's last passed trial, until its worker counts its own.
+    pub async fn queue_passes(
+        &self,
+        project_id: i64,
+        mailbox_ids: Option<&[i64]>,
+        kind: PassKind,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.begin_write(&self.pool).await?;
+        self.hold_active_project(&mut tx, project_id).await?;
+        let mailboxes: Vec<i64> =
+            sqlx::query("SELECT id FROM mailboxes WHERE project_id = $1 ORDER BY id")
+                .bind(project_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+        let mut ids = Vec::new();
+        for mailbox_id in mailboxes
+            .into_iter()
+            .filter(|id| mailbox_ids.is_none_or(|chosen| chosen.contains(id)))
+        {
+            let existing = sqlx::query(
+                "SELECT id FROM passes WHERE mailbox_id = $1 AND state IN ('queued', 'running')",
+            )
+            .bind(mailbox_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = existing {
+                ids.push(row.try_get(0)?);
+                continue;
+            }
+            let (messages_total, bytes_total) = if kind == PassKind::Full {
+                sqlx::query(
+                    "SELECT messages_total, bytes_total FROM passes \
+                     WHERE mailbox_id = $1 AND kind = 'verify' AND state = 'done' \
+                     ORDER BY id DESC LIMIT 1",
+                )
+                .bind(mailbox_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, row.try_get(1)?)))
+                .transpose()?
+                .unwrap_or((0, 0))
+            } else {
+                (0, 0)
+            };
+            let id: i64 = sqlx::query(
+                "INSERT INTO passes (mailbox_id, kind, state, created_at, messages_total, bytes_total) \
+                 VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id",
+            )
+            .bind(mailbox_id)
+            .bind(kind.as_str())
+            .bind(now())
+            .bind(messages_total)
+            .bind(bytes_total)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let status = match kind {
+                PassKind::Verify => MailboxStatus::Verifying,
+                _ => MailboxStatus::Queued,
+            };
+            sqlx::query("UPDATE mailboxes SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status.as_str())
+                .bind(now())
+                .bind(mailbox_id)
+                .execute(&mut *tx)
+                .await?;
+            ids.push(id);
+        }
         tx.commit().await?;
-        Ok(id)
+        Ok(ids)
+    }
+
+    /// Locks a project's row for the transaction (on PostgreSQL; SQLite's write
+    /// transaction holds the file), refusing a missing or finished project.
+    pub(crate) async fn hold_active_project(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        project_id: i64,
+    ) -> Result<(), StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT finished_at FROM projects WHERE id = $1 {}",
+            self.lock_rows()
+        )))
+        .bind(project_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no project with id {project_id}")))?;
+        if row.try_get::<Option<i64>, _>(0)?.is_some() {
+            return Err(StoreError::Conflict(
+                "the project is finished: no pass can run and no mailbox be added".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Takes the oldest pass that is queued (and due), or whose worker's lease ran out.
@@ -209,7 +295,8 @@ impl Db {
         })
     }
 
-    /// Ends a pass (done, failed or stopped) if this worker still holds it.
+    /// Ends a pass (done, failed or stopped) if this worker still holds it, leaving
+    /// its mailbox as it was.
     pub async fn finish_pass(
         &self,
         pass_id: i64,
@@ -218,21 +305,116 @@ impl Db {
         report: Option<&str>,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let end = PassEnd {
+            report: report.map(str::to_string),
+            error: error.map(str::to_string),
+            ..PassEnd::state(state)
+        };
+        self.end_pass(pass_id, worker, &end).await
+    }
+
+    /// Ends a pass if this worker still holds it: the pass row, its mailbox's status
+    /// and counts, and its host slots, in one transaction (a crash leaves all or none).
+    /// False, and nothing written, if the lease was lost.
+    pub async fn end_pass(
+        &self,
+        pass_id: i64,
+        worker: &str,
+        end: &PassEnd,
+    ) -> Result<bool, StoreError> {
+        let now = now();
+        let mut tx = self.begin_write(&self.pool).await?;
+        self.step()?;
+        let ended = sqlx::query(
             "UPDATE passes SET state = $1, report = $2, error = $3, finished_at = $4, lease_until = 0 \
-             WHERE id = $5 AND worker = $6 AND state = 'running'",
+             WHERE id = $5 AND worker = $6 AND state = 'running' RETURNING mailbox_id, kind",
         )
-        .bind(state.as_str())
-        .bind(report)
-        .bind(error)
-        .bind(now())
+        .bind(end.state.as_str())
+        .bind(end.report.as_deref())
+        .bind(end.error.as_deref())
+        .bind(now)
         .bind(pass_id)
         .bind(worker)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        self.release_host_slots(pass_id).await?;
-        Ok(done == 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(ended) = ended else {
+            return Ok(false);
+        };
+        let mailbox_id: i64 = ended.try_get(0)?;
+        let kind: String = ended.try_get(1)?;
+        if let Some(progress) = &end.progress {
+            self.step()?;
+            sqlx::query(
+                "UPDATE passes SET messages_total = $1, messages_done = $2, bytes_total = $3, \
+                 bytes_done = $4, current_folder = $5 WHERE id = $6",
+            )
+            .bind(progress.messages_total as i64)
+            .bind(progress.messages_done as i64)
+            .bind(progress.bytes_total as i64)
+            .bind(progress.bytes_done as i64)
+            .bind(progress.current_folder.as_deref())
+            .bind(pass_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(status) = end.status {
+            self.step()?;
+            match &end.results {
+                Some(results) => {
+                    sqlx::query(
+                        "UPDATE mailboxes SET status = $1, last_pass = $2, copied = $3, \
+                         already_present = $4, skipped = $5, failed = $6, bytes_copied = $7, \
+                         last_error = $8, updated_at = $9 WHERE id = $10",
+                    )
+                    .bind(status.as_str())
+                    .bind(kind)
+                    .bind(results.copied as i64)
+                    .bind(results.already_present as i64)
+                    .bind(results.skipped as i64)
+                    .bind(results.failed as i64)
+                    .bind(results.bytes_copied as i64)
+                    .bind(end.error.as_deref())
+                    .bind(now)
+                    .bind(mailbox_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(
+                        "UPDATE mailboxes SET status = $1, last_error = $2, updated_at = $3 WHERE id = $4",
+                    )
+                    .bind(status.as_str())
+                    .bind(end.error.as_deref())
+                    .bind(now)
+                    .bind(mailbox_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        self.step()?;
+        sqlx::query("UPDATE host_slots SET lease_until = 0, pass_id = NULL WHERE pass_id = $1")
+            .bind(pass_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// What the ledger says a pass put at the destination, over all its attempts: a
+    /// worker that takes over a pass counts the messages its predecessor copied too.
+    pub async fn pass_copies(&self, pass_id: i64) -> Result<PassCopies, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM items \
+             WHERE pass_id = $1 AND state = 'copied'",
+        )
+        .bind(pass_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PassCopies {
+            messages: row.try_get::<i64, _>(0)?.max(0) as u64,
+            bytes: row.try_get::<i64, _>(1)?.max(0) as u64,
+        })
     }
 
     /// Puts a pass back in the queue, due after `delay_seconds` (a transient failure,
@@ -245,7 +427,8 @@ impl Db {
         error: Option<&str>,
         count_attempt: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut tx = self.begin_write(&self.pool).await?;
+        let requeued = sqlx::query(
             "UPDATE passes SET state = 'queued', worker = NULL, lease_until = 0, not_before = $1, \
              error = $2, attempts = attempts - $3 WHERE id = $4 AND worker = $5 AND state = 'running'",
         )
@@ -254,15 +437,61 @@ impl Db {
         .bind(if count_attempt { 0i64 } else { 1 })
         .bind(pass_id)
         .bind(worker)
-        .execute(&self.pool)
-        .await?;
-        self.release_host_slots(pass_id).await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if requeued == 1 {
+            sqlx::query("UPDATE host_slots SET lease_until = 0, pass_id = NULL WHERE pass_id = $1")
+                .bind(pass_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     /// Asks the running or queued passes of these mailboxes to stop.
     pub async fn request_stop(&self, mailbox_id: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
+        self.stop_in(&mut tx, mailbox_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Asks the passes of a project's chosen mailboxes (every one with `None`) to stop,
+    /// in one transaction.
+    pub async fn request_stops(
+        &self,
+        project_id: i64,
+        mailbox_ids: Option<&[i64]>,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write(&self.pool).await?;
+        let mailboxes: Vec<i64> =
+            sqlx::query("SELECT id FROM mailboxes WHERE project_id = $1 ORDER BY id")
+                .bind(project_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+        let mut stopped = 0;
+        for mailbox_id in mailboxes
+            .into_iter()
+            .filter(|id| mailbox_ids.is_none_or(|chosen| chosen.contains(id)))
+        {
+            self.stop_in(&mut tx, mailbox_id).await?;
+            stopped += 1;
+        }
+        tx.commit().await?;
+        Ok(stopped)
+    }
+
+    async fn stop_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        mailbox_id: i64,
+    ) -> Result<(), StoreError> {
+        let tx = &mut **tx;
         sqlx::query(
             "UPDATE passes SET stop_requested = 1 WHERE mailbox_id = $1 AND state = 'running'",
         )
@@ -285,7 +514,6 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -395,8 +623,7 @@ fn pass(row: &AnyRow) -> Result<PassRecord, StoreError> {
     Ok(PassRecord {
         id: row.try_get("id")?,
         mailbox_id: row.try_get("mailbox_id")?,
-        kind: PassKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("pass kind `{kind}`")))?,
+        kind: parse_kind(&kind)?,
         state: PassState::parse(&row.try_get::<String, _>("state")?)?,
         worker: row.try_get("worker")?,
         attempts: count("attempts")? as u32,
@@ -413,4 +640,8 @@ fn pass(row: &AnyRow) -> Result<PassRecord, StoreError> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
     })
+}
+
+pub(crate) fn parse_kind(text: &str) -> Result<PassKind, StoreError> {
+    PassKind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("pass kind `{text}`")))
 }

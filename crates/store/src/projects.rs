@@ -7,6 +7,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::StoreError;
 use crate::db::{Db, now};
+use crate::passes::{PassKind, parse_kind};
 
 /// A mailbox pair's status, written as SPEC §2 shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +74,18 @@ pub struct ProjectRecord {
     pub created_at: i64,
 }
 
+/// A project to create.
+#[derive(Clone, Debug)]
+pub struct NewProject<'a> {
+    pub owner_email: &'a str,
+    pub name: &'a str,
+    /// Server-only endpoint URLs.
+    pub source: &'a str,
+    pub dest: &'a str,
+    /// The project's settings as JSON.
+    pub settings: &'a str,
+}
+
 /// A mailbox pair to add; secrets sealed by the caller.
 #[derive(Clone, Debug)]
 pub struct NewMailbox {
@@ -95,7 +108,7 @@ pub struct MailboxRecord {
     pub dest_login: String,
     pub dest_secret: Option<Vec<u8>>,
     pub status: MailboxStatus,
-    pub last_pass: Option<String>,
+    pub last_pass: Option<PassKind>,
     pub copied: u64,
     pub already_present: u64,
     pub skipped: u64,
@@ -147,29 +160,68 @@ impl Db {
         dest: &str,
         settings: &str,
     ) -> Result<ProjectRecord, StoreError> {
-        let owner = self.ensure_user(owner_email).await?;
+        let project = NewProject {
+            owner_email,
+            name,
+            source,
+            dest,
+            settings,
+        };
+        let (record, _) = self
+            .create_project_with_mailboxes(&project, |_| Vec::new())
+            .await?;
+        Ok(record)
+    }
+
+    /// Creates a project with its owner (on first use) and its mailboxes, in one
+    /// transaction: after a crash at any point, either all of it exists or none.
+    /// `mailboxes` is given the new project's id, which sealed secrets are bound to.
+    pub async fn create_project_with_mailboxes(
+        &self,
+        project: &NewProject<'_>,
+        mailboxes: impl FnOnce(i64) -> Vec<NewMailbox>,
+    ) -> Result<(ProjectRecord, Vec<i64>), StoreError> {
+        let email = project.owner_email.trim().to_lowercase();
+        let mut tx = self.begin_write(&self.pool).await?;
+        self.step()?;
+        sqlx::query(
+            "INSERT INTO users (email, created_at) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&email)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        let owner: i64 = sqlx::query("SELECT id FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        self.step()?;
         let result = sqlx::query(
             "INSERT INTO projects (owner_id, name, source, dest, settings, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(owner)
-        .bind(name)
-        .bind(source)
-        .bind(dest)
-        .bind(settings)
+        .bind(project.name)
+        .bind(project.source)
+        .bind(project.dest)
+        .bind(project.settings)
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await;
         let id: i64 = match result {
             Ok(row) => row.try_get(0)?,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(StoreError::Conflict(format!(
-                    "a project named `{name}` already exists for {owner_email}"
+                    "a project named `{}` already exists for {}",
+                    project.name, project.owner_email
                 )));
             }
             Err(e) => return Err(e.into()),
         };
-        self.project_by_id(id).await
+        let ids = self.insert_mailboxes(&mut tx, id, &mailboxes(id)).await?;
+        tx.commit().await?;
+        Ok((self.project_by_id(id).await?, ids))
     }
 
     pub async fn project_by_id(&self, id: i64) -> Result<ProjectRecord, StoreError> {
@@ -227,9 +279,13 @@ impl Db {
         rows.iter().map(project).collect()
     }
 
-    /// Deletes a project with its mailboxes, their secrets, passes and ledgers.
+    /// Deletes a project with its mailboxes, their secrets, passes and ledgers;
+    /// refused (`Busy`) while a pass of it is queued or running. The check and the
+    /// deletion are one transaction holding the project row, so no pass can be queued
+    /// in between.
     pub async fn delete_project(&self, id: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
+        self.hold_idle_project(&mut tx, id).await?;
         sqlx::query(
             "DELETE FROM items WHERE mailbox IN \
              (SELECT 'mailbox:' || CAST(id AS TEXT) FROM mailboxes WHERE project_id = $1)",
@@ -253,15 +309,28 @@ impl Db {
         Ok(())
     }
 
-    /// Adds mailbox pairs, all or none.
+    /// Adds mailbox pairs, all or none; refused once the project is finished.
     pub async fn add_mailboxes(
         &self,
         project_id: i64,
         rows: &[NewMailbox],
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
+        self.hold_active_project(&mut tx, project_id).await?;
+        let ids = self.insert_mailboxes(&mut tx, project_id, rows).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn insert_mailboxes(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        project_id: i64,
+        rows: &[NewMailbox],
+    ) -> Result<Vec<i64>, StoreError> {
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
+            self.step()?;
             let inserted = sqlx::query(
                 "INSERT INTO mailboxes (project_id, source_email, source_login, source_secret, \
                  dest_email, dest_login, dest_secret, status, updated_at) \
@@ -276,7 +345,7 @@ impl Db {
             .bind(row.dest_secret.clone())
             .bind(MailboxStatus::NotStarted.as_str())
             .bind(now())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await;
             match inserted {
                 Ok(r) => ids.push(r.try_get(0)?),
@@ -289,8 +358,38 @@ impl Db {
                 Err(e) => return Err(e.into()),
             }
         }
-        tx.commit().await?;
         Ok(ids)
+    }
+
+    /// Locks a project's row for the transaction and refuses (`Busy`) if a pass of it
+    /// is queued or running.
+    pub(crate) async fn hold_idle_project(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        project_id: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM projects WHERE id = $1 {}",
+            self.lock_rows()
+        )))
+        .bind(project_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no project with id {project_id}")))?;
+        let running: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM passes WHERE state IN ('queued', 'running') \
+             AND mailbox_id IN (SELECT id FROM mailboxes WHERE project_id = $1)",
+        )
+        .bind(project_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        if running > 0 {
+            return Err(StoreError::Busy(format!(
+                "{running} passes of the project are queued or running: stop them first"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn mailboxes(&self, project_id: i64) -> Result<Vec<MailboxRecord>, StoreError> {
@@ -332,7 +431,7 @@ impl Db {
     pub async fn set_mailbox_results(
         &self,
         id: i64,
-        pass: &str,
+        pass: PassKind,
         status: MailboxStatus,
         results: &MailboxResults,
         last_error: Option<&str>,
@@ -342,7 +441,7 @@ impl Db {
              skipped = $5, failed = $6, bytes_copied = $7, last_error = $8, updated_at = $9 WHERE id = $10",
         )
         .bind(status.as_str())
-        .bind(pass)
+        .bind(pass.as_str())
         .bind(results.copied as i64)
         .bind(results.already_present as i64)
         .bind(results.skipped as i64)
@@ -384,7 +483,11 @@ fn mailbox(row: &AnyRow) -> Result<MailboxRecord, StoreError> {
         dest_login: row.try_get("dest_login")?,
         dest_secret: row.try_get("dest_secret")?,
         status: MailboxStatus::parse(&row.try_get::<String, _>("status")?)?,
-        last_pass: row.try_get("last_pass")?,
+        last_pass: row
+            .try_get::<Option<String>, _>("last_pass")?
+            .as_deref()
+            .map(parse_kind)
+            .transpose()?,
         copied: count("copied")?,
         already_present: count("already_present")?,
         skipped: count("skipped")?,

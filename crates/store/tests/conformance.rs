@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 
 use mailmove_store::{
-    Db, EndedProject, Intent, ItemState, Ledger, LoginTokenUse, MailboxResults, MailboxStatus,
-    NewMailbox, Outcome, PassKind, PassProgress, PassState, StoreError,
+    Db, EndedRound, Intent, ItemState, Ledger, LoginTokenUse, MailboxResults, MailboxStatus,
+    NewMailbox, NewProject, Outcome, PassCopies, PassEnd, PassKind, PassProgress, PassState,
+    StoreError,
 };
 
 /// A database for one test; dropping it removes a PostgreSQL database again.
@@ -127,6 +128,12 @@ conformance!(
     failed_items_of_a_project,
     latest_passes_carry_progress,
     ended_passes_are_notified_once,
+    a_round_is_told_even_when_another_kind_is_queued_right_after,
+    creating_a_project_is_all_or_nothing,
+    ending_a_pass_is_all_or_nothing,
+    finishing_or_deleting_waits_for_passes_and_stops_new_ones,
+    a_pass_counts_what_every_attempt_of_it_copied,
+    queueing_racing_finishing_or_deleting_leaves_no_pass_behind,
 );
 
 async fn source_uids_are_stable(db: &Db) {
@@ -609,6 +616,14 @@ async fn deleting_a_project_deletes_its_secrets_and_ledgers(db: &Db) {
     ledger.record_intents(&[intent(1)]).await.unwrap();
     let keep = Ledger::within(db.clone(), "cli a->b");
     keep.record_intents(&[intent(1)]).await.unwrap();
+    assert!(
+        matches!(
+            db.delete_project(project.id).await,
+            Err(StoreError::Busy(_))
+        ),
+        "refused while a pass is queued"
+    );
+    db.request_stop(mailbox.id).await.unwrap();
     db.delete_project(project.id).await.unwrap();
     assert!(matches!(
         db.mailbox(mailbox.id).await,
@@ -636,7 +651,7 @@ async fn mailbox_results_are_kept(db: &Db) {
     };
     db.set_mailbox_results(
         ids[0],
-        "full",
+        PassKind::Full,
         MailboxStatus::CompletedWithErrors,
         &results,
         Some("1 message refused"),
@@ -655,7 +670,7 @@ async fn mailbox_results_are_kept(db: &Db) {
         (10, 2, 1, 1)
     );
     assert_eq!(mailbox.bytes_copied, 12345);
-    assert_eq!(mailbox.last_pass.as_deref(), Some("full"));
+    assert_eq!(mailbox.last_pass, Some(PassKind::Full));
     assert_eq!(mailbox.last_error.as_deref(), Some("1 message refused"));
 }
 
@@ -951,51 +966,364 @@ async fn latest_passes_carry_progress(db: &Db) {
 async fn ended_passes_are_notified_once(db: &Db) {
     let ids = mailbox_fixture(db, 2).await;
     let project_id = db.mailbox(ids[0]).await.unwrap().project_id;
-    assert!(db.ended_projects().await.unwrap().is_empty(), "no pass yet");
+    assert!(db.ended_rounds().await.unwrap().is_empty(), "no pass yet");
     db.queue_pass(ids[0], PassKind::Full).await.unwrap();
-    let last = db.queue_pass(ids[1], PassKind::Full).await.unwrap();
-    assert!(
-        db.ended_projects().await.unwrap().is_empty(),
-        "still queued"
-    );
+    db.queue_pass(ids[1], PassKind::Full).await.unwrap();
+    assert!(db.ended_rounds().await.unwrap().is_empty(), "still queued");
     let first = db.claim_pass("w", 60).await.unwrap().unwrap();
     db.finish_pass(first.id, "w", PassState::Done, None, None)
         .await
         .unwrap();
     assert!(
-        db.ended_projects().await.unwrap().is_empty(),
+        db.ended_rounds().await.unwrap().is_empty(),
         "one mailbox still runs"
     );
     let second = db.claim_pass("w", 60).await.unwrap().unwrap();
     db.finish_pass(second.id, "w", PassState::Failed, None, Some("x"))
         .await
         .unwrap();
-    let ended = db.ended_projects().await.unwrap();
+    let ended = db.ended_rounds().await.unwrap();
     assert_eq!(
         ended,
-        vec![EndedProject {
+        vec![EndedRound {
             project_id,
-            last_pass_id: last
+            kind: PassKind::Full,
+            pass_ids: vec![first.id, second.id],
         }]
     );
     let (a, b) = tokio::join!(
-        db.claim_notification(project_id, last),
-        db.claim_notification(project_id, last)
+        db.claim_ended_passes(&ended[0].pass_ids),
+        db.claim_ended_passes(&ended[0].pass_ids)
     );
-    assert!(a.unwrap() ^ b.unwrap(), "exactly one claim wins");
-    assert!(db.ended_projects().await.unwrap().is_empty(), "told once");
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 2, "each pass claimed exactly once");
+    assert!(db.ended_rounds().await.unwrap().is_empty(), "told once");
     // A later pass makes news again.
     let next = db.queue_pass(ids[0], PassKind::Delta).await.unwrap();
     db.request_stop(ids[0]).await.unwrap();
     assert_eq!(
-        db.ended_projects().await.unwrap(),
-        vec![EndedProject {
+        db.ended_rounds().await.unwrap(),
+        vec![EndedRound {
             project_id,
-            last_pass_id: next
+            kind: PassKind::Delta,
+            pass_ids: vec![next],
         }]
     );
-    assert!(db.claim_notification(project_id, next).await.unwrap());
-    assert!(!db.claim_notification(project_id, last).await.unwrap());
+    assert_eq!(db.claim_ended_passes(&[next]).await.unwrap(), vec![next]);
+    assert!(
+        db.claim_ended_passes(&[first.id, next])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A migration that ends while "Migrate new items" is queued a moment later is still
+/// told about, without waiting for the new pass.
+async fn a_round_is_told_even_when_another_kind_is_queued_right_after(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    let project_id = db.mailbox(ids[0]).await.unwrap().project_id;
+    let full = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    db.claim_pass("w", 60).await.unwrap().unwrap();
+    db.finish_pass(full, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    let delta = db.queue_pass(ids[0], PassKind::Delta).await.unwrap();
+    assert_eq!(
+        db.ended_rounds().await.unwrap(),
+        vec![EndedRound {
+            project_id,
+            kind: PassKind::Full,
+            pass_ids: vec![full],
+        }]
+    );
+    assert_eq!(db.claim_ended_passes(&[full]).await.unwrap(), vec![full]);
+    db.claim_pass("w", 60).await.unwrap().unwrap();
+    db.finish_pass(delta, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.ended_rounds().await.unwrap(),
+        vec![EndedRound {
+            project_id,
+            kind: PassKind::Delta,
+            pass_ids: vec![delta],
+        }]
+    );
+}
+
+/// Creating a project is one transaction: a crash after any of its statements leaves
+/// no project, no owner and no mailbox behind.
+async fn creating_a_project_is_all_or_nothing(db: &Db) {
+    let project = NewProject {
+        owner_email: "new@x",
+        name: "atomic",
+        source: "imaps://o",
+        dest: "imaps://n",
+        settings: "{}",
+    };
+    let mut failures = 0;
+    for step in 1.. {
+        db.fail_at_step(step);
+        let tried = std::cell::Cell::new(None);
+        let result = db
+            .create_project_with_mailboxes(&project, |id| {
+                tried.set(Some(id));
+                (1..=3).map(new_mailbox).collect()
+            })
+            .await;
+        match result {
+            Err(StoreError::Injected) => {
+                failures += 1;
+                assert!(db.projects(None).await.unwrap().is_empty(), "step {step}");
+                if let Some(id) = tried.get() {
+                    assert!(db.mailboxes(id).await.unwrap().is_empty(), "step {step}");
+                }
+            }
+            Ok((record, ids)) => {
+                db.fail_at_step(0);
+                assert_eq!(ids.len(), 3);
+                assert_eq!(db.mailboxes(record.id).await.unwrap().len(), 3);
+                assert_eq!(record.owner_email, "new@x");
+                break;
+            }
+            Err(e) => panic!("step {step}: {e}"),
+        }
+    }
+    assert_eq!(failures, 5, "owner, project and three mailboxes");
+}
+
+/// Ending a pass is one transaction: a crash after any of its statements leaves the
+/// pass running, its mailbox as it was and its host slot held; the pass is then taken
+/// over and ended normally.
+async fn ending_a_pass_is_all_or_nothing(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    db.claim_pass("w", 60).await.unwrap().unwrap();
+    assert!(db.acquire_host_slot("h:993", 1, pass, 60).await.unwrap());
+    let end = PassEnd {
+        status: Some(MailboxStatus::Completed),
+        report: Some("{}".into()),
+        results: Some(MailboxResults {
+            copied: 59,
+            bytes_copied: 5900,
+            ..Default::default()
+        }),
+        progress: Some(PassProgress {
+            messages_total: 59,
+            messages_done: 59,
+            ..Default::default()
+        }),
+        ..PassEnd::state(PassState::Done)
+    };
+    let mut failures = 0;
+    for step in 1.. {
+        db.fail_at_step(step);
+        match db.end_pass(pass, "w", &end).await {
+            Err(StoreError::Injected) => {
+                failures += 1;
+                let record = db.pass(pass).await.unwrap();
+                assert_eq!(record.state, PassState::Running, "step {step}");
+                assert_eq!(record.progress.messages_total, 0, "step {step}");
+                let mailbox = db.mailbox(ids[0]).await.unwrap();
+                assert_eq!(mailbox.status, MailboxStatus::Queued, "step {step}");
+                assert_eq!((mailbox.copied, mailbox.last_pass), (0, None));
+                assert!(
+                    !db.acquire_host_slot("h:993", 1, pass + 1, 60)
+                        .await
+                        .unwrap(),
+                    "the slot is still held at step {step}"
+                );
+            }
+            Ok(ended) => {
+                db.fail_at_step(0);
+                assert!(ended);
+                break;
+            }
+            Err(e) => panic!("step {step}: {e}"),
+        }
+    }
+    assert_eq!(failures, 4, "pass, progress, mailbox, host slot");
+    let record = db.pass(pass).await.unwrap();
+    assert_eq!(record.state, PassState::Done);
+    assert_eq!(record.progress.messages_done, 59);
+    let mailbox = db.mailbox(ids[0]).await.unwrap();
+    assert_eq!(mailbox.status, MailboxStatus::Completed);
+    assert_eq!(
+        (mailbox.copied, mailbox.bytes_copied, mailbox.last_pass),
+        (59, 5900, Some(PassKind::Full))
+    );
+    assert!(
+        db.acquire_host_slot("h:993", 1, pass + 1, 60)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.end_pass(pass, "w", &end).await.unwrap(),
+        "a pass ends once"
+    );
+}
+
+async fn finishing_or_deleting_waits_for_passes_and_stops_new_ones(db: &Db) {
+    let ids = mailbox_fixture(db, 2).await;
+    let project_id = db.mailbox(ids[0]).await.unwrap().project_id;
+    let queued = db
+        .queue_passes(project_id, None, PassKind::Verify)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2);
+    assert!(matches!(
+        db.finish_project(project_id).await,
+        Err(StoreError::Busy(_))
+    ));
+    assert!(matches!(
+        db.delete_project(project_id).await,
+        Err(StoreError::Busy(_))
+    ));
+    assert_eq!(db.request_stops(project_id, None).await.unwrap(), 2);
+    assert!(db.finish_project(project_id).await.unwrap());
+    assert!(matches!(
+        db.queue_passes(project_id, None, PassKind::Full).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        db.queue_pass(ids[0], PassKind::Full).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        db.add_mailboxes(project_id, &[new_mailbox(9)]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    db.delete_project(project_id).await.unwrap();
+    assert!(matches!(
+        db.queue_passes(project_id, None, PassKind::Full).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// A worker that takes a pass over finds its predecessor's copies in the ledger; the
+/// pass's counts must still include them.
+async fn a_pass_counts_what_every_attempt_of_it_copied(db: &Db) {
+    let ids = mailbox_fixture(db, 1).await;
+    let key = db.mailbox(ids[0]).await.unwrap().ledger_key();
+    let earlier = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    db.claim_pass("w", 60).await.unwrap().unwrap();
+    let ledger = Ledger::for_pass(db.clone(), &key, earlier);
+    ledger.record_intents(&[intent(1)]).await.unwrap();
+    ledger.record_outcomes(&[copied(1, 1)]).await.unwrap();
+    db.finish_pass(earlier, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+
+    let pass = db.queue_pass(ids[0], PassKind::Delta).await.unwrap();
+    // The first attempt copies 2 and 3, and dies with 4 in doubt.
+    db.claim_pass("dead", 60).await.unwrap().unwrap();
+    let first = Ledger::for_pass(db.clone(), &key, pass);
+    first
+        .record_intents(&[intent(2), intent(3), intent(4)])
+        .await
+        .unwrap();
+    first
+        .record_outcomes(&[copied(2, 2), copied(3, 3)])
+        .await
+        .unwrap();
+    // The next attempt finds 4 at the destination, finds 5 there too (put there by
+    // someone else before any pass), copies 6, and 7 fails.
+    let next = Ledger::for_pass(db.clone(), &key, pass);
+    next.record_outcomes(&[
+        Outcome::Linked {
+            intent: intent(4),
+            dest_uid: 4,
+        },
+        Outcome::Linked {
+            intent: intent(5),
+            dest_uid: 5,
+        },
+    ])
+    .await
+    .unwrap();
+    next.record_intents(&[intent(6), intent(7)]).await.unwrap();
+    next.record_outcomes(&[
+        copied(6, 6),
+        Outcome::Failed {
+            intent: intent(7),
+            reason: "too large".into(),
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        db.pass_copies(pass).await.unwrap(),
+        PassCopies {
+            messages: 4,
+            bytes: 400
+        },
+        "2, 3, 4 (in doubt, then found) and 6"
+    );
+    assert_eq!(
+        db.pass_copies(earlier).await.unwrap(),
+        PassCopies {
+            messages: 1,
+            bytes: 100
+        }
+    );
+    // The command line's ledger marks no pass.
+    let cli = Ledger::within(db.clone(), "cli a->b");
+    cli.record_intents(&[intent(1)]).await.unwrap();
+    cli.record_outcomes(&[copied(1, 1)]).await.unwrap();
+    assert_eq!(db.pass_copies(pass).await.unwrap().messages, 4);
+}
+
+/// Queueing and finishing (or deleting) sent at the same instant: whichever commits
+/// first, the other sees it, so a finished or deleted project never has a pass queued.
+async fn queueing_racing_finishing_or_deleting_leaves_no_pass_behind(db: &Db) {
+    for round in 0..16 {
+        let ids = mailbox_fixture(db, 3).await;
+        let project_id = db.mailbox(ids[0]).await.unwrap().project_id;
+        let (queue_db, end_db) = (db.clone(), db.clone());
+        let queue = tokio::spawn(async move {
+            queue_db
+                .queue_passes(project_id, None, PassKind::Full)
+                .await
+        });
+        let end = tokio::spawn(async move {
+            if round % 2 == 0 {
+                end_db.finish_project(project_id).await.map(drop)
+            } else {
+                end_db.delete_project(project_id).await
+            }
+        });
+        let (queued, ended) = (queue.await.unwrap(), end.await.unwrap());
+        match (queued, ended) {
+            // Queued first: the project was busy.
+            (Ok(passes), Err(StoreError::Busy(_))) => {
+                assert_eq!(passes.len(), 3, "round {round}");
+                assert_eq!(db.unfinished_passes(project_id).await.unwrap(), 3);
+                db.request_stops(project_id, None).await.unwrap();
+            }
+            // Finished or deleted first: the queue was refused.
+            (Err(StoreError::Conflict(_) | StoreError::NotFound(_)), Ok(())) => {
+                assert_eq!(
+                    db.unfinished_passes(project_id).await.unwrap(),
+                    0,
+                    "round {round}"
+                );
+            }
+            (queued, ended) => panic!("round {round}: {queued:?} and {ended:?}"),
+        }
+    }
+    assert!(db.claim_pass("w", 60).await.unwrap().is_none());
+}
+
+fn copied(uid: u32, dest_uid: u32) -> Outcome {
+    Outcome::Copied {
+        source_folder: "INBOX".into(),
+        source_uidvalidity: 7,
+        source_uid: uid,
+        dest_folder: "INBOX".into(),
+        dest_uidvalidity: Some(9),
+        dest_uid: Some(dest_uid),
+    }
 }
 
 async fn mailbox_secrets_are_replaced_side_by_side(db: &Db) {

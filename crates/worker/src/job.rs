@@ -9,22 +9,15 @@ use mailmove_engine::{
 use mailmove_engine::{ConnectOptions, TlsOptions};
 use mailmove_model::Endpoint;
 use mailmove_net::Remedy;
+use mailmove_projects::{ProjectSettings, Side, secret_context};
 use mailmove_store::{
-    Ledger, MailboxRecord, MailboxResults, MailboxStatus, PassKind, PassProgress, PassRecord,
-    PassState, ProjectRecord,
+    Ledger, MailboxRecord, MailboxResults, MailboxStatus, PassCopies, PassEnd, PassKind,
+    PassProgress, PassRecord, PassState,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{ProjectSettings, Worker};
-
-/// Where a sealed secret belongs: binds the ciphertext to its row and side.
-pub fn secret_context(project_id: i64, source_email: &str, side: &str) -> String {
-    format!(
-        "project:{project_id}:mailbox:{}:{side}",
-        source_email.to_lowercase()
-    )
-}
+use crate::Worker;
 
 /// Why the heartbeat interrupts a running pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +56,7 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
     let db = &worker.db;
     let name = &worker.config.name;
     let ending = match prepare(worker, &pass).await {
-        Ok((project, mailbox, source, dest)) => {
-            execute(worker, &pass, &project, &mailbox, source, dest).await
-        }
+        Ok(prepared) => execute(worker, &pass, prepared).await,
         Err(reason) => Ending::Finished(
             PassState::Failed,
             failed_status(pass.kind),
@@ -73,43 +64,37 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
             None,
         ),
     };
-    let result = match ending {
-        Ending::Finished(state, status, error, report) => {
-            let report_json = report.as_deref().and_then(|findings| match findings {
-                Findings::Migration(report) => serde_json::to_string(report).ok(),
-                Findings::Trial(found) => serde_json::to_string(found).ok(),
-            });
-            match db
-                .finish_pass(
-                    pass.id,
-                    name,
-                    state,
-                    report_json.as_deref(),
-                    error.as_deref(),
-                )
-                .await
-            {
-                Ok(true) => match report.as_deref() {
-                    // Only a migration changes the counts; a trial or a failure to
-                    // start leaves the last migration's figures in place.
-                    Some(Findings::Migration(report)) => {
-                        db.set_mailbox_results(
-                            pass.mailbox_id,
-                            pass.kind.as_str(),
-                            status,
-                            &results_of(report),
-                            error.as_deref(),
-                        )
-                        .await
+    let end = match ending {
+        Ending::Finished(state, status, error, findings) => {
+            let mut end = PassEnd {
+                status: Some(status),
+                error,
+                ..PassEnd::state(state)
+            };
+            match findings.map(|f| *f) {
+                Some(Findings::Migration(mut report)) => {
+                    // The ledger knows what earlier attempts of this pass copied (a
+                    // worker that died, one that lost its lease): the counts cover them.
+                    match db.pass_copies(pass.id).await {
+                        Ok(copies) => count_every_attempt(&mut report, copies),
+                        Err(e) => warn!(pass = pass.id, "cannot count the pass's copies: {e}"),
                     }
-                    _ => {
-                        db.set_mailbox_status(pass.mailbox_id, status, error.as_deref())
-                            .await
-                    }
-                },
-                Ok(false) => Ok(()), // the lease was lost meanwhile: the new holder reports
-                Err(e) => Err(e),
+                    end.results = Some(results_of(&report));
+                    end.report = serde_json::to_string(&report).ok();
+                }
+                Some(Findings::Trial(found)) => {
+                    // What there is to copy: a full pass shows it until it counts its own.
+                    end.progress = Some(PassProgress {
+                        messages_total: found.source.messages,
+                        bytes_total: found.source.bytes,
+                        ..PassProgress::default()
+                    });
+                    end.report = serde_json::to_string(&found).ok();
+                }
+                // A failure to start leaves the last migration's figures in place.
+                None => {}
             }
+            Some(end)
         }
         Ending::Again {
             delay,
@@ -119,46 +104,56 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
             if count_attempt && pass.attempts >= worker.config.max_attempts {
                 let reason = error.unwrap_or_else(|| "gave up".into());
                 let reason = format!("{reason} (gave up after {} attempts)", pass.attempts);
-                match db
-                    .finish_pass(pass.id, name, PassState::Failed, None, Some(&reason))
+                Some(PassEnd {
+                    status: Some(failed_status(pass.kind)),
+                    error: Some(reason),
+                    ..PassEnd::state(PassState::Failed)
+                })
+            } else {
+                if let Err(e) = db
+                    .requeue_pass(pass.id, name, delay, error.as_deref(), count_attempt)
                     .await
                 {
-                    Ok(true) => {
-                        db.set_mailbox_status(
-                            pass.mailbox_id,
-                            failed_status(pass.kind),
-                            Some(&reason),
-                        )
-                        .await
-                    }
-                    other => other.map(drop),
+                    warn!(pass = pass.id, "cannot put the pass back in the queue: {e}");
                 }
-            } else {
-                db.requeue_pass(pass.id, name, delay, error.as_deref(), count_attempt)
-                    .await
+                None
             }
         }
-        Ending::Stopped => match db
-            .finish_pass(pass.id, name, PassState::Stopped, None, None)
-            .await
-        {
-            Ok(true) => {
-                db.set_mailbox_status(pass.mailbox_id, MailboxStatus::Stopped, None)
-                    .await
-            }
-            other => other.map(drop),
-        },
-        Ending::LeaseLost => Ok(()),
+        Ending::Stopped => Some(PassEnd {
+            status: Some(MailboxStatus::Stopped),
+            ..PassEnd::state(PassState::Stopped)
+        }),
+        Ending::LeaseLost => None,
     };
-    if let Err(e) = result {
-        warn!(pass = pass.id, "cannot record how the pass ended: {e}");
+    if let Some(end) = end {
+        // False when the lease was lost meanwhile: the new holder reports.
+        if let Err(e) = db.end_pass(pass.id, name, &end).await {
+            warn!(pass = pass.id, "cannot record how the pass ended: {e}");
+        }
     }
 }
 
-async fn prepare(
-    worker: &Worker,
-    pass: &PassRecord,
-) -> Result<(ProjectRecord, MailboxRecord, Account, Account), String> {
+/// Makes a migration's report describe the whole pass: messages the ledger says this
+/// pass copied in earlier attempts were counted as already present by this attempt.
+fn count_every_attempt(report: &mut Report, copies: PassCopies) {
+    let messages = &mut report.messages;
+    if copies.messages > messages.copied {
+        let earlier = copies.messages - messages.copied;
+        messages.already_present = messages.already_present.saturating_sub(earlier);
+        messages.copied = copies.messages;
+        report.bytes_copied = report.bytes_copied.max(copies.bytes);
+    }
+}
+
+/// A claimed pass with what it needs to run.
+struct Prepared {
+    mailbox: MailboxRecord,
+    source: Account,
+    dest: Account,
+    settings: ProjectSettings,
+}
+
+async fn prepare(worker: &Worker, pass: &PassRecord) -> Result<Prepared, String> {
     let mailbox = worker
         .db
         .mailbox(pass.mailbox_id)
@@ -169,7 +164,7 @@ async fn prepare(
         .project_by_id(mailbox.project_id)
         .await
         .map_err(|e| e.to_string())?;
-    let settings = ProjectSettings::from_json(&project.settings);
+    let settings = ProjectSettings::from_json(&project.settings).map_err(|e| e.to_string())?;
     let options = ConnectOptions {
         tls: TlsOptions {
             extra_ca: settings.tls_ca.clone(),
@@ -178,11 +173,14 @@ async fn prepare(
         allow_plaintext: settings.allow_plaintext,
         ..ConnectOptions::default()
     };
-    let account = |url: &str, login: &str, email: &str, sealed: &Option<Vec<u8>>, side: &str| {
-        let endpoint =
-            Endpoint::parse(url).map_err(|e| format!("the project's {side} server: {e}"))?;
+    let account = |url: &str, login: &str, email: &str, sealed: &Option<Vec<u8>>, side: Side| {
+        let endpoint = Endpoint::parse(url)
+            .map_err(|e| format!("the project's {} server: {e}", side.as_str()))?;
         let sealed = sealed.as_ref().ok_or_else(|| {
-            format!("no {side} password stored for {email}: add it to the mailbox")
+            format!(
+                "no {} password stored for {email}: add it to the mailbox",
+                side.as_str()
+            )
         })?;
         let password = worker
             .keyring
@@ -190,7 +188,7 @@ async fn prepare(
                 sealed,
                 &secret_context(project.id, &mailbox.source_email, side),
             )
-            .map_err(|e| format!("the {side} password of {email}: {e}"))?;
+            .map_err(|e| format!("the {} password of {email}: {e}", side.as_str()))?;
         Ok::<_, String>(Account {
             endpoint: endpoint.with_login(login),
             login: login.to_string(),
@@ -204,26 +202,31 @@ async fn prepare(
         &mailbox.source_login,
         &mailbox.source_email,
         &mailbox.source_secret,
-        "source",
+        Side::Source,
     )?;
     let dest = account(
         &project.dest,
         &mailbox.dest_login,
         &mailbox.dest_email,
         &mailbox.dest_secret,
-        "destination",
+        Side::Destination,
     )?;
-    Ok((project, mailbox, source, dest))
+    Ok(Prepared {
+        mailbox,
+        source,
+        dest,
+        settings,
+    })
 }
 
-async fn execute(
-    worker: &Worker,
-    pass: &PassRecord,
-    project: &ProjectRecord,
-    mailbox: &MailboxRecord,
-    source: Account,
-    dest: Account,
-) -> Ending {
+async fn execute(worker: &Worker, pass: &PassRecord, prepared: Prepared) -> Ending {
+    let Prepared {
+        mailbox,
+        source,
+        dest,
+        settings,
+    } = prepared;
+    let mailbox = &mailbox;
     let db = &worker.db;
     let cap = worker.config.connections_per_host;
     let hosts: Vec<String> = [&source.endpoint, &dest.endpoint]
@@ -290,7 +293,7 @@ async fn execute(
             }
         })
     };
-    let pop_folder = ProjectSettings::from_json(&project.settings)
+    let pop_folder = settings
         .pop_folder
         .filter(|_| source.endpoint.kind == mailmove_model::Kind::Pop3);
     let work = run_engine(
@@ -364,13 +367,10 @@ async fn run_engine(
     }
     let settings = MigrateSettings {
         rules,
-        pass: match pass.kind {
-            PassKind::Retry => EnginePass::Retry,
-            _ => EnginePass::Full,
-        },
+        pass: engine_pass(pass.kind),
         ..MigrateSettings::default()
     };
-    let ledger = Ledger::within(worker.db.clone(), &mailbox.ledger_key());
+    let ledger = Ledger::for_pass(worker.db.clone(), &mailbox.ledger_key(), pass.id);
     let (report, fatal) = migrate(source, dest, &ledger, &settings, progress).await;
     match fatal {
         None => {
@@ -405,6 +405,15 @@ async fn run_engine(
                 .map(|f| advised(f, report.fatal_remedy)),
             Some(Box::new(Findings::Migration(report))),
         ),
+    }
+}
+
+/// The one place a pass kind becomes the engine's plan: a delta plans like a full pass
+/// (the ledger leaves only what is new), a retry plans only what failed.
+fn engine_pass(kind: PassKind) -> EnginePass {
+    match kind {
+        PassKind::Retry => EnginePass::Retry,
+        PassKind::Verify | PassKind::Full | PassKind::Delta => EnginePass::Full,
     }
 }
 
@@ -460,5 +469,91 @@ impl Progress for Counting {
             Event::MessageFailed { .. } => state.messages_done += 1,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trial_report_reads_back_as_the_portal_types_it() {
+        let found = mailmove_engine::CheckReport {
+            source: mailmove_engine::check::SideCheck {
+                server: "imaps://old.example:993".into(),
+                folders: 3,
+                messages: 41,
+                bytes: 12_500_000,
+                largest_message: 2_000_000,
+                ..Default::default()
+            },
+            dest: mailmove_engine::check::SideCheck {
+                quota_used: Some(10),
+                quota_limit: Some(1_000_000),
+                append_limit: Some(50_000_000),
+                ..Default::default()
+            },
+            folders_to_create: vec!["Archive".into()],
+            estimated_seconds: 7,
+            warnings: vec!["near the quota".into()],
+        };
+        let json = serde_json::to_string(&found).unwrap();
+        let read = mailmove_projects::TrialReport::from_json(&json).unwrap();
+        assert_eq!(read.source.server, "imaps://old.example:993");
+        assert_eq!(
+            (
+                read.source.folders,
+                read.source.messages,
+                read.source.bytes,
+                read.source.largest_message
+            ),
+            (3, 41, 12_500_000, 2_000_000)
+        );
+        assert_eq!(
+            (
+                read.dest.quota_used,
+                read.dest.quota_limit,
+                read.dest.append_limit
+            ),
+            (Some(10), Some(1_000_000), Some(50_000_000))
+        );
+        assert_eq!(read.folders_to_create, vec!["Archive"]);
+        assert_eq!(read.estimated_seconds, 7);
+        assert_eq!(read.warnings, vec!["near the quota"]);
+    }
+
+    #[test]
+    fn a_pass_taken_over_counts_its_predecessors_copies() {
+        let mut report = Report::empty(("s".into(), "d".into(), "full".into()));
+        report.messages.copied = 0;
+        report.messages.already_present = 61;
+        report.bytes_copied = 0;
+        count_every_attempt(
+            &mut report,
+            PassCopies {
+                messages: 59,
+                bytes: 5_900,
+            },
+        );
+        assert_eq!(
+            (
+                report.messages.copied,
+                report.messages.already_present,
+                report.bytes_copied
+            ),
+            (59, 2, 5_900)
+        );
+        // A pass that ran once is left as its report says.
+        let mut alone = Report::empty(("s".into(), "d".into(), "full".into()));
+        alone.messages.copied = 3;
+        alone.bytes_copied = 310;
+        count_every_attempt(
+            &mut alone,
+            PassCopies {
+                messages: 3,
+                bytes: 300,
+            },
+        );
+        assert_eq!((alone.messages.copied, alone.bytes_copied), (3, 310));
     }
 }

@@ -5,8 +5,6 @@
 //! worker claims the pass and resumes it from the ledger, without duplicates.
 
 mod job;
-pub use job::secret_context;
-mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +14,6 @@ use mailmove_store::Db;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
-
-pub use settings::ProjectSettings;
 
 /// How a worker behaves.
 #[derive(Clone, Debug)]

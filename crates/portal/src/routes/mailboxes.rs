@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailmove_import::{ImportError, MailboxRow, TEMPLATE_CSV, TEMPLATE_FILE_NAME};
-use mailmove_secrets::Keyring;
-use mailmove_store::{MailboxRecord, NewMailbox, OwnedProject, StoreError};
-use mailmove_worker::secret_context;
+use mailmove_model::Secret;
+use mailmove_projects::FallbackPasswords;
+use mailmove_store::{MailboxRecord, OwnedProject, StoreError};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -257,19 +257,12 @@ pub(crate) async fn set_passwords(
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     }
-    let seal_one = |password: String, side: &str| {
-        (!password.is_empty()).then(|| {
-            state.keyring().seal(
-                &mailmove_model::Secret::new(password),
-                &secret_context(project.record.id, &mailbox.source_email, side),
-            )
-        })
-    };
-    let source = seal_one(form.source_password, "source");
-    let dest = seal_one(form.dest_password, "destination");
+    let typed = |password: String| (!password.is_empty()).then(|| Secret::new(password));
+    let source = typed(form.source_password);
+    let dest = typed(form.dest_password);
     state
-        .db()
-        .set_mailbox_secrets(mailbox.id, source, dest)
+        .projects()
+        .set_passwords(&mailbox, source.as_ref(), dest.as_ref())
         .await?;
     Ok(Redirect::to(&format!("/projects/{}?notice=passwords", project.record.id)).into_response())
 }
@@ -379,34 +372,15 @@ async fn save(
     project_id: i64,
     rows: &[MailboxRow],
 ) -> Result<Result<usize, String>, PageError> {
-    let sealed = seal(state.keyring(), project_id, rows);
-    match state.db().add_mailboxes(project_id, &sealed).await {
+    match state
+        .projects()
+        .add_mailboxes(project_id, rows, &FallbackPasswords::default())
+        .await
+    {
         Ok(ids) => Ok(Ok(ids.len())),
         Err(StoreError::Conflict(reason)) => Ok(Err(capitalised(&reason))),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Seals each password exactly as `mailmove project` does, bound to its project,
-/// mailbox and side.
-fn seal(keyring: &Keyring, project_id: i64, rows: &[MailboxRow]) -> Vec<NewMailbox> {
-    rows.iter()
-        .map(|row| {
-            let seal_one = |secret: &Option<mailmove_model::Secret<String>>, side: &str| {
-                secret
-                    .as_ref()
-                    .map(|s| keyring.seal(s, &secret_context(project_id, &row.source_email, side)))
-            };
-            NewMailbox {
-                source_email: row.source_email.clone(),
-                source_login: row.source_login.clone(),
-                source_secret: seal_one(&row.source_password, "source"),
-                dest_email: row.dest_email.clone(),
-                dest_login: row.dest_login.clone(),
-                dest_secret: seal_one(&row.dest_password, "destination"),
-            }
-        })
-        .collect()
 }
 
 /// One row of the form as typed: its number and its six fields.

@@ -6,8 +6,8 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use mailmove_projects::{FallbackPasswords, ProjectRequest, ProjectSettings};
 use mailmove_store::StoreError;
-use mailmove_worker::ProjectSettings;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -107,12 +107,19 @@ pub(crate) async fn create(
             tls_ca: state.config().tls_ca.clone(),
             ..ProjectSettings::default()
         };
+        let request = ProjectRequest {
+            owner_email: &session.email,
+            name: &name,
+            source,
+            dest,
+            settings: &settings,
+        };
         match state
-            .db()
-            .create_project(&session.email, &name, source, dest, &settings.to_json())
+            .projects()
+            .create(&request, &[], &FallbackPasswords::default())
             .await
         {
-            Ok(project) => {
+            Ok((project, _)) => {
                 return Ok(Redirect::to(&format!(
                     "/projects/{}/mailboxes?notice=created",
                     project.id

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use mailmove_store::{MailboxRecord, OwnedProject, PassKind, PassState, now};
+use mailmove_store::{OwnedProject, PassKind, PassState, StoreError, now};
 
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -78,8 +78,15 @@ pub(crate) async fn queue_passes(
     if chosen.is_empty() {
         return Ok(back(&project, nothing_chosen(&fields)));
     }
-    for mailbox in &chosen {
-        state.db().queue_pass(mailbox.id, kind).await?;
+    match state
+        .projects()
+        .queue(project.record.id, Some(&chosen), kind)
+        .await
+    {
+        Ok(_) => {}
+        // Finished since the page was shown: the store refused in the same transaction.
+        Err(StoreError::Conflict(_)) => return Err(PageError::Finished),
+        Err(e) => return Err(e.into()),
     }
     Ok(back(
         &project,
@@ -102,9 +109,10 @@ pub(crate) async fn stop(
     if chosen.is_empty() {
         return Ok(back(&project, nothing_chosen(&fields)));
     }
-    for mailbox in &chosen {
-        state.db().request_stop(mailbox.id).await?;
-    }
+    state
+        .projects()
+        .stop(project.record.id, Some(&chosen))
+        .await?;
     Ok(back(
         &project,
         &format!("notice=stopped&count={}", chosen.len()),
@@ -119,11 +127,11 @@ pub(crate) async fn finish(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let project = active_project(&state, &session, &id).await?;
-    if state.db().unfinished_passes(project.record.id).await? > 0 {
-        return Ok(back(&project, "notice=busy"));
+    match state.projects().finish(project.record.id).await {
+        Ok(_) => Ok(back(&project, "notice=finished")),
+        Err(StoreError::Busy(_)) => Ok(back(&project, "notice=busy")),
+        Err(e) => Err(e.into()),
     }
-    state.db().finish_project(project.record.id).await?;
-    Ok(back(&project, "notice=finished"))
 }
 
 pub(crate) async fn delete(
@@ -139,11 +147,11 @@ pub(crate) async fn delete(
     {
         return Ok(back(&project, "notice=confirm"));
     }
-    if state.db().unfinished_passes(project.record.id).await? > 0 {
-        return Ok(back(&project, "notice=busy"));
+    match state.projects().delete(project.record.id).await {
+        Ok(()) => Ok(Redirect::to("/migrations?notice=deleted").into_response()),
+        Err(StoreError::Busy(_)) => Ok(back(&project, "notice=busy")),
+        Err(e) => Err(e.into()),
     }
-    state.db().delete_project(project.record.id).await?;
-    Ok(Redirect::to("/migrations?notice=deleted").into_response())
 }
 
 /// The user's project, if it is not finished yet.
@@ -159,24 +167,24 @@ pub(crate) async fn active_project(
     Ok(project)
 }
 
-/// The project's mailboxes named by the `mailbox` fields, or all of them when none is.
-/// Ids of mailboxes outside this project are ignored.
+/// The ids of the project's mailboxes named by the `mailbox` fields, or all of them
+/// when none is. Ids of mailboxes outside this project are ignored.
 async fn chosen_mailboxes(
     state: &AppState,
     project: &OwnedProject,
     fields: &[(String, String)],
-) -> Result<Vec<MailboxRecord>, PageError> {
+) -> Result<Vec<i64>, PageError> {
     let ids: Vec<i64> = fields
         .iter()
         .filter(|(name, _)| name == "mailbox")
         .filter_map(|(_, value)| value.parse().ok())
         .collect();
     let all = state.db().mailboxes(project.record.id).await?;
-    Ok(if ids.is_empty() {
-        all
-    } else {
-        all.into_iter().filter(|m| ids.contains(&m.id)).collect()
-    })
+    Ok(all
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|id| ids.is_empty() || ids.contains(id))
+        .collect())
 }
 
 /// Why an action found no mailbox: the project has none, or the chosen ones are not

@@ -37,7 +37,9 @@ pub(crate) async fn mailbox_statistics(
             m.source_email,
             m.dest_email,
             m.status.as_str().to_string(),
-            m.last_pass.unwrap_or_default(),
+            m.last_pass
+                .map(|kind| kind.as_str().to_string())
+                .unwrap_or_default(),
             m.copied.to_string(),
             m.already_present.to_string(),
             m.skipped.to_string(),

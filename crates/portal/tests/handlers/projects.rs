@@ -7,10 +7,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use mailmove_projects::{ProjectSettings, Side, secret_context};
 use mailmove_store::{
-    Intent, Ledger, MailboxResults, MailboxStatus, Outcome, PassKind, PassProgress, PassState,
+    Intent, Ledger, MailboxResults, MailboxStatus, Outcome, PassEnd, PassKind, PassProgress,
+    PassState, StoreError,
 };
-use mailmove_worker::{ProjectSettings, secret_context};
 
 use crate::harness::{Client, Portal};
 
@@ -55,7 +56,9 @@ async fn a_new_migration_is_made_from_presets_or_typed_servers() {
     assert_eq!(project.source, "imaps://mail.old.example:993");
     assert_eq!(project.dest, "imaps://secure.emailsrvr.com:993");
     assert_eq!(
-        ProjectSettings::from_json(&project.settings).tls_ca,
+        ProjectSettings::from_json(&project.settings)
+            .unwrap()
+            .tls_ca,
         Some("/etc/mailmove/test-ca.pem".into()),
         "the operator's CA goes into projects created here"
     );
@@ -461,7 +464,7 @@ async fn typed_mailboxes_are_added_whole_with_sealed_passwords() {
         .keyring
         .open(
             stored[0].source_secret.as_ref().unwrap(),
-            &secret_context(id, "alice@old.example", "source"),
+            &secret_context(id, "alice@old.example", Side::Source),
         )
         .unwrap();
     assert_eq!(
@@ -473,7 +476,7 @@ async fn typed_mailboxes_are_added_whole_with_sealed_passwords() {
         .keyring
         .open(
             stored[1].dest_secret.as_ref().unwrap(),
-            &secret_context(id, "bob@old.example", "destination"),
+            &secret_context(id, "bob@old.example", Side::Destination),
         )
         .unwrap();
     assert_eq!(opened.expose(), "bob-new-pw");
@@ -556,7 +559,7 @@ async fn a_mailboxs_passwords_can_be_replaced_never_read() {
         stored.source_secret, mailbox.source_secret,
         "an empty field keeps the password"
     );
-    let open = |sealed: &Option<Vec<u8>>, side: &str| {
+    let open = |sealed: &Option<Vec<u8>>, side: Side| {
         portal
             .keyring
             .open(
@@ -567,8 +570,8 @@ async fn a_mailboxs_passwords_can_be_replaced_never_read() {
             .expose()
             .to_string()
     };
-    assert_eq!(open(&stored.dest_secret, "destination"), "new-dest");
-    assert_eq!(open(&stored.source_secret, "source"), "old-source");
+    assert_eq!(open(&stored.dest_secret, Side::Destination), "new-dest");
+    assert_eq!(open(&stored.source_secret, Side::Source), "old-source");
     assert_eq!(
         portal
             .get(&client, &format!("/projects/{id}/mailboxes/999/passwords"))
@@ -770,7 +773,7 @@ async fn the_trial_and_passes_run_on_all_or_chosen_mailboxes() {
             .unwrap();
         db.set_mailbox_results(
             pass.mailbox_id,
-            "verify",
+            PassKind::Verify,
             status,
             &MailboxResults::default(),
             reason,
@@ -1002,7 +1005,7 @@ async fn reports_are_csv_files_of_statistics_and_failed_items() {
         .db()
         .set_mailbox_results(
             ids[0],
-            "full",
+            PassKind::Full,
             MailboxStatus::CompletedWithErrors,
             &MailboxResults {
                 copied: 120,
@@ -1205,7 +1208,7 @@ async fn the_contact_is_emailed_once_when_a_pass_over_the_project_ends() {
             failed: u64::from(n == 0),
             ..Default::default()
         };
-        db.set_mailbox_results(pass.mailbox_id, "full", status, &results, None)
+        db.set_mailbox_results(pass.mailbox_id, PassKind::Full, status, &results, None)
             .await
             .unwrap();
         if n + 1 < ids.len() {
@@ -1265,4 +1268,230 @@ async fn assets_are_served_by_the_binary() {
         portal.get(&client, "/no/such/page").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// Ends a claimed pass the way the worker does: one transaction for the pass, its
+/// mailbox's status and counts.
+async fn end_migration(portal: &Portal, pass: i64, copied: u64) {
+    let end = PassEnd {
+        status: Some(MailboxStatus::Completed),
+        results: Some(MailboxResults {
+            copied,
+            ..Default::default()
+        }),
+        ..PassEnd::state(PassState::Done)
+    };
+    assert!(portal.db().end_pass(pass, "w", &end).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_starting_migration_shows_the_trials_totals_before_its_first_heartbeat() {
+    let portal = Portal::new().await;
+    let (client, id, ids) = project_with_mailboxes(&portal).await;
+    let db = portal.db();
+    let first = ids[0].to_string();
+    let passes = format!("/projects/{id}/passes");
+    portal
+        .post(&client, &passes, &[("pass", "verify"), ("mailbox", &first)])
+        .await;
+    let trial = db.claim_pass("w", 60).await.unwrap().unwrap();
+    // What the worker records when a trial passes: its report, and what there is to
+    // copy as the pass's figures.
+    let report = r#"{"source":{"messages":41,"folders":4,"bytes":12500000,"largest_message":900000},
+        "dest":{},"folders_to_create":[],"estimated_seconds":1,"warnings":[]}"#;
+    let end = PassEnd {
+        status: Some(MailboxStatus::ReadyForMigration),
+        report: Some(report.into()),
+        progress: Some(PassProgress {
+            messages_total: 41,
+            bytes_total: 12_500_000,
+            ..Default::default()
+        }),
+        ..PassEnd::state(PassState::Done)
+    };
+    assert!(db.end_pass(trial.id, "w", &end).await.unwrap());
+    let page = portal.get(&client, &format!("/projects/{id}")).await;
+    assert!(
+        page.body
+            .contains("Trial: 41 messages in 4 folders, 12.5 MB"),
+        "{}",
+        page.body
+    );
+
+    portal
+        .post(&client, &passes, &[("pass", "full"), ("mailbox", &first)])
+        .await;
+    let page = portal.get(&client, &format!("/projects/{id}")).await;
+    assert!(
+        page.body.contains("Migration waiting to start"),
+        "{}",
+        page.body
+    );
+    // A worker takes the pass; its first heartbeat is seconds away.
+    let running = db.claim_pass("w", 60).await.unwrap().unwrap();
+    assert_eq!(running.kind, PassKind::Full);
+    let page = portal.get(&client, &format!("/projects/{id}")).await;
+    assert!(
+        page.body
+            .contains("Migration: 0 of 41 messages, 0 B of 12.5 MB"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("0 of 0 messages"), "{}", page.body);
+
+    // A pass no trial sized says it is starting rather than "0 of 0".
+    end_migration(&portal, running.id, 41).await;
+    portal
+        .post(&client, &passes, &[("pass", "delta"), ("mailbox", &first)])
+        .await;
+    db.claim_pass("w", 60).await.unwrap().unwrap();
+    let page = portal.get(&client, &format!("/projects/{id}")).await;
+    assert!(
+        page.body.contains("Migration of new items: starting"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("0 of 0 messages"), "{}", page.body);
+}
+
+/// Finish and Delete check for running passes and act in one transaction that holds the
+/// project, so a pass queued at the same moment either comes first (and the project is
+/// refused as busy) or is refused itself: no worker ever runs a pass of a finished or
+/// deleted project.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finish_or_delete_racing_queued_passes_leaves_no_running_pass_without_its_project() {
+    for round in 0..12 {
+        let portal = Portal::new().await;
+        let (client, id, _) = project_with_mailboxes(&portal).await;
+        let db = portal.db().clone();
+        let passes = format!("/projects/{id}/passes");
+        let queue = portal.post(&client, &passes, &[("pass", "full")]);
+        let end = async {
+            if round % 2 == 0 {
+                portal
+                    .post(&client, &format!("/projects/{id}/finish"), &[])
+                    .await
+            } else {
+                portal
+                    .post(
+                        &client,
+                        &format!("/projects/{id}/delete"),
+                        &[("confirm", "yes")],
+                    )
+                    .await
+            }
+        };
+        let worker = async {
+            let mut claimed = Vec::new();
+            for _ in 0..20 {
+                if let Some(pass) = db.claim_pass("w", 60).await.unwrap() {
+                    claimed.push(pass);
+                }
+                tokio::task::yield_now().await;
+            }
+            claimed
+        };
+        let (queued, ended, mut claimed) = tokio::join!(queue, end, worker);
+        while let Some(pass) = db.claim_pass("w", 60).await.unwrap() {
+            claimed.push(pass);
+        }
+        let user = db.ensure_user("ann@example.com").await.unwrap();
+        match db.owned_project(id, user).await {
+            Err(StoreError::NotFound(_)) => {
+                assert!(
+                    claimed.is_empty(),
+                    "round {round}: a pass of a deleted project ran"
+                );
+                assert!(
+                    queued.status == StatusCode::NOT_FOUND
+                        || queued.location().contains("notice=empty"),
+                    "round {round}: {}",
+                    queued.status
+                );
+            }
+            Ok(project) if project.finished_at.is_some() => {
+                assert!(
+                    claimed.is_empty(),
+                    "round {round}: a pass of a finished project ran"
+                );
+                assert_eq!(db.unfinished_passes(id).await.unwrap(), 0, "round {round}");
+            }
+            Ok(_) => {
+                assert!(
+                    ended.location().contains("notice=busy"),
+                    "round {round}: {}",
+                    ended.location()
+                );
+                assert_eq!(claimed.len(), 3, "round {round}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_migration_that_ends_just_before_new_items_are_queued_is_still_reported() {
+    let portal = Portal::new().await;
+    let (client, id, ids) = project_with_mailboxes(&portal).await;
+    let before = portal.mails().len();
+    let passes = format!("/projects/{id}/passes");
+    portal.post(&client, &passes, &[("pass", "full")]).await;
+    let db = portal.db();
+    for _ in &ids {
+        let pass = db.claim_pass("w", 60).await.unwrap().unwrap();
+        end_migration(&portal, pass.id, 10).await;
+    }
+    // "Migrate new items" is queued before the notifier next looks.
+    portal.post(&client, &passes, &[("pass", "delta")]).await;
+    db.claim_pass("w", 60).await.unwrap().unwrap();
+    assert_eq!(
+        mailmove_portal::notify_ended_passes(&portal.state)
+            .await
+            .unwrap(),
+        1,
+        "the migration is reported while the new items are copied"
+    );
+    let mails = portal.mails();
+    assert_eq!(mails.len(), before + 1);
+    let mail = mails.last().unwrap();
+    assert_eq!(mail.subject, "mailmove: Migration of “Acme” has ended");
+    assert!(
+        mail.body.contains("Messages copied: 30; failed: 0."),
+        "{}",
+        mail.body
+    );
+    assert_eq!(
+        mailmove_portal::notify_ended_passes(&portal.state)
+            .await
+            .unwrap(),
+        0,
+        "the new items are still being copied"
+    );
+    for n in 0..ids.len() {
+        let pass = if n == 0 {
+            db.latest_pass(ids[0]).await.unwrap().unwrap()
+        } else {
+            db.claim_pass("w", 60).await.unwrap().unwrap()
+        };
+        end_migration(&portal, pass.id, 1).await;
+    }
+    assert_eq!(
+        mailmove_portal::notify_ended_passes(&portal.state)
+            .await
+            .unwrap(),
+        1
+    );
+    let mail = portal.mails().last().unwrap().clone();
+    assert_eq!(
+        mail.subject,
+        "mailmove: Migration of new items of “Acme” has ended"
+    );
+    assert_eq!(
+        mailmove_portal::notify_ended_passes(&portal.state)
+            .await
+            .unwrap(),
+        0,
+        "each pass is reported once"
+    );
+    assert_eq!(portal.mails().len(), before + 2);
 }

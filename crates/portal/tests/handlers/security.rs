@@ -157,7 +157,11 @@ async fn another_users_project_is_not_found_on_every_route() {
         .keyring
         .open(
             kept.source_secret.as_ref().unwrap(),
-            &mailmove_worker::secret_context(id, "a@old.example", "source"),
+            &mailmove_projects::secret_context(
+                id,
+                "a@old.example",
+                mailmove_projects::Side::Source,
+            ),
         )
         .unwrap();
     assert_eq!(opened.expose(), "pa");
@@ -371,7 +375,7 @@ async fn no_answer_ever_contains_a_mailbox_password() {
         .unwrap();
     db.set_mailbox_results(
         done.mailbox_id,
-        "full",
+        mailmove_store::PassKind::Full,
         MailboxStatus::CompletedWithErrors,
         &MailboxResults {
             copied: 3,

@@ -1,0 +1,149 @@
+//! Project operations in one place: the portal and the `project` commands call these and
+//! nothing else to create a project with its mailboxes, seal passwords, queue and stop
+//! passes, finish, delete and report status. Each operation that writes is one store
+//! transaction, so a crash or a concurrent request never leaves half of it done.
+
+mod sealing;
+mod settings;
+mod status;
+mod trial;
+
+use mailmove_import::MailboxRow;
+use mailmove_model::{PassKind, Secret};
+use mailmove_secrets::Keyring;
+use mailmove_store::{Db, MailboxRecord, NewProject, ProjectRecord, StoreError};
+
+pub use sealing::{FallbackPasswords, Side, seal, sealed_rows, secret_context};
+pub use settings::{ProjectSettings, SettingsError};
+pub use status::{MailboxState, MessageCounts, ProgressNow, ProjectStatus};
+pub use trial::{TrialReport, TrialSide};
+
+/// What creating a project needs.
+#[derive(Clone, Debug)]
+pub struct ProjectRequest<'a> {
+    pub owner_email: &'a str,
+    pub name: &'a str,
+    /// Server-only endpoint URLs (`imaps://mail.old.example:993`).
+    pub source: &'a str,
+    pub dest: &'a str,
+    pub settings: &'a ProjectSettings,
+}
+
+/// The operations, over a database and the key that seals its secrets.
+#[derive(Clone)]
+pub struct Projects {
+    db: Db,
+    keyring: Keyring,
+}
+
+impl Projects {
+    pub fn new(db: Db, keyring: Keyring) -> Projects {
+        Projects { db, keyring }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Creates a project with its mailboxes, passwords sealed, all in one transaction.
+    pub async fn create(
+        &self,
+        request: &ProjectRequest<'_>,
+        rows: &[MailboxRow],
+        fallback: &FallbackPasswords,
+    ) -> Result<(ProjectRecord, Vec<i64>), StoreError> {
+        request
+            .settings
+            .check()
+            .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let settings = request.settings.to_json();
+        let project = NewProject {
+            owner_email: request.owner_email,
+            name: request.name,
+            source: request.source,
+            dest: request.dest,
+            settings: &settings,
+        };
+        self.db
+            .create_project_with_mailboxes(&project, |id| {
+                sealed_rows(&self.keyring, id, rows, fallback)
+            })
+            .await
+    }
+
+    /// Adds mailboxes to a project that is not finished, all or none.
+    pub async fn add_mailboxes(
+        &self,
+        project_id: i64,
+        rows: &[MailboxRow],
+        fallback: &FallbackPasswords,
+    ) -> Result<Vec<i64>, StoreError> {
+        let sealed = sealed_rows(&self.keyring, project_id, rows, fallback);
+        self.db.add_mailboxes(project_id, &sealed).await
+    }
+
+    /// Replaces a mailbox's passwords; a side given `None` keeps its password.
+    pub async fn set_passwords(
+        &self,
+        mailbox: &MailboxRecord,
+        source: Option<&Secret<String>>,
+        dest: Option<&Secret<String>>,
+    ) -> Result<(), StoreError> {
+        let seal_side = |password: Option<&Secret<String>>, side| {
+            password.map(|p| {
+                seal(
+                    &self.keyring,
+                    mailbox.project_id,
+                    &mailbox.source_email,
+                    side,
+                    p,
+                )
+            })
+        };
+        self.db
+            .set_mailbox_secrets(
+                mailbox.id,
+                seal_side(source, Side::Source),
+                seal_side(dest, Side::Destination),
+            )
+            .await
+    }
+
+    /// Queues a pass for the chosen mailboxes (all with `None`); refused once the
+    /// project is finished. Returns one pass id per mailbox (an already queued or
+    /// running pass keeps its place).
+    pub async fn queue(
+        &self,
+        project_id: i64,
+        mailbox_ids: Option<&[i64]>,
+        kind: PassKind,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.db.queue_passes(project_id, mailbox_ids, kind).await
+    }
+
+    /// Asks the chosen mailboxes' passes to stop (a queued one stops at once).
+    pub async fn stop(
+        &self,
+        project_id: i64,
+        mailbox_ids: Option<&[i64]>,
+    ) -> Result<usize, StoreError> {
+        self.db.request_stops(project_id, mailbox_ids).await
+    }
+
+    /// Marks the project finished and erases its passwords; `Busy` while passes run.
+    /// False if it was finished already.
+    pub async fn finish(&self, project_id: i64) -> Result<bool, StoreError> {
+        self.db.finish_project(project_id).await
+    }
+
+    /// Deletes the project with its mailboxes, passwords and ledgers; `Busy` while
+    /// passes run.
+    pub async fn delete(&self, project_id: i64) -> Result<(), StoreError> {
+        self.db.delete_project(project_id).await
+    }
+
+    /// The project's status, as `project status --json` prints it.
+    pub async fn status(&self, project: &ProjectRecord) -> Result<ProjectStatus, StoreError> {
+        status::of(&self.db, project).await
+    }
+}

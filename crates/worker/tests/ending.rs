@@ -1,0 +1,76 @@
+//! How passes end without any server: what the worker decides before it connects.
+
+use std::time::Duration;
+
+use mailmove_model::Secret;
+use mailmove_projects::{Side, secret_context};
+use mailmove_secrets::Keyring;
+use mailmove_store::{Db, MailboxStatus, NewMailbox, PassKind, PassState};
+use mailmove_worker::{Worker, WorkerConfig};
+
+async fn database() -> (Db, Keyring, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_sqlite(&dir.path().join("mailmove.sqlite"))
+        .await
+        .unwrap();
+    let keyring = Keyring::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+    (db, keyring, dir)
+}
+
+fn config() -> WorkerConfig {
+    WorkerConfig {
+        poll: Duration::from_millis(20),
+        ..WorkerConfig::named("test")
+    }
+}
+
+/// Settings the worker cannot understand fail the pass with the reason, rather than
+/// running it with defaults (which would drop a CA or a POP3 folder without a word).
+#[tokio::test]
+async fn settings_that_cannot_be_read_fail_the_pass_with_the_reason() {
+    let (db, keyring, _dir) = database().await;
+    let project = db
+        .create_project(
+            "a@x",
+            "p",
+            "imaps://127.0.0.1:1",
+            "imaps://127.0.0.1:2",
+            r#"{"allow_plaintext": "yes"}"#,
+        )
+        .await
+        .unwrap();
+    let secret = |side| {
+        Some(keyring.seal(
+            &Secret::new("pw".to_string()),
+            &secret_context(project.id, "a@old.example", side),
+        ))
+    };
+    let ids = db
+        .add_mailboxes(
+            project.id,
+            &[NewMailbox {
+                source_email: "a@old.example".into(),
+                source_login: "a".into(),
+                source_secret: secret(Side::Source),
+                dest_email: "a@new.example".into(),
+                dest_login: "a".into(),
+                dest_secret: secret(Side::Destination),
+            }],
+        )
+        .await
+        .unwrap();
+    let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    Worker::new(db.clone(), keyring, config())
+        .run_until_done(project.id)
+        .await;
+    let ended = db.pass(pass).await.unwrap();
+    assert_eq!(ended.state, PassState::Failed);
+    let mailbox = db.mailbox(ids[0]).await.unwrap();
+    assert_eq!(mailbox.status, MailboxStatus::Failed);
+    let reason = mailbox.last_error.unwrap();
+    assert!(
+        reason.starts_with("the project's settings cannot be used: invalid type"),
+        "{reason}"
+    );
+    assert_eq!(ended.error.as_deref(), Some(reason.as_str()));
+}
