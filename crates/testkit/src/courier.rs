@@ -40,6 +40,24 @@ const START_ATTEMPTS: usize = 5;
 /// in its own mount namespace. Owns its temporary directory (`etc`, `run`,
 /// `mail/<user>/Maildir`, logs) and the process group; dropping it kills the server
 /// and deletes everything. Needs root.
+///
+/// ```no_run
+/// use mailmove_testkit::{Courier, messages};
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let dest = Courier::start()?;
+/// dest.add_user("alice", "secret")?;
+/// let mut checker = dest.checker("alice", "secret")?;
+/// checker.create("INBOX.Archive")?;
+/// checker.append("INBOX.Archive", &[], None, &messages::simple("m@x", "Hi", 100))?;
+/// // ... run the code under test against dest.host() / dest.imap_port() ...
+/// let before = checker.uidvalidity("INBOX.Archive")?;
+/// dest.delete_uid_db("alice", "INBOX.Archive")?;
+/// let mut checker = dest.checker("alice", "secret")?;
+/// assert!(checker.uidvalidity("INBOX.Archive")? > before);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Courier {
     /// Declared before `dir`, so the daemon is killed before its files go.
@@ -313,21 +331,25 @@ impl Courier {
                 "sh",
             ])
             .arg(d.join("start.sh"));
-        let daemon = self
-            .daemon
-            .insert(Daemon::spawn(command, &d.join("stderr.log"), d)?);
+        self.daemon = Some(Daemon::spawn(command, &d.join("stderr.log"), d)?);
         let socket = d.join("run/authdaemon/socket");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = daemon.exited() {
+            if let Some(status) = self.daemon.as_mut().and_then(Daemon::exited) {
                 bail!(
                     "courier exited ({status}) while starting; log:\n{}",
                     self.log()
                 );
             }
+            // The IMAPS listener runs in the background of start.sh, so its failure
+            // to bind shows only in the log.
+            if self.log().contains("Address already in use") {
+                bail!("a port was taken; log:\n{}", self.log());
+            }
             if socket.exists()
                 && let Ok(greeting) = daemon::read_greeting(self.imap_port)
                 && greeting.contains("Courier-IMAP")
+                && daemon::accepts(self.imaps_port)
             {
                 return Ok(());
             }

@@ -30,6 +30,25 @@ const START_ATTEMPTS: usize = 3;
 /// One running private Cyrus. Owns its temporary directory (configuration, sasldb,
 /// spool, logs) and the master's process group; dropping it kills the server and
 /// deletes everything. Needs root (the master drops to uid 65534).
+///
+/// ```no_run
+/// use mailmove_testkit::{Cyrus, messages};
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let dest = Cyrus::start()?;
+/// dest.add_user("alice", "secret")?;
+/// let mut checker = dest.checker("alice", "secret")?;
+/// checker.create("INBOX.Archive")?;
+/// let uid = checker.append("INBOX.Archive", &[], None, &messages::simple("m@x", "Hi", 100))?;
+/// // ... run the code under test against dest.host() / dest.imap_port() ...
+/// let before = checker.uidvalidity("INBOX.Archive")?;
+/// dest.reconstruct("alice", "INBOX.Archive")?;
+/// let mut checker = dest.checker("alice", "secret")?;
+/// assert_ne!(checker.uidvalidity("INBOX.Archive")?, before);
+/// assert_eq!(checker.fetch_all("INBOX.Archive")?[0].uid, uid);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Cyrus {
     /// Declared before `dir`, so the daemon is killed before its files go.
@@ -294,12 +313,10 @@ impl Cyrus {
             .arg("-p")
             .arg(d.join("run/master.pid"))
             .env("LD_LIBRARY_PATH", self.root.join(LIBS));
-        let daemon = self
-            .daemon
-            .insert(Daemon::spawn(command, &d.join("stderr.log"), d)?);
+        self.daemon = Some(Daemon::spawn(command, &d.join("stderr.log"), d)?);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = daemon.exited() {
+            if let Some(status) = self.daemon.as_mut().and_then(Daemon::exited) {
                 bail!(
                     "cyrus master exited ({status}) while starting; log:\n{}",
                     self.log()
@@ -307,6 +324,7 @@ impl Cyrus {
             }
             if let Ok(greeting) = daemon::read_greeting(self.imap_port)
                 && greeting.contains(&self.server_name)
+                && daemon::accepts(self.imaps_port)
             {
                 return Ok(());
             }

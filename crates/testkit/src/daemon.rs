@@ -144,6 +144,13 @@ pub(crate) fn read_greeting(port: u16) -> Result<String> {
     Ok(line)
 }
 
+/// Whether something accepts connections on the loopback `port` (for implicit-TLS
+/// ports, whose greeting comes only after a handshake).
+pub(crate) fn accepts(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
 /// Runs a command to completion; fails with its output if it exits non-zero.
 pub(crate) fn run(command: &mut Command) -> Result<String> {
     let program = command.get_program().to_string_lossy().into_owned();

@@ -132,6 +132,32 @@ fn cyrus_replaces_raw_8bit_header_bytes_with_x() {
 }
 
 #[test]
+fn cyrus_keeps_a_missing_final_crlf_and_refuses_bare_newlines_and_nul() {
+    let cyrus = Cyrus::start().unwrap();
+    cyrus.add_user("alice", "secret").unwrap();
+    let mut checker = cyrus.checker("alice", "secret").unwrap();
+    let no_final_crlf = b"From: a@example.com\r\nSubject: x\r\n\r\nBody".to_vec();
+    checker.append("INBOX", &[], None, &no_final_crlf).unwrap();
+    assert_eq!(checker.fetch_all("INBOX").unwrap()[0].body, no_final_crlf);
+
+    let bare_lf = b"From: a@example.com\nSubject: x\n\nBody\n";
+    let error = format!(
+        "{:#}",
+        checker.append("INBOX", &[], None, bare_lf).unwrap_err()
+    );
+    assert!(
+        error.contains("NO Message contains bare newlines"),
+        "{error}"
+    );
+    let nul = b"From: a@example.com\r\nSubject: x\r\n\r\nA\x00B\r\n";
+    let error = format!("{:#}", checker.append("INBOX", &[], None, nul).unwrap_err());
+    assert!(
+        error.contains("NO Message contains NUL characters"),
+        "{error}"
+    );
+}
+
+#[test]
 fn cyrus_reconstruct_gives_a_folder_a_new_uidvalidity() {
     let cyrus = Cyrus::start().unwrap();
     cyrus.add_user("alice", "secret").unwrap();
@@ -217,7 +243,7 @@ fn courier_refuses_a_slash_in_a_folder_name() {
 }
 
 #[test]
-fn courier_ends_a_message_without_a_final_crlf_with_one() {
+fn courier_ends_a_message_with_crlf_and_turns_bare_newlines_into_crlf() {
     let courier = Courier::start().unwrap();
     courier.add_user("alice", "secret").unwrap();
     let mut checker = courier.checker("alice", "secret").unwrap();
@@ -239,10 +265,23 @@ fn courier_ends_a_message_without_a_final_crlf_with_one() {
     assert!(stored.ends_with(b"\r\n"));
     assert_eq!(fetched[1].body, eight_bit);
 
+    // Bare newlines become CRLF; NUL is stored as it is.
+    checker.create("INBOX.Raw").unwrap();
+    let bare_lf = b"From: a@example.com\nSubject: x\n\nBody\nline\n";
+    let nul = b"From: a@example.com\r\nSubject: x\r\n\r\nA\x00B\r\n";
+    checker.append("INBOX.Raw", &[], None, bare_lf).unwrap();
+    checker.append("INBOX.Raw", &[], None, nul).unwrap();
+    let raw = checker.fetch_all("INBOX.Raw").unwrap();
+    assert_eq!(
+        raw[0].body,
+        b"From: a@example.com\r\nSubject: x\r\n\r\nBody\r\nline\r\n"
+    );
+    assert_eq!(raw[1].body, nul);
+
     // Courier refuses an APPEND to the folder the session has EXAMINEd.
     let error = format!(
         "{:#}",
-        checker.append("INBOX", &[], None, &body).unwrap_err()
+        checker.append("INBOX.Raw", &[], None, &body).unwrap_err()
     );
     assert!(
         error.contains("NO Current box is selected READ-ONLY."),
