@@ -91,6 +91,10 @@ fn cyrus_logs_in_creates_appends_and_fetches_back() {
         wrong.contains("NO Login failed: authentication failure"),
         "{wrong}"
     );
+    // A changed password is the only one accepted, at once.
+    cyrus.add_user("alice", "changed").unwrap();
+    cyrus.checker("alice", "changed").unwrap();
+    assert!(cyrus.checker("alice", "secret").is_err());
     // Sessions are recorded from the first command after LOGIN.
     assert!(
         cyrus.log().contains("CREATE \"INBOX.Archive\""),
@@ -228,8 +232,16 @@ fn courier_logs_in_creates_appends_and_fetches_back() {
     // A second user added while the server runs; passwords are checked for real.
     courier.add_user("bob", "other").unwrap();
     courier.checker("bob", "other").unwrap();
+    // Courier answers a failed LOGIN after 5 seconds.
     let wrong = format!("{:#}", courier.checker("alice", "wrong").unwrap_err());
     assert!(wrong.contains("NO Login failed."), "{wrong}");
+    courier.add_user("bob", "changed").unwrap();
+    courier.checker("bob", "changed").unwrap();
+    assert!(
+        courier.log().contains("LOGIN FAILED, user=alice"),
+        "{}",
+        courier.log()
+    );
 }
 
 #[test]
