@@ -24,11 +24,16 @@
 
 mod certs;
 mod checker;
+mod courier;
+mod cyrus;
+mod daemon;
 mod dovecot;
 pub mod ews;
 pub mod messages;
 mod ports;
 
 pub use checker::{CheckedMessage, Checker, ListedFolder};
+pub use courier::Courier;
+pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, DovecotOptions};
 pub use ports::free_port;
