@@ -242,7 +242,7 @@ fn flag_hint(remedy: Remedy) -> Option<&'static str> {
         ),
         // The error already says to check the password; where it comes from depends on
         // the command (environment, --source-password-file, a spreadsheet).
-        Remedy::CheckPassword => None,
+        Remedy::CheckPassword | Remedy::SignInAgain | Remedy::OtherSignIn => None,
     }
 }
 

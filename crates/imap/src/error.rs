@@ -8,6 +8,13 @@ pub enum Error {
     Net(#[from] mailmove_net::NetError),
     #[error("login refused for {login}: check the password ({text})")]
     AuthFailed { login: String, text: String },
+    /// The server refused an OAuth2 access token: expired, revoked, or for another
+    /// mailbox. A fresh token may pass.
+    #[error("the server refused the access token for {user} ({text})")]
+    TokenRefused { user: String, text: String },
+    /// The server does not offer what this sign-in needs.
+    #[error("the server does not offer {needed}, which this sign-in needs")]
+    CannotSignIn { needed: String },
     #[error("the server refused {command}: {}", status.describe())]
     No { command: String, status: Status },
     #[error("the server rejected {command} as invalid: {}", status.describe())]
@@ -33,13 +40,21 @@ impl Error {
         match self {
             Error::Net(e) => e.remedy(),
             Error::AuthFailed { .. } => Some(mailmove_net::Remedy::CheckPassword),
+            Error::TokenRefused { .. } => Some(mailmove_net::Remedy::SignInAgain),
+            Error::CannotSignIn { .. } => Some(mailmove_net::Remedy::OtherSignIn),
             _ => None,
         }
     }
 
     /// Could not connect or log in at all: the exit code 3 kind.
     pub fn is_connection_setup(&self) -> bool {
-        matches!(self, Error::Net(_) | Error::AuthFailed { .. })
+        matches!(
+            self,
+            Error::Net(_)
+                | Error::AuthFailed { .. }
+                | Error::TokenRefused { .. }
+                | Error::CannotSignIn { .. }
+        )
     }
 }
 

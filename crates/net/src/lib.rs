@@ -9,7 +9,7 @@ mod body;
 mod connect;
 mod options;
 mod remedy;
-mod sasl;
+pub mod sasl;
 mod setup;
 mod tls;
 
@@ -17,8 +17,6 @@ pub use body::{Body, BodySink};
 pub use connect::{NetError, connect_tcp, tls_handshake_within};
 pub use options::{CompressMode, ConnectOptions};
 pub use remedy::Remedy;
-pub use sasl::{
-    AdminForm, OAuthMechanism, SignIn, after_oauth_error, oauth_error, oauthbearer, plain, xoauth2,
-};
+pub use sasl::{AdminForm, OAuthMechanism, SignIn};
 pub use setup::{BeforeLogin, Opened, Stream, before_login, nothing_buffered, open, upgrade};
 pub use tls::{TlsOptions, TlsSetupError, client_config};

@@ -15,4 +15,10 @@ pub enum Remedy {
     EncryptOrAllowPlaintext,
     /// The server refused the login: check the login name and the password.
     CheckPassword,
+    /// The server refused the access token and no fresh one could be had: the mailbox's
+    /// user (or administrator) must sign in again.
+    SignInAgain,
+    /// The server offers no way to sign in that mailmove was given the means for
+    /// (an OAuth token where it takes only passwords, or the reverse).
+    OtherSignIn,
 }

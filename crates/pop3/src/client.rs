@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use mailmove_model::{Endpoint, Secret};
+use mailmove_net::{AdminForm, OAuthMechanism, SignIn};
 use mailmove_net::{
     BeforeLogin, Body, BodySink, ConnectOptions, NetError, Stream, before_login, open, upgrade,
 };
@@ -38,6 +38,8 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Client {
     reader: BufReader<Box<dyn Stream>>,
     host: String,
+    /// The server's port, which OAUTHBEARER names.
+    port: u16,
     capabilities: Vec<String>,
     response_timeout: Duration,
     spill_threshold: u64,
@@ -55,6 +57,7 @@ impl Client {
         let mut client = Client {
             reader: BufReader::with_capacity(READ_BUFFER, opened.stream),
             host: endpoint.host.clone(),
+            port: endpoint.port,
             capabilities: Vec::new(),
             response_timeout: options.response_timeout,
             spill_threshold: options.spill_threshold,
@@ -88,6 +91,113 @@ impl Client {
     /// `SASL PLAIN`, else with USER and PASS. A refusal is [`Error::AuthFailed`],
     /// except the RFC 3206 codes that blame the server (`[SYS/TEMP]`, `[IN-USE]`,
     /// `[LOGIN-DELAY]`, `[SYS/PERM]`), which come back as [`Error::Err`].
+    /// Signs in as `sign_in` says: a password (see [`Client::login`]), an
+    /// administrator acting for a mailbox, or an OAuth2 token over OAUTHBEARER (where
+    /// offered) or XOAUTH2 (RFC 5034's AUTH).
+    pub async fn sign_in(&mut self, sign_in: &SignIn) -> Result<(), Error> {
+        match sign_in {
+            SignIn::Password { login, password } => return self.login(login, password).await,
+            SignIn::Admin {
+                mailbox,
+                admin,
+                password,
+                form: AdminForm::Separator(separator),
+            } => {
+                return self
+                    .login(&format!("{mailbox}{separator}{admin}"), password)
+                    .await;
+            }
+            SignIn::Admin {
+                mailbox,
+                admin,
+                password,
+                form: AdminForm::AuthorizationIdentity,
+            } => {
+                if !self.offers_sasl("PLAIN") {
+                    return Err(Error::CannotSignIn {
+                        needed: "AUTH PLAIN (an administrator acting for a mailbox)".into(),
+                    });
+                }
+                let message = mailmove_net::sasl::plain(mailbox, admin, password);
+                if let Some(text) = self.authenticate("PLAIN", &message, "*").await? {
+                    return Err(refusal(mailbox, "AUTH PLAIN", text));
+                }
+            }
+            SignIn::Token { user, token } => {
+                let offered: Vec<&str> = self
+                    .capabilities
+                    .iter()
+                    .filter(|line| line.to_ascii_uppercase().starts_with("SASL "))
+                    .flat_map(|line| line.split_ascii_whitespace().skip(1))
+                    .collect();
+                let Some(mechanism) = OAuthMechanism::choose(offered) else {
+                    return Err(Error::CannotSignIn {
+                        needed: "OAuth sign-in (SASL OAUTHBEARER or XOAUTH2)".into(),
+                    });
+                };
+                let message = match mechanism {
+                    OAuthMechanism::XOAuth2 => mailmove_net::sasl::xoauth2(user, token),
+                    OAuthMechanism::OAuthBearer => {
+                        mailmove_net::sasl::oauthbearer(user, &self.host, self.port, token)
+                    }
+                };
+                let answer = mailmove_net::sasl::after_oauth_error(mechanism);
+                if let Some(text) = self
+                    .authenticate(mechanism.name(), &message, answer)
+                    .await?
+                {
+                    return Err(Error::TokenRefused {
+                        user: user.clone(),
+                        text,
+                    });
+                }
+            }
+        }
+        debug!(host = %self.host, user = sign_in.user(), "signed in");
+        self.refresh_capabilities().await
+    }
+
+    /// One SASL exchange with an initial response. An empty `+` asks for that response
+    /// again (a server that ignored it); a `+` with text is the server's error report
+    /// (OAuth's JSON), answered with `answer` so that the server ends the exchange.
+    /// `None` when signed in, else the refusal in the server's words.
+    async fn authenticate(
+        &mut self,
+        mechanism: &'static str,
+        message: &Secret<String>,
+        answer: &str,
+    ) -> Result<Option<String>, Error> {
+        let mut status = self.command(&Command::Auth(mechanism, message)).await?;
+        let mut reported = None;
+        for _ in 0..2 {
+            if status.kind != StatusKind::Continue {
+                break;
+            }
+            let challenge = status.text.trim().to_string();
+            status = if challenge.is_empty() {
+                self.command(&Command::SaslResponse(message)).await?
+            } else {
+                reported = Some(mailmove_net::sasl::oauth_error(&challenge));
+                self.command(&Command::SaslAnswer(answer)).await?
+            };
+        }
+        match status.kind {
+            StatusKind::Ok => Ok(None),
+            StatusKind::Err => Ok(Some(match reported {
+                Some(reported) => format!("{}; {reported}", status.text),
+                None => status.text,
+            })),
+            StatusKind::Continue => {
+                // Cancel an exchange that will not end (RFC 5034 §4).
+                self.command(&Command::SaslCancel).await?;
+                self.broken = true;
+                Err(Error::Protocol(format!(
+                    "the server kept asking for more during AUTH {mechanism}"
+                )))
+            }
+        }
+    }
+
     pub async fn login(&mut self, login: &str, password: &Secret<String>) -> Result<(), Error> {
         if self.offers_sasl("PLAIN") {
             self.auth_plain(login, password).await?;
@@ -278,6 +388,7 @@ impl Client {
         let Client {
             reader,
             host,
+            port,
             response_timeout,
             spill_threshold,
             ..
@@ -286,6 +397,7 @@ impl Client {
         let mut client = Client {
             reader: BufReader::with_capacity(READ_BUFFER, secured),
             host,
+            port,
             capabilities: Vec::new(),
             response_timeout,
             spill_threshold,
@@ -312,11 +424,8 @@ impl Client {
                 text: "the login or password contains a NUL byte, which PLAIN cannot carry".into(),
             });
         }
-        let token = Secret::new(
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("\0{login}\0{}", password.expose())),
-        );
-        let mut status = self.command(&Command::AuthPlain(&token)).await?;
+        let token = mailmove_net::sasl::plain("", login, password);
+        let mut status = self.command(&Command::Auth("PLAIN", &token)).await?;
         if status.kind == StatusKind::Continue {
             // A server that ignored the initial response asks for it again.
             status = self.command(&Command::SaslResponse(&token)).await?;
@@ -530,10 +639,12 @@ enum Command<'a> {
     Stls,
     User(&'a str),
     Pass(&'a Secret<String>),
-    /// `AUTH PLAIN` with the base64 token as initial response.
-    AuthPlain(&'a Secret<String>),
+    /// `AUTH mechanism` with the base64 message as initial response.
+    Auth(&'static str, &'a Secret<String>),
     /// The base64 token alone, when the server asks for it with `+`.
     SaslResponse(&'a Secret<String>),
+    /// A client's fixed answer in a SASL exchange (OAuth's reply to an error report).
+    SaslAnswer(&'a str),
     SaslCancel,
     Stat,
     List,
@@ -552,8 +663,9 @@ impl Command<'_> {
         match self {
             Command::User(login) => format!("USER {login}"),
             Command::Pass(password) => format!("PASS {}", password.expose()),
-            Command::AuthPlain(token) => format!("AUTH PLAIN {}", token.expose()),
+            Command::Auth(mechanism, message) => format!("AUTH {mechanism} {}", message.expose()),
             Command::SaslResponse(token) => token.expose().clone(),
+            Command::SaslAnswer(answer) => (*answer).to_string(),
             _ => self.describe(),
         }
     }
@@ -565,8 +677,9 @@ impl Command<'_> {
             Command::Stls => "STLS".into(),
             Command::User(login) => format!("USER {login}"),
             Command::Pass(_) => "PASS [redacted]".into(),
-            Command::AuthPlain(_) => "AUTH PLAIN [redacted]".into(),
+            Command::Auth(mechanism, _) => format!("AUTH {mechanism} [redacted]"),
             Command::SaslResponse(_) => "[redacted SASL response]".into(),
+            Command::SaslAnswer(answer) => (*answer).to_string(),
             Command::SaslCancel => "*".into(),
             Command::Stat => "STAT".into(),
             Command::List => "LIST".into(),
@@ -637,7 +750,7 @@ mod tests {
             Command::Stls,
             Command::User("alice"),
             Command::Pass(secret),
-            Command::AuthPlain(secret),
+            Command::Auth("PLAIN", secret),
             Command::SaslResponse(secret),
             Command::SaslCancel,
             Command::Stat,

@@ -22,6 +22,10 @@ pub fn advice(remedy: Remedy) -> Option<&'static str> {
              this portal to allow unencrypted logins"
         }
         Remedy::CheckPassword => "type the right password under Change passwords",
+        Remedy::SignInAgain => "sign in again for this mailbox",
+        Remedy::OtherSignIn => {
+            "choose the way this server signs in (password or the provider's sign-in) for this side"
+        }
     })
 }
 
@@ -29,11 +33,13 @@ pub fn advice(remedy: Remedy) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    const EVERY_REMEDY: [Remedy; 4] = [
+    const EVERY_REMEDY: [Remedy; 6] = [
         Remedy::TrustCertificate,
         Remedy::ReadableCaFile,
         Remedy::EncryptOrAllowPlaintext,
         Remedy::CheckPassword,
+        Remedy::SignInAgain,
+        Remedy::OtherSignIn,
     ];
 
     #[test]

@@ -4,11 +4,12 @@
 
 use base64::Engine;
 use mailmove_model::Secret;
+use mailmove_net::{AdminForm, OAuthMechanism, SignIn, sasl};
 
 use super::{Client, quote};
 use crate::error::Error;
 use crate::response::{
-    Code, Fetch, ListEntry, Namespaces, QuotaResource, Response, StatusKind, Untagged,
+    Code, Fetch, ListEntry, Namespaces, QuotaResource, Response, Status, StatusKind, Untagged,
 };
 
 /// What EXAMINE or SELECT said about a mailbox.
@@ -41,6 +42,135 @@ pub struct StorageQuota {
 }
 
 impl Client {
+    /// Signs in as `sign_in` says: a password (see [`Client::login`]), an
+    /// administrator acting for a mailbox, or an OAuth2 token over OAUTHBEARER (where
+    /// offered) or XOAUTH2.
+    pub async fn sign_in(&mut self, sign_in: &SignIn) -> Result<(), Error> {
+        match sign_in {
+            SignIn::Password { login, password } => self.login(login, password).await,
+            SignIn::Admin {
+                mailbox,
+                admin,
+                password,
+                form: AdminForm::Separator(separator),
+            } => {
+                self.login(&format!("{mailbox}{separator}{admin}"), password)
+                    .await
+            }
+            SignIn::Admin {
+                mailbox,
+                admin,
+                password,
+                form: AdminForm::AuthorizationIdentity,
+            } => {
+                if !self.has_capability("AUTH=PLAIN") {
+                    return Err(Error::CannotSignIn {
+                        needed: "AUTHENTICATE PLAIN (an administrator acting for a mailbox)".into(),
+                    });
+                }
+                let message = sasl::plain(mailbox, admin, password);
+                let status = self.authenticate("PLAIN", &message, "").await?;
+                self.signed_in(status, mailbox, false).await
+            }
+            SignIn::Token { user, token } => {
+                let offered: Vec<&str> = self
+                    .capabilities()
+                    .iter()
+                    .filter_map(|c| {
+                        c.get(..5)
+                            .filter(|p| p.eq_ignore_ascii_case("AUTH="))
+                            .map(|_| &c[5..])
+                    })
+                    .collect();
+                let Some(mechanism) = OAuthMechanism::choose(offered) else {
+                    return Err(Error::CannotSignIn {
+                        needed: "OAuth sign-in (AUTH=OAUTHBEARER or AUTH=XOAUTH2)".into(),
+                    });
+                };
+                let message = match mechanism {
+                    OAuthMechanism::XOAuth2 => sasl::xoauth2(user, token),
+                    OAuthMechanism::OAuthBearer => {
+                        sasl::oauthbearer(user, &self.host, self.port, token)
+                    }
+                };
+                let answer = sasl::after_oauth_error(mechanism);
+                let status = self
+                    .authenticate(mechanism.name(), &message, answer)
+                    .await?;
+                self.signed_in(status, user, true).await
+            }
+        }
+    }
+
+    /// Runs one SASL exchange with an initial response; a challenge after it is the
+    /// server's error report (OAuth's JSON), answered with `answer` so that it ends the
+    /// exchange. Tells the final status and the error report, if one came.
+    async fn authenticate(
+        &mut self,
+        mechanism: &str,
+        message: &Secret<String>,
+        answer: &str,
+    ) -> Result<(Status, Option<String>), Error> {
+        let tag = if self.has_capability("SASL-IR") {
+            self.send_line(&format!("AUTHENTICATE {mechanism} {}", message.expose()))
+                .await?
+        } else {
+            let tag = self.send_line(&format!("AUTHENTICATE {mechanism}")).await?;
+            self.wait_continuation(&tag).await?;
+            self.write_raw(format!("{}\r\n", message.expose()).as_bytes())
+                .await?;
+            tag
+        };
+        let mut reported = None;
+        loop {
+            match self.read_response().await? {
+                Response::Continue(challenge) => {
+                    reported = Some(sasl::oauth_error(&challenge));
+                    self.write_raw(format!("{answer}\r\n").as_bytes()).await?;
+                }
+                Response::Tagged { tag: done, status } if done == tag => {
+                    return Ok((status, reported));
+                }
+                Response::Untagged(Untagged::Capability(caps)) => self.capabilities = caps,
+                _ => {}
+            }
+        }
+    }
+
+    /// After AUTHENTICATE: a refusal in the user's terms, else the new capabilities.
+    async fn signed_in(
+        &mut self,
+        (status, reported): (Status, Option<String>),
+        user: &str,
+        token: bool,
+    ) -> Result<(), Error> {
+        if status.kind != StatusKind::Ok {
+            let mut text = status.describe();
+            if let Some(reported) = reported {
+                text = format!("{text}; {reported}");
+            }
+            return Err(if token {
+                Error::TokenRefused {
+                    user: user.to_string(),
+                    text,
+                }
+            } else {
+                Error::AuthFailed {
+                    login: user.to_string(),
+                    text,
+                }
+            });
+        }
+        self.capabilities.clear();
+        if let Some(Code::Capability(caps)) = status.code {
+            self.capabilities = caps;
+        }
+        if self.capabilities.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        Ok(())
+    }
+
     /// Logs in with AUTHENTICATE PLAIN when offered, else LOGIN.
     pub async fn login(&mut self, login: &str, password: &Secret<String>) -> Result<(), Error> {
         let result = if self.has_capability("AUTH=PLAIN") {

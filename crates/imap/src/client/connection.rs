@@ -50,6 +50,7 @@ impl Client {
         let mut client = Client {
             connection: buffered_connection(opened.stream, frame_limits(options)),
             host: endpoint.host.clone(),
+            port: endpoint.port,
             next_tag: 1,
             capabilities: Vec::new(),
             response_timeout: options.response_timeout,
@@ -197,6 +198,7 @@ impl Client {
         let Client {
             connection,
             host,
+            port,
             next_tag,
             capabilities,
             response_timeout,
@@ -206,6 +208,7 @@ impl Client {
         Ok(Client {
             connection: make(connection).await?,
             host,
+            port,
             next_tag,
             capabilities,
             response_timeout,

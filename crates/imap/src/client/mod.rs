@@ -18,6 +18,8 @@ use connection::Connection;
 pub struct Client {
     connection: Connection,
     host: String,
+    /// The server's port, which OAUTHBEARER names.
+    port: u16,
     next_tag: u64,
     capabilities: Vec<String>,
     response_timeout: Duration,
