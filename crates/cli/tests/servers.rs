@@ -1,0 +1,170 @@
+//! The real binary between Dovecot and the other real servers from Debian (Cyrus
+//! IMAPd, Courier-IMAP): a folder name the destination refuses does not stop the pass.
+
+mod common;
+
+use std::process::Command;
+
+use common::{SOURCE_PASSWORD, SOURCE_USER, finish};
+use mailmove_testkit::{Courier, Cyrus, Dovecot, DovecotOptions, messages};
+
+const DEST_USER: &str = "bob";
+const DEST_PASSWORD: &str = "dest-secret-3";
+const DATE: &str = "01-Jan-2020 10:00:00 +0000";
+
+/// A destination server for these tests, whichever it is.
+struct Dest {
+    /// The destination's URL without its login: `imap://127.0.0.1:PORT` or `imaps://`.
+    url: String,
+    ca_pem: std::path::PathBuf,
+    checker: Box<dyn Fn() -> mailmove_testkit::Checker>,
+    _server: Box<dyn std::any::Any>,
+}
+
+fn cyrus() -> Dest {
+    let server = Cyrus::start().expect("Cyrus starts (scripts/test installs it)");
+    server.add_user(DEST_USER, DEST_PASSWORD).unwrap();
+    let (host, port) = (server.host().to_string(), server.imap_port());
+    Dest {
+        url: format!("imap://{DEST_USER}@127.0.0.1:{port}"),
+        ca_pem: server.ca_pem().to_path_buf(),
+        checker: Box::new(move || {
+            mailmove_testkit::Checker::connect(&host, port, DEST_USER, DEST_PASSWORD).unwrap()
+        }),
+        _server: Box::new(server),
+    }
+}
+
+fn courier() -> Dest {
+    let server = Courier::start().expect("Courier starts (scripts/test installs it)");
+    server.add_user(DEST_USER, DEST_PASSWORD).unwrap();
+    let (host, port) = (server.host().to_string(), server.imap_port());
+    // Implicit TLS: the harness's Courier does not finish a STARTTLS handshake (with
+    // openssl s_client either).
+    Dest {
+        url: format!("imaps://{DEST_USER}@127.0.0.1:{}", server.imaps_port()),
+        ca_pem: server.ca_pem().to_path_buf(),
+        checker: Box::new(move || {
+            mailmove_testkit::Checker::connect(&host, port, DEST_USER, DEST_PASSWORD).unwrap()
+        }),
+        _server: Box::new(server),
+    }
+}
+
+/// A Dovecot source with a message in INBOX and three in `folder` (levels joined
+/// by `/`, Dovecot's separator here).
+fn source(folder: &str) -> Dovecot {
+    let source = Dovecot::start(DovecotOptions::default()).expect("the source Dovecot starts");
+    source.add_user(SOURCE_USER, SOURCE_PASSWORD).unwrap();
+    let mut checker = source.checker(SOURCE_USER, SOURCE_PASSWORD).unwrap();
+    checker.create(folder).unwrap();
+    let inbox = messages::simple("<in@example.com>", "hello", 300);
+    checker.append("INBOX", &[], Some(DATE), &inbox).unwrap();
+    for i in 0..3 {
+        let message = messages::simple(&format!("<refused{i}@example.com>"), "x", 400);
+        checker.append(folder, &[], Some(DATE), &message).unwrap();
+    }
+    source
+}
+
+fn run(source: &Dovecot, dest: &Dest, dir: &std::path::Path, subcommand: &str) -> common::Run {
+    let report = dir.join(format!("{subcommand}-{}.json", rand_suffix()));
+    // Both servers' CAs in one file, as a user would pass them with --tls-ca.
+    let ca = dir.join("ca.pem");
+    let mut pem = std::fs::read(source.ca_pem()).unwrap();
+    pem.extend(std::fs::read(&dest.ca_pem).unwrap());
+    std::fs::write(&ca, pem).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mailmove"))
+        .arg(subcommand)
+        .args([
+            "--source",
+            &format!("imap://{SOURCE_USER}@127.0.0.1:{}", source.imap_port()),
+        ])
+        .args(["--dest", &dest.url])
+        .arg("--tls-ca")
+        .arg(&ca)
+        .arg("--state")
+        .arg(dir.join("state.sqlite"))
+        .arg("--report")
+        .arg(&report)
+        .env("MAILMOVE_SOURCE_PASSWORD", SOURCE_PASSWORD)
+        .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD)
+        .env_remove("MAILMOVE_LOG")
+        .output()
+        .expect("mailmove runs");
+    finish(output, Some(report))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Copies `folder`, which `dest` refuses, and checks that it went to `fallback`
+/// (as the report names it; `fallback_raw` on the server), with a warning and no
+/// failure, and that a second pass and the proof agree.
+fn a_refused_folder_name_falls_back(
+    dest: Dest,
+    folder: &str,
+    fallback: &str,
+    fallback_raw: &str,
+    server_said: &str,
+) {
+    let source = source(folder);
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(&source, &dest, dir.path(), "migrate");
+    assert_eq!(first.code, 0, "{}", first.everything());
+    assert_eq!(first.counts(), (4, 0, 0, 0), "{}", first.everything());
+    let report = first.report.as_ref().unwrap();
+    let folders = report["folders"].as_array().unwrap();
+    let copied = folders
+        .iter()
+        .find(|f| f["source"] == folder)
+        .expect("the folder is reported");
+    assert_eq!(copied["dest"], fallback, "{report}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("refused the folder name {folder}"))
+            && warnings.contains(server_said),
+        "{warnings}"
+    );
+    assert!(report.get("fatal").is_none(), "{report}");
+    let mut checker = (dest.checker)();
+    assert_eq!(checker.fetch_all(fallback_raw).unwrap().len(), 3);
+    assert_eq!(checker.fetch_all("INBOX").unwrap().len(), 1);
+
+    // A second pass finds the fallback and copies nothing; the proof agrees.
+    let second = run(&source, &dest, dir.path(), "migrate");
+    assert_eq!(second.counts(), (0, 4, 0, 0), "{}", second.everything());
+    let proof = run(&source, &dest, dir.path(), "verify");
+    assert_eq!(proof.code, 0, "{}", proof.everything());
+}
+
+#[test]
+fn cyrus_refuses_a_percent_sign_and_the_folder_goes_under_another_name() {
+    a_refused_folder_name_falls_back(
+        cyrus(),
+        "Projects/50% off",
+        "Projects/50_ off",
+        "INBOX.Projects.50_ off",
+        "Invalid mailbox name",
+    );
+}
+
+#[test]
+fn courier_refuses_a_name_too_long_and_the_folder_goes_under_a_short_one() {
+    let folder = format!("Projects/{}/{}", "x".repeat(150), "y".repeat(150));
+    let short: String = format!("Projects_{}_{}", "x".repeat(150), "y".repeat(150))
+        .chars()
+        .take(60)
+        .collect();
+    a_refused_folder_name_falls_back(
+        courier(),
+        &folder,
+        &short,
+        &format!("INBOX.{short}"),
+        "Cannot create this folder.",
+    );
+}
