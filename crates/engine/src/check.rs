@@ -1,8 +1,6 @@
 //! The trial: connect and log in on both sides, then a pre-flight that sizes the job
 //! and warns about what would make it fail (quota, message size limits).
 
-use serde::Serialize;
-
 use crate::connector::{Connector, Destination, SideError, Source};
 use crate::folders::FolderRules;
 use crate::progress::Silent;
@@ -14,27 +12,11 @@ const QUOTA_WARNING: f64 = 0.70;
 /// A conservative copy rate for the time estimate, in bytes per second.
 const ESTIMATE_RATE: f64 = 20.0 * 1_000_000.0;
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct SideCheck {
-    pub server: String,
-    pub capabilities: Vec<String>,
-    pub folders: usize,
-    pub messages: u64,
-    pub bytes: u64,
-    pub largest_message: u64,
-    pub quota_used: Option<u64>,
-    pub quota_limit: Option<u64>,
-    pub append_limit: Option<u64>,
-}
+/// One side of the trial (the model's type, named for the engine's readers).
+pub type SideCheck = mailmove_model::TrialSide;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct CheckReport {
-    pub source: SideCheck,
-    pub dest: SideCheck,
-    pub folders_to_create: Vec<String>,
-    pub estimated_seconds: u64,
-    pub warnings: Vec<String>,
-}
+/// What the trial found.
+pub type CheckReport = mailmove_model::TrialReport;
 
 pub async fn check<SC: Connector, DC: Connector>(
     source: &SC,
@@ -47,7 +29,7 @@ pub async fn check<SC: Connector, DC: Connector>(
     let (mut src, mut dst, plan) = (session.source, session.dest, session.plan);
 
     let mut source_side = describe(src.capabilities(), source.server());
-    source_side.folders = plan.mappings.len();
+    source_side.folders = plan.mappings.len() as u64;
     for mapping in &plan.mappings {
         let opened = src.open(&mapping.source_raw).await?;
         if opened.exists == 0 {
@@ -62,7 +44,7 @@ pub async fn check<SC: Connector, DC: Connector>(
     }
 
     let mut dest_side = describe(dst.capabilities(), dest.server());
-    dest_side.folders = session.dest_tree.entries.len();
+    dest_side.folders = session.dest_tree.entries.len() as u64;
     let quota = dst.quota().await?;
     dest_side.quota_used = quota.map(|q| q.used);
     dest_side.quota_limit = quota.map(|q| q.limit);

@@ -6,8 +6,10 @@ pub mod mutf7;
 mod pass;
 mod secret;
 mod size;
+mod trial;
 
 pub use endpoint::{EWS_PATH, Endpoint, EndpointError, Kind, Security};
 pub use pass::PassKind;
 pub use secret::Secret;
 pub use size::human_size;
+pub use trial::{TrialReport, TrialSide};

@@ -6,17 +6,16 @@
 mod sealing;
 mod settings;
 mod status;
-mod trial;
 
 use mailmove_import::MailboxRow;
 use mailmove_model::{PassKind, Secret};
 use mailmove_secrets::Keyring;
 use mailmove_store::{Db, MailboxRecord, NewProject, ProjectRecord, StoreError};
 
+pub use mailmove_model::{TrialReport, TrialSide};
 pub use sealing::{FallbackPasswords, Side, seal, sealed_rows, secret_context};
 pub use settings::{ProjectSettings, SettingsError};
 pub use status::{MailboxState, MessageCounts, ProgressNow, ProjectStatus};
-pub use trial::{TrialReport, TrialSide};
 
 /// What creating a project needs.
 #[derive(Clone, Debug)]

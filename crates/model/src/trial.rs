@@ -1,6 +1,5 @@
-//! The trial's findings as the portal and the command line read them back from a
-//! pass's report. The engine writes its `CheckReport` as JSON; this type reads the same
-//! keys without depending on the engine (the worker's tests check that both agree).
+//! The trial's findings: what the engine's `check` finds, what a trial pass stores as
+//! JSON, and what the portal and the command line read back, one type for all.
 
 use serde::{Deserialize, Serialize};
 
