@@ -28,7 +28,8 @@ mod dovecot;
 pub mod ews;
 pub mod messages;
 mod ports;
+mod process;
 
-pub use checker::{CheckedMessage, Checker, ListedFolder};
-pub use dovecot::{Dovecot, DovecotOptions};
+pub use checker::{AuthRefusal, CheckedMessage, Checker, ListedFolder, Sasl};
+pub use dovecot::{Dovecot, DovecotOAuth2, DovecotOptions, MasterUser};
 pub use ports::free_port;
