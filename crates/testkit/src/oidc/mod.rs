@@ -276,11 +276,8 @@ impl OidcProvider {
             .context("writing config.json")?;
         process::set_mode(&config_path, 0o600)?;
 
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("node.log"))
-            .context("opening node.log")?;
+        // Truncated, so a port collision found in it belongs to this attempt.
+        let log = File::create(dir.path().join("node.log")).context("creating node.log")?;
         let node = std::env::var_os(NODE_ENV).unwrap_or_else(|| "node".into());
         let child = process::spawn_in_group(
             Command::new(&node)
