@@ -427,6 +427,25 @@ fn the_jwt_bearer_grant_issues_a_token_for_the_assertions_subject() {
     .unwrap();
     let error = provider.jwt_bearer_with(&forged).unwrap_err();
     assert_eq!(oauth_error(&error).error, "invalid_grant");
+
+    // So are a properly signed one for another audience, an expired one, and one
+    // without a subject.
+    let sign = |claims: serde_json::Value| {
+        oidc::jwt::sign_rs256(
+            provider.service_account_key_pem(),
+            Some("service-account-key"),
+            &claims,
+        )
+        .unwrap()
+    };
+    for claims in [
+        serde_json::json!({"iss": SERVICE_ACCOUNT, "sub": BOB, "aud": "https://elsewhere.example/token", "iat": now, "exp": now + 600}),
+        serde_json::json!({"iss": SERVICE_ACCOUNT, "sub": BOB, "aud": provider.endpoints().token, "iat": now - 7200, "exp": now - 3600}),
+        serde_json::json!({"iss": SERVICE_ACCOUNT, "aud": provider.endpoints().token, "iat": now, "exp": now + 600}),
+    ] {
+        let error = provider.jwt_bearer_with(&sign(claims.clone())).unwrap_err();
+        assert_eq!(oauth_error(&error).error, "invalid_grant", "{claims}");
+    }
 }
 
 #[test]
