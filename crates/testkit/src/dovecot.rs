@@ -77,6 +77,9 @@ pub struct DovecotOAuth2 {
     /// The CA that signed an `https://` endpoint's certificate; it must be readable
     /// by Dovecot's unprivileged auth process.
     pub ca_file: Option<PathBuf>,
+    /// Scopes of which a token must carry one (Dovecot's `scope`), as Google wants
+    /// `https://mail.google.com/`; `None` accepts any scope.
+    pub required_scope: Option<String>,
 }
 
 /// A master user's name and password (`auth_master_user_separator = *`).
@@ -757,6 +760,9 @@ fn render_oauth2(oauth2: &DovecotOAuth2) -> String {
     let _ = writeln!(c, "username_attribute = sub");
     let _ = writeln!(c, "active_attribute = active");
     let _ = writeln!(c, "active_value = true");
+    if let Some(scope) = &oauth2.required_scope {
+        let _ = writeln!(c, "scope = {scope}");
+    }
     if let Some(ca) = &oauth2.ca_file {
         let _ = writeln!(c, "tls_ca_cert_file = {}", ca.display());
     }

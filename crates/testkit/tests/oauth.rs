@@ -14,7 +14,7 @@ use mailmove_testkit::oidc::{
     self, CONFIDENTIAL_CLIENT, DEVICE_CODE, JWT_CLIENT, OAuthError, OidcOptions, OidcProvider,
     PUBLIC_CLIENT, SERVICE_ACCOUNT,
 };
-use mailmove_testkit::{Checker, Dovecot, DovecotOptions, MasterUser, Sasl};
+use mailmove_testkit::{Checker, Dovecot, DovecotOAuth2, DovecotOptions, MasterUser, Sasl};
 use serde_json::Value;
 
 const ALICE: &str = "alice@example.test";
@@ -507,4 +507,60 @@ fn a_master_user_logs_in_as_a_mailbox_with_login_and_with_plain() {
         password: "alice-password".to_string(),
     };
     assert!(!logs_in(&dovecot, &not_master));
+}
+
+#[test]
+fn a_required_scope_refuses_tokens_without_it() {
+    let provider = OidcProvider::start_default().unwrap();
+    let dovecot = Dovecot::start(DovecotOptions {
+        oauth2: Some(DovecotOAuth2 {
+            required_scope: Some("https://mail.google.com/".to_string()),
+            ..provider.dovecot_oauth2()
+        }),
+        ..DovecotOptions::default()
+    })
+    .unwrap();
+    dovecot.add_user(ALICE, "alice-password").unwrap();
+    let with = provider.device_flow_token(ALICE, MAIL_SCOPE).unwrap();
+    assert!(
+        logs_in(&dovecot, &xoauth2(ALICE, &with.access_token)),
+        "{}",
+        dovecot.log()
+    );
+    let without = provider.device_flow_token(ALICE, "openid").unwrap();
+    assert!(!logs_in(&dovecot, &xoauth2(ALICE, &without.access_token)));
+}
+
+#[test]
+fn pop3_takes_the_same_tokens() {
+    use base64::Engine as _;
+    use std::io::{BufRead, BufReader, Write};
+
+    let provider = OidcProvider::start_default().unwrap();
+    let dovecot = dovecot_for(&provider, None);
+    let token = provider.device_flow_token(ALICE, MAIL_SCOPE).unwrap();
+    let auth = |token: &str| {
+        let stream = std::net::TcpStream::connect((dovecot.host(), dovecot.pop3_port())).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("+OK"), "{line}");
+        let response = base64::engine::general_purpose::STANDARD
+            .encode(format!("user={ALICE}\x01auth=Bearer {token}\x01\x01"));
+        writer
+            .write_all(format!("AUTH XOAUTH2 {response}\r\n").as_bytes())
+            .unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.starts_with("+ ") {
+            // The error challenge; an empty answer ends the exchange.
+            writer.write_all(b"\r\n").unwrap();
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
+        line
+    };
+    assert!(auth(&token.access_token).starts_with("+OK"));
+    assert!(auth("wrong").starts_with("-ERR"));
 }

@@ -375,6 +375,7 @@ impl OidcProvider {
             client_id: INTROSPECTION_CLIENT.to_string(),
             client_secret: self.introspection_secret.clone(),
             ca_file: Some(self.ca_pem()),
+            required_scope: None,
         }
     }
 
