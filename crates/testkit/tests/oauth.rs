@@ -192,6 +192,28 @@ fn device_flow_waits_for_approval_and_honours_a_denial() {
     // A device code is used once.
     assert_eq!(oauth_error(&poll().unwrap_err()).error, "invalid_grant");
 
+    // The same through the pages a person would use.
+    let device = provider
+        .device_authorization(PUBLIC_CLIENT, MAIL_SCOPE)
+        .unwrap();
+    provider
+        .sign_in_device(&device.user_code.to_lowercase(), BOB)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", provider.log()));
+    let token = provider
+        .token_request(
+            PUBLIC_CLIENT,
+            &[
+                ("grant_type", DEVICE_CODE),
+                ("device_code", &device.device_code),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        provider.introspect(&token.access_token).unwrap()["sub"],
+        BOB
+    );
+    assert!(token.refresh_token.is_some());
+
     let denied = provider
         .device_authorization(PUBLIC_CLIENT, MAIL_SCOPE)
         .unwrap();

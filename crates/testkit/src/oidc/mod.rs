@@ -539,37 +539,52 @@ impl OidcProvider {
                 );
             }
             let response = browser.get(&url)?;
-            let response = if (200..300).contains(&response.status) {
-                let page = String::from_utf8_lossy(&response.body).into_owned();
-                if page.contains("id=\"login\"") {
-                    let action = form_action(&page, "login")?;
-                    browser.post(
-                        &format!("{origin}{action}"),
-                        &[("login", account), ("password", "any")],
-                    )?
-                } else if page.contains("id=\"consent\"") {
-                    let action = form_action(&page, "consent")?;
-                    browser.post(&format!("{origin}{action}"), &[])?
-                } else {
-                    bail!("unexpected page at {url}:\n{page}");
-                }
-            } else {
-                response
+            let response = match sign_in_step(&mut browser, &origin, response, account)? {
+                Step::Redirect(response) => response,
+                Step::Page(page) => bail!("unexpected page at {url}:\n{page}"),
             };
-            let location = response.header("location").ok_or_else(|| {
-                anyhow!(
-                    "HTTP {} without a redirect at {url}: {}",
-                    response.status,
-                    String::from_utf8_lossy(&response.body)
-                )
-            })?;
-            url = if location.starts_with('/') {
-                format!("{origin}{location}")
-            } else {
-                location.to_string()
-            };
+            url = location(&response, &origin, &url)?;
         }
         bail!("the sign-in did not come back to {redirect_uri} within 20 steps")
+    }
+
+    /// What a person does in a browser with a device's user code: opens the
+    /// verification page, types the code, confirms, signs in as `account` and
+    /// allows access, through the provider's own pages. (`approve_device_code` gets
+    /// the same result without the pages.)
+    pub fn sign_in_device(&self, user_code: &str, account: &str) -> Result<()> {
+        let origin = format!("https://127.0.0.1:{}", self.https_port);
+        let mut browser = Browser::new(&self.client);
+        let page = page_text(&browser.get(&format!("{origin}/device"))?)?;
+        let action = form_action(&page, "op.deviceInputForm")?;
+        let xsrf = hidden_value(&page, "xsrf")?;
+        let response = browser.post(&action, &[("xsrf", &xsrf), ("user_code", user_code)])?;
+        let page = page_text(&response)?;
+        if !page.contains("id=\"op.deviceConfirmForm\"") {
+            bail!("user code {user_code} was not taken:\n{page}");
+        }
+        let action = form_action(&page, "op.deviceConfirmForm")?;
+        let xsrf = hidden_value(&page, "xsrf")?;
+        let mut response = browser.post(
+            &action,
+            &[
+                ("xsrf", &xsrf),
+                ("user_code", user_code),
+                ("confirm", "yes"),
+            ],
+        )?;
+        let mut url = action;
+        for _ in 0..20 {
+            match sign_in_step(&mut browser, &origin, response, account)? {
+                Step::Redirect(redirect) => {
+                    url = location(&redirect, &origin, &url)?;
+                    response = browser.get(&url)?;
+                }
+                Step::Page(page) if page.contains("id=\"success\"") => return Ok(()),
+                Step::Page(page) => bail!("unexpected page at {url}:\n{page}"),
+            }
+        }
+        bail!("the device sign-in did not finish within 20 steps")
     }
 
     /// A refresh (RFC 6749 §6) as `client_id`. Refresh tokens rotate: the answer
@@ -892,6 +907,84 @@ impl<'a> Browser<'a> {
         }
         Ok(response)
     }
+}
+
+enum Step {
+    /// A redirect to follow.
+    Redirect(HttpResponse),
+    /// A page that is neither the sign-in nor the consent page.
+    Page(String),
+}
+
+/// Submits the sign-in page as `account` (any password) or allows on the consent
+/// page; a redirect is handed back to follow, any other page as its text.
+fn sign_in_step(
+    browser: &mut Browser<'_>,
+    origin: &str,
+    response: HttpResponse,
+    account: &str,
+) -> Result<Step> {
+    if !(200..300).contains(&response.status) {
+        return Ok(Step::Redirect(response));
+    }
+    let page = String::from_utf8_lossy(&response.body).into_owned();
+    let submitted = if page.contains("id=\"login\"") {
+        let action = form_action(&page, "login")?;
+        browser.post(
+            &format!("{origin}{action}"),
+            &[("login", account), ("password", "any")],
+        )?
+    } else if page.contains("id=\"consent\"") {
+        let action = form_action(&page, "consent")?;
+        browser.post(&format!("{origin}{action}"), &[])?
+    } else {
+        return Ok(Step::Page(page));
+    };
+    if (200..300).contains(&submitted.status) {
+        return Ok(Step::Page(
+            String::from_utf8_lossy(&submitted.body).into_owned(),
+        ));
+    }
+    Ok(Step::Redirect(submitted))
+}
+
+/// Where a redirect points, made absolute.
+fn location(response: &HttpResponse, origin: &str, url: &str) -> Result<String> {
+    let location = response.header("location").ok_or_else(|| {
+        anyhow!(
+            "HTTP {} without a redirect at {url}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        )
+    })?;
+    Ok(if location.starts_with('/') {
+        format!("{origin}{location}")
+    } else {
+        location.to_string()
+    })
+}
+
+fn page_text(response: &HttpResponse) -> Result<String> {
+    if response.status != 200 {
+        bail!(
+            "HTTP {}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        );
+    }
+    Ok(String::from_utf8_lossy(&response.body).into_owned())
+}
+
+/// The value of the hidden input with that name.
+fn hidden_value(page: &str, name: &str) -> Result<String> {
+    let start = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .ok_or_else(|| anyhow!("no input {name}"))?
+        + format!("name=\"{name}\" value=\"").len();
+    let end = page[start..]
+        .find('"')
+        .ok_or_else(|| anyhow!("input {name} without an end"))?;
+    Ok(page[start..start + end].to_string())
 }
 
 /// The `action` of the form with that id.
