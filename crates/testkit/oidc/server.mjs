@@ -281,11 +281,6 @@ asks to sign in. Check that your device shows <code id="user-code">${escape(user
   },
   // Every refresh rotates: the old refresh token stops working once used.
   rotateRefreshToken: true,
-  // Refresh tokens for any client that may refresh and asked for offline_access;
-  // the default also wants the consent prompt for the authorization code flow,
-  // which the dev interactions show anyway.
-  issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token')
-    && code.scopes.has('offline_access'),
   ttl: {
     AccessToken: ttl.access_token,
     ClientCredentials: ttl.access_token,
