@@ -7,6 +7,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 /// Long enough for a multi-megabyte FETCH on a loaded CI machine, short enough that
 /// a wedged server fails the test instead of hanging it.
@@ -33,7 +35,83 @@ pub struct ListedFolder {
     pub attributes: Vec<String>,
 }
 
-/// A logged-in IMAP connection (plaintext, LOGIN). Every method runs whole commands
+/// A SASL login (RFC 4422) for [`Checker::authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sasl {
+    /// PLAIN (RFC 4616): `authzid NUL authcid NUL password`; an empty `authzid`
+    /// logs in as `authcid`, otherwise `authcid` acts for `authzid` (a master user).
+    Plain {
+        authzid: String,
+        authcid: String,
+        password: String,
+    },
+    /// Google's and Microsoft's XOAUTH2: `user=USER ^A auth=Bearer TOKEN ^A ^A`.
+    XOAuth2 { user: String, token: String },
+    /// OAUTHBEARER (RFC 7628): a GS2 header naming the user, then
+    /// `host`, `port` and `auth=Bearer TOKEN`, each ended by ^A.
+    OAuthBearer {
+        user: String,
+        host: String,
+        port: u16,
+        token: String,
+    },
+}
+
+impl Sasl {
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            Sasl::Plain { .. } => "PLAIN",
+            Sasl::XOAuth2 { .. } => "XOAUTH2",
+            Sasl::OAuthBearer { .. } => "OAUTHBEARER",
+        }
+    }
+
+    /// The client's first message, before base64.
+    pub fn initial_response(&self) -> Vec<u8> {
+        match self {
+            Sasl::Plain {
+                authzid,
+                authcid,
+                password,
+            } => format!("{authzid}\0{authcid}\0{password}").into_bytes(),
+            Sasl::XOAuth2 { user, token } => {
+                format!("user={user}\x01auth=Bearer {token}\x01\x01").into_bytes()
+            }
+            Sasl::OAuthBearer {
+                user,
+                host,
+                port,
+                token,
+            } => {
+                // RFC 7628 §3.1: in the GS2 authzid, ',' and '=' are escaped.
+                let user = user.replace('=', "=3D").replace(',', "=2C");
+                format!("n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01")
+                    .into_bytes()
+            }
+        }
+    }
+}
+
+/// A refused `AUTHENTICATE`: the tagged answer and every challenge the server sent
+/// before it (base64-decoded; for OAuth mechanisms a JSON error such as
+/// `{"status":"invalid_token",...}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRefusal {
+    pub tagged: String,
+    pub challenges: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Display for AuthRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.tagged)?;
+        for challenge in &self.challenges {
+            write!(f, " (challenge {})", String::from_utf8_lossy(challenge))?;
+        }
+        Ok(())
+    }
+}
+
+/// A logged-in IMAP connection (plaintext, LOGIN or AUTHENTICATE). Every method runs whole commands
 /// and fails on any NO or BAD, with the server's text in the error.
 #[derive(Debug)]
 pub struct Checker {
@@ -55,6 +133,77 @@ struct Reply {
 impl Checker {
     /// Connects without TLS and logs in with LOGIN.
     pub fn connect(host: &str, port: u16, user: &str, password: &str) -> Result<Checker> {
+        let mut checker = Checker::open(host, port)?;
+        let reply = checker.run_unchecked(&format!("LOGIN {} {}", quote(user), quote(password)))?;
+        if status_of(&reply.tagged) != "OK" {
+            // The error names the user but not the password.
+            bail!("LOGIN as {user:?} failed: {}", reply.tagged);
+        }
+        Ok(checker)
+    }
+
+    /// Connects without TLS and logs in with `AUTHENTICATE`; fails if the server
+    /// refuses, with the refusal (and any challenge) in the error.
+    pub fn authenticate(host: &str, port: u16, sasl: &Sasl) -> Result<Checker> {
+        match Checker::try_authenticate(host, port, sasl)? {
+            Ok(checker) => Ok(checker),
+            Err(refusal) => Err(anyhow!(
+                "AUTHENTICATE {} refused: {refusal}",
+                sasl.mechanism()
+            )),
+        }
+    }
+
+    /// Like [`Checker::authenticate`], but a refusal is an `Ok(Err(..))` carrying
+    /// what the server said, so tests can look at it.
+    pub fn try_authenticate(
+        host: &str,
+        port: u16,
+        sasl: &Sasl,
+    ) -> Result<std::result::Result<Checker, AuthRefusal>> {
+        let mut checker = Checker::open(host, port)?;
+        let tag = checker.tag();
+        // SASL-IR (RFC 4959): the initial response goes with the command; an empty
+        // one is sent as "=".
+        let initial = sasl.initial_response();
+        let initial = if initial.is_empty() {
+            "=".to_string()
+        } else {
+            STANDARD.encode(initial)
+        };
+        checker
+            .writer
+            .write_all(format!("{tag} AUTHENTICATE {} {initial}\r\n", sasl.mechanism()).as_bytes())
+            .context("sending AUTHENTICATE")?;
+        let mut challenges = Vec::new();
+        loop {
+            let response = checker.read_response()?;
+            if is_tagged(&response, &tag) {
+                let tagged = String::from_utf8_lossy(trim_crlf(&response)).into_owned();
+                if status_of(&tagged) == "OK" {
+                    return Ok(Ok(checker));
+                }
+                return Ok(Err(AuthRefusal { tagged, challenges }));
+            }
+            if let Some(rest) = response.strip_prefix(b"+") {
+                let text = String::from_utf8_lossy(trim_crlf(rest)).trim().to_string();
+                challenges.push(STANDARD.decode(&text).unwrap_or_else(|_| text.into_bytes()));
+                // After an error challenge the client ends the exchange: OAUTHBEARER
+                // with a lone ^A (RFC 7628 §3.2.3), XOAUTH2 with an empty response.
+                let answer = match sasl {
+                    Sasl::OAuthBearer { .. } => STANDARD.encode([1u8]),
+                    _ => String::new(),
+                };
+                checker
+                    .writer
+                    .write_all(format!("{answer}\r\n").as_bytes())
+                    .context("answering a SASL challenge")?;
+            }
+        }
+    }
+
+    /// Connects without TLS and reads the greeting.
+    fn open(host: &str, port: u16) -> Result<Checker> {
         let stream = TcpStream::connect((host, port))
             .with_context(|| format!("connecting to {host}:{port}"))?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -73,11 +222,6 @@ impl Checker {
                 "unexpected greeting: {}",
                 String::from_utf8_lossy(&greeting)
             );
-        }
-        let reply = checker.run_unchecked(&format!("LOGIN {} {}", quote(user), quote(password)))?;
-        if status_of(&reply.tagged) != "OK" {
-            // The error names the user but not the password.
-            bail!("LOGIN as {user:?} failed: {}", reply.tagged);
         }
         Ok(checker)
     }

@@ -25,7 +25,7 @@ use md5::{Digest as _, Md5};
 
 use crate::checker::Checker;
 use crate::daemon::{self, Daemon, MAIL_GID, MAIL_UID};
-use crate::{certs, ports};
+use crate::{certs, ports, process};
 
 const AUTHDAEMOND: &str = "/usr/lib/courier/courier-authlib/authdaemond";
 const MAKEUSERDB: &str = "/usr/sbin/makeuserdb";
@@ -94,7 +94,7 @@ impl Courier {
             .prefix("cu")
             .tempdir_in("/tmp")
             .context("creating the instance directory under /tmp")?;
-        daemon::set_mode(dir.path(), 0o755)?;
+        process::set_mode(dir.path(), 0o755)?;
         for sub in ["etc", "run/authdaemon", "mail"] {
             daemon::mkdir(&dir.path().join(sub), 0o755)?;
         }
@@ -113,7 +113,7 @@ impl Courier {
         .context("writing authdaemonrc")?;
         let userdb = etc.join("userdb");
         fs::write(&userdb, "").context("writing userdb")?;
-        daemon::set_mode(&userdb, 0o600)?;
+        process::set_mode(&userdb, 0o600)?;
 
         let certs = certs::generate()?;
         let ca_pem = dir.path().join("ca.pem");
@@ -125,7 +125,7 @@ impl Courier {
             format!("{}{}", certs.server_key_pem, certs.server_cert_pem),
         )
         .context("writing imapd.pem")?;
-        daemon::set_mode(&pem, 0o600)?;
+        process::set_mode(&pem, 0o600)?;
 
         let mut courier = Courier {
             daemon: None,

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::checker::Checker;
 use crate::daemon::{self, Daemon};
-use crate::{certs, ports};
+use crate::{certs, ports, process};
 
 const BIN: &str = "usr/lib/cyrus/bin";
 const LIBS: &str = "usr/lib/x86_64-linux-gnu";
@@ -81,7 +81,7 @@ impl Cyrus {
             .prefix("cy")
             .tempdir_in("/tmp")
             .context("creating the instance directory under /tmp")?;
-        daemon::set_mode(dir.path(), 0o755)?;
+        process::set_mode(dir.path(), 0o755)?;
         let server_name = dir
             .path()
             .file_name()
@@ -97,7 +97,7 @@ impl Cyrus {
             .context("writing server.pem")?;
         let key = dir.path().join("server.key");
         fs::write(&key, &certs.server_key_pem).context("writing server.key")?;
-        daemon::set_mode(&key, 0o600)?;
+        process::set_mode(&key, 0o600)?;
 
         let mut cyrus = Cyrus {
             daemon: None,

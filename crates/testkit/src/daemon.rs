@@ -5,13 +5,13 @@
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use crate::process::{kill_group, set_mode, spawn_in_group, spawn_watchdog};
 
 /// Mail processes run as nobody/nogroup, which exists on every Debian system.
 pub(crate) const MAIL_UID: u32 = 65534;
@@ -52,7 +52,8 @@ pub(crate) fn unpacked_root(server: &str, needed: &[&str], system: &[&str]) -> R
 /// process dies without dropping it.
 #[derive(Debug)]
 pub(crate) struct Daemon {
-    child: Child,
+    /// Always there until drop takes it.
+    child: Option<Child>,
     watchdog: Option<Child>,
 }
 
@@ -67,68 +68,31 @@ impl Daemon {
             .with_context(|| format!("opening {}", log.display()))?;
         let stdout = stderr.try_clone().context("duplicating the log file")?;
         let program = command.get_program().to_string_lossy().into_owned();
-        let child = command
+        command
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
             // INTERNALDATEs come back in the server's zone; UTC makes them the same
             // on every machine.
-            .env("TZ", "UTC")
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("spawning {program}"))?;
+            .env("TZ", "UTC");
+        let child = spawn_in_group(&mut command).with_context(|| format!("spawning {program}"))?;
         let watchdog = spawn_watchdog(child.id(), dir);
-        Ok(Daemon { child, watchdog })
+        Ok(Daemon {
+            child: Some(child),
+            watchdog,
+        })
     }
 
     /// The exit status if the group leader has exited.
     pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // The watchdog first, so it cannot act on a group id about to be reused.
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-        }
-        // `kill` the command: the workspace forbids unsafe code and std cannot
-        // signal a process group. The group id is the leader's pid.
-        let killed = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|status| status.success())
-            .unwrap_or(false);
-        if !killed {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        kill_group(self.child.take(), self.watchdog.take());
     }
-}
-
-/// A shell loop that outlives this process: once the test process is gone it kills
-/// the daemon's group and removes the instance directory. Best effort.
-fn spawn_watchdog(pgid: u32, dir: &Path) -> Option<Child> {
-    const SCRIPT: &str = r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done
-kill -s KILL -- "-$2" 2>/dev/null
-rm -rf -- "$3""#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("mailmove-testkit-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(pgid.to_string())
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .ok()
 }
 
 /// The first line a server sends on `port`, if it is an `* OK` greeting.
@@ -187,11 +151,6 @@ pub(crate) fn check_user(user: &str, password: &str) -> Result<()> {
 pub(crate) fn mkdir(path: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     set_mode(path, mode)
-}
-
-pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {mode:o} {}", path.display()))
 }
 
 /// `chown -R nobody:nogroup`.

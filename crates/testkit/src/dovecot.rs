@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{PermissionsExt, chown};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -17,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::checker::Checker;
+use crate::process::{self, set_mode};
 use crate::{certs, ports};
 
 /// Mail processes run as this uid/gid: Dovecot refuses to serve mail as root, and
@@ -55,6 +55,38 @@ pub struct DovecotOptions {
     pub max_mail_size: Option<u64>,
     /// Offer COMPRESS=DEFLATE (the imap_zlib plugin).
     pub compress: bool,
+    /// Also accept OAuth 2.0 bearer tokens (SASL XOAUTH2 and OAUTHBEARER), validated
+    /// by introspection at an authorization server; passwords keep working for PLAIN
+    /// and LOGIN. The token's subject (`sub`) must be the login name.
+    pub oauth2: Option<DovecotOAuth2>,
+    /// An administrator who logs in as any existing user: `user*master` with LOGIN,
+    /// or SASL PLAIN with the user as authorization identity and the master as
+    /// authentication identity.
+    pub master_user: Option<MasterUser>,
+}
+
+/// Where Dovecot's `passdb oauth2` checks tokens (`introspection_mode = post`).
+/// `OidcProvider::dovecot_oauth2` fills it in for the test provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DovecotOAuth2 {
+    /// The introspection endpoint (RFC 7662), `http://` or `https://`.
+    pub introspection_url: String,
+    /// The client Dovecot authenticates as (HTTP Basic): letters, digits, `-._~`.
+    pub client_id: String,
+    pub client_secret: String,
+    /// The CA that signed an `https://` endpoint's certificate; it must be readable
+    /// by Dovecot's unprivileged auth process.
+    pub ca_file: Option<PathBuf>,
+    /// Scopes of which a token must carry one (Dovecot's `scope`), as Google wants
+    /// `https://mail.google.com/`; `None` accepts any scope.
+    pub required_scope: Option<String>,
+}
+
+/// A master user's name and password (`auth_master_user_separator = *`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterUser {
+    pub name: String,
+    pub password: String,
 }
 
 impl Default for DovecotOptions {
@@ -74,6 +106,8 @@ impl Default for DovecotOptions {
             quota_bytes: None,
             max_mail_size: None,
             compress: false,
+            oauth2: None,
+            master_user: None,
         }
     }
 }
@@ -388,7 +422,22 @@ impl Dovecot {
 
     fn write_config(&self, options: &DovecotOptions) -> Result<()> {
         let text = render_config(self.dir.path(), &self.instance_name, self.ports, options);
-        fs::write(self.config_path(), text).context("writing dovecot.conf")
+        fs::write(self.config_path(), text).context("writing dovecot.conf")?;
+        if let Some(oauth2) = &options.oauth2 {
+            let path = self.dir.path().join("dovecot-oauth2.conf.ext");
+            fs::write(&path, render_oauth2(oauth2)).context("writing dovecot-oauth2.conf.ext")?;
+            set_mode(&path, 0o644)?;
+        }
+        if let Some(master) = &options.master_user {
+            let path = self.dir.path().join("masters");
+            fs::write(
+                &path,
+                format!("{}:{{PLAIN}}{}\n", master.name, master.password),
+            )
+            .context("writing the master users' passwd file")?;
+            set_mode(&path, 0o644)?;
+        }
+        Ok(())
     }
 
     fn spawn_and_wait(&mut self) -> Result<()> {
@@ -400,24 +449,22 @@ impl Dovecot {
             .open(self.dir.path().join("stderr.log"))
             .context("opening stderr.log")?;
         let stdout = stderr.try_clone().context("duplicating stderr.log")?;
-        let child = Command::new(&program)
-            .arg("-F")
-            .arg("-c")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            // INTERNALDATEs come back in the server's zone; UTC makes them the same
-            // on every machine.
-            .env("TZ", "UTC")
-            // Its own process group, so stop() can kill the master and every
-            // process it forked in one go.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("spawning {}", program.to_string_lossy()))?;
+        let child = process::spawn_in_group(
+            Command::new(&program)
+                .arg("-F")
+                .arg("-c")
+                .arg(self.config_path())
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                // INTERNALDATEs come back in the server's zone; UTC makes them the
+                // same on every machine.
+                .env("TZ", "UTC"),
+        )
+        .with_context(|| format!("spawning {}", program.to_string_lossy()))?;
         let pgid = child.id();
         self.child = Some(child);
-        self.spawn_watchdog(pgid);
+        self.watchdog = process::spawn_watchdog(pgid, self.dir.path());
         self.wait_ready()
     }
 
@@ -469,57 +516,9 @@ impl Dovecot {
         Ok(())
     }
 
-    /// A shell loop that outlives this process: once the test process is gone it
-    /// kills the daemon's group and removes the instance directory. Best effort: a
-    /// missing `sh` only loses that safety net.
-    fn spawn_watchdog(&mut self, pgid: u32) {
-        const SCRIPT: &str = r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done
-kill -s KILL -- "-$2" 2>/dev/null
-rm -rf -- "$3""#;
-        self.watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg("mailmove-testkit-watchdog")
-            .arg(std::process::id().to_string())
-            .arg(pgid.to_string())
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own group, so a Ctrl-C aimed at the test run does not take the
-            // watchdog down before it could clean up.
-            .process_group(0)
-            .spawn()
-            .ok();
-    }
-
     /// SIGKILLs the whole process group and reaps the master.
     fn kill_daemon(&mut self) {
-        // The watchdog first, so it cannot act on a group id that is about to be
-        // freed and possibly reused.
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-        }
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // `kill` the command, because the workspace forbids unsafe code and std has
-        // no way to signal a process group. The group id is the master's pid
-        // (process_group(0) above).
-        let group_killed = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", child.id())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|status| status.success())
-            .unwrap_or(false);
-        if !group_killed {
-            // At least the master; its children then exit on their own once they
-            // notice it is gone.
-            let _ = child.kill();
-        }
-        let _ = child.wait();
+        process::kill_group(self.child.take(), self.watchdog.take());
     }
 }
 
@@ -540,6 +539,38 @@ fn validate(options: &DovecotOptions) -> Result<()> {
         if !attribute.starts_with('\\') || attribute.contains([' ', '"', '\n', '\r']) {
             bail!("special-use attribute {attribute:?} must look like \\Sent");
         }
+    }
+    if let Some(oauth2) = &options.oauth2 {
+        let plain = |text: &str| {
+            !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        };
+        if !plain(&oauth2.client_id) || !plain(&oauth2.client_secret) {
+            bail!("the introspection client id and secret must be letters, digits and -._~");
+        }
+        if !(oauth2.introspection_url.starts_with("http://")
+            || oauth2.introspection_url.starts_with("https://"))
+            // Dovecot 2.3.19's auth process panics on a POST introspection to a URL
+            // with a query (http_client_request_set_payload's assertion).
+            || oauth2.introspection_url.contains(['@', ' ', '\n', '?', '#'])
+        {
+            bail!(
+                "introspection URL {:?} must be http(s):// without credentials or a query",
+                oauth2.introspection_url
+            );
+        }
+    }
+    if let Some(master) = &options.master_user
+        && (master.name.is_empty()
+            || master.name.contains([':', '*', '\n', '\r', '\0'])
+            || master.password.contains([':', '\n', '\r', '\0']))
+    {
+        bail!(
+            "master user {:?} cannot be stored in a passwd file",
+            master.name
+        );
     }
     Ok(())
 }
@@ -592,7 +623,14 @@ fn render_config(
     let _ = writeln!(c, "ssl_min_protocol = TLSv1.2");
     // Tests log in over plaintext on loopback.
     let _ = writeln!(c, "disable_plaintext_auth = no");
-    let _ = writeln!(c, "auth_mechanisms = plain login");
+    if options.oauth2.is_some() {
+        let _ = writeln!(c, "auth_mechanisms = plain login xoauth2 oauthbearer");
+    } else {
+        let _ = writeln!(c, "auth_mechanisms = plain login");
+    }
+    if options.master_user.is_some() {
+        let _ = writeln!(c, "auth_master_user_separator = *");
+    }
     // Names exactly as added (the default lowercases them, and the per-user
     // passwd file is found by name).
     let _ = writeln!(c, "auth_username_format = %u");
@@ -612,12 +650,33 @@ fn render_config(
     if options.compress {
         let _ = writeln!(c, "mail_plugins = $mail_plugins zlib");
     }
-    for db in ["passdb", "userdb"] {
+    if options.master_user.is_some() {
+        // Checked first; on success the user logged in as must still exist in the
+        // next passdb (looked up without a password).
         let _ = writeln!(
             c,
-            "{db} {{\n  driver = passwd-file\n  args = {d}/users/%u\n}}"
+            "passdb {{\n  driver = passwd-file\n  args = {d}/masters\n  master = yes\n  result_success = continue\n}}"
         );
     }
+    if options.oauth2.is_some() {
+        let _ = writeln!(
+            c,
+            "passdb {{\n  driver = passwd-file\n  args = {d}/users/%u\n  mechanisms = plain login\n}}"
+        );
+        let _ = writeln!(
+            c,
+            "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/dovecot-oauth2.conf.ext\n}}"
+        );
+    } else {
+        let _ = writeln!(
+            c,
+            "passdb {{\n  driver = passwd-file\n  args = {d}/users/%u\n}}"
+        );
+    }
+    let _ = writeln!(
+        c,
+        "userdb {{\n  driver = passwd-file\n  args = {d}/users/%u\n}}"
+    );
     let _ = writeln!(c, "namespace inbox {{");
     let _ = writeln!(c, "  inbox = yes");
     let _ = writeln!(c, "  separator = {sep}");
@@ -681,6 +740,35 @@ fn render_config(
     c
 }
 
+/// `dovecot-oauth2.conf.ext` (Dovecot 2.3): introspection by POST with the client's
+/// credentials in the URL (sent as HTTP Basic), the login name compared with `sub`,
+/// and an inactive token refused.
+fn render_oauth2(oauth2: &DovecotOAuth2) -> String {
+    let (scheme, rest) = oauth2
+        .introspection_url
+        .split_once("://")
+        .unwrap_or(("http", &oauth2.introspection_url));
+    let mut c = String::new();
+    let _ = writeln!(c, "# Written by mailmove-testkit for one test.");
+    let _ = writeln!(
+        c,
+        "introspection_url = {scheme}://{}:{}@{rest}",
+        oauth2.client_id, oauth2.client_secret
+    );
+    let _ = writeln!(c, "introspection_mode = post");
+    let _ = writeln!(c, "force_introspection = yes");
+    let _ = writeln!(c, "username_attribute = sub");
+    let _ = writeln!(c, "active_attribute = active");
+    let _ = writeln!(c, "active_value = true");
+    if let Some(scope) = &oauth2.required_scope {
+        let _ = writeln!(c, "scope = {scope}");
+    }
+    if let Some(ca) = &oauth2.ca_file {
+        let _ = writeln!(c, "tls_ca_cert_file = {}", ca.display());
+    }
+    c
+}
+
 fn read_greeting(addr: SocketAddr) -> Result<String> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -690,9 +778,4 @@ fn read_greeting(addr: SocketAddr) -> Result<String> {
         bail!("unexpected greeting {line:?}");
     }
     Ok(line)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {mode:o} {}", path.display()))
 }

@@ -1,6 +1,7 @@
 //! Real-server test harnesses, so mailmove is tested against real IMAP/POP3 behaviour
 //! instead of mocks: a private Dovecot per test, an independent blocking IMAP client to
-//! seed and check mailboxes, and deterministic message generators.
+//! seed and check mailboxes, deterministic message generators, an EWS server, and a
+//! real OAuth2/OpenID Connect provider (`oidc`) whose tokens Dovecot accepts.
 //!
 //! Nothing here depends on another crate of the workspace: the checker must stay an
 //! independent witness of what the code under test did.
@@ -30,10 +31,12 @@ mod daemon;
 mod dovecot;
 pub mod ews;
 pub mod messages;
+pub mod oidc;
 mod ports;
+mod process;
 
-pub use checker::{CheckedMessage, Checker, ListedFolder};
+pub use checker::{AuthRefusal, CheckedMessage, Checker, ListedFolder, Sasl};
 pub use courier::Courier;
 pub use cyrus::Cyrus;
-pub use dovecot::{Dovecot, DovecotOptions};
+pub use dovecot::{Dovecot, DovecotOAuth2, DovecotOptions, MasterUser};
 pub use ports::free_port;

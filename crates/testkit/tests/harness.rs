@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use mailmove_testkit::{Dovecot, DovecotOptions, messages};
+use mailmove_testkit::{Checker, Dovecot, DovecotOptions, MasterUser, Sasl, messages};
 
 fn read_line(reader: &mut BufReader<TcpStream>) -> String {
     let mut line = String::new();
@@ -368,4 +368,51 @@ fn instances_are_independent() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn a_master_user_logs_in_as_any_user_with_login_or_plain() {
+    let dovecot = Dovecot::start(DovecotOptions {
+        master_user: Some(MasterUser {
+            name: "admin".to_string(),
+            password: "admin-secret".to_string(),
+        }),
+        ..DovecotOptions::default()
+    })
+    .unwrap();
+    dovecot.add_user("alice", "secret").unwrap();
+    let (host, port) = (dovecot.host(), dovecot.imap_port());
+
+    let mut checker = Checker::connect(host, port, "alice*admin", "admin-secret").unwrap();
+    let uid = checker
+        .append(
+            "INBOX",
+            &[],
+            None,
+            &messages::simple("m@example.com", "Hi", 500),
+        )
+        .unwrap();
+    let plain = |authzid: &str, authcid: &str, password: &str| Sasl::Plain {
+        authzid: authzid.to_string(),
+        authcid: authcid.to_string(),
+        password: password.to_string(),
+    };
+    let mut checker =
+        Checker::authenticate(host, port, &plain("alice", "admin", "admin-secret")).unwrap();
+    assert_eq!(checker.fetch_all("INBOX").unwrap()[0].uid, uid);
+    // PLAIN without an authorization identity is an ordinary login.
+    Checker::authenticate(host, port, &plain("", "alice", "secret")).unwrap();
+
+    // Refused: a wrong master password, a user that does not exist, a user's own
+    // password used as if it were a master's, and the master logging in as itself.
+    for sasl in [
+        plain("alice", "admin", "guess"),
+        plain("nobody", "admin", "admin-secret"),
+        plain("admin", "alice", "secret"),
+        plain("", "admin", "admin-secret"),
+    ] {
+        let refusal = Checker::try_authenticate(host, port, &sasl).unwrap().err();
+        assert!(refusal.is_some(), "{sasl:?} logged in");
+    }
+    assert!(Checker::connect(host, port, "nobody*admin", "admin-secret").is_err());
 }
