@@ -376,6 +376,7 @@ impl OidcProvider {
             client_secret: self.introspection_secret.clone(),
             ca_file: Some(self.ca_pem()),
             required_scope: None,
+            mechanisms: "xoauth2 oauthbearer".into(),
         }
     }
 
