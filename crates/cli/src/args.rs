@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailmove_engine::folders::FolderRules;
-use mailmove_engine::{Account, MessageFilter, MigrateSettings, PassKind, WebAuth};
+use mailmove_engine::{
+    Account, Admin, AdminForm, MessageFilter, MigrateSettings, PassKind, WebAuth,
+};
 use mailmove_engine::{CompressMode, ConnectOptions, TlsOptions};
 use mailmove_model::{Endpoint, Kind, Secret};
 use regex::Regex;
@@ -80,12 +82,21 @@ pub struct ConnectionArgs {
     /// Send passwords unencrypted to a server that offers no STARTTLS (always allowed to loopback addresses)
     #[arg(long)]
     pub allow_plaintext: bool,
-    /// How an Exchange source logs in: auto (NTLM, else Basic), basic, ntlm, or bearer (the "password" is then an OAuth2 token)
+    /// How the source signs in: auto (the password; Exchange: NTLM, else Basic), basic, ntlm, or oauth2 (the "password" is then an OAuth2 access token: OAUTHBEARER or XOAUTH2 for IMAP and POP3, a bearer token for Exchange)
     #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = parse_web_auth)]
     pub source_auth: WebAuth,
-    /// How an Exchange destination logs in (as --source-auth)
+    /// How the destination signs in (as --source-auth)
     #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = parse_web_auth)]
     pub dest_auth: WebAuth,
+    /// Sign in to the source as this administrator, acting for each mailbox (IMAP and POP3: SASL PLAIN with the mailbox as authorization identity); the password is then the administrator's
+    #[arg(long, value_name = "LOGIN")]
+    pub source_admin: Option<String>,
+    /// Sign in to the destination as this administrator, acting for each mailbox (as --source-admin)
+    #[arg(long, value_name = "LOGIN")]
+    pub dest_admin: Option<String>,
+    /// With --source-admin/--dest-admin: log in as MAILBOX<SEP>ADMIN instead (Dovecot's master-user form, usually '*')
+    #[arg(long, value_name = "SEP")]
+    pub admin_separator: Option<char>,
     /// IMAP COMPRESS=DEFLATE where the server offers it: auto (unless the server is on this machine or a private network), always, or never
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressMode,
@@ -105,8 +116,8 @@ fn parse_web_auth(text: &str) -> Result<WebAuth, String> {
         "auto" => Ok(WebAuth::Auto),
         "basic" => Ok(WebAuth::Basic),
         "ntlm" => Ok(WebAuth::Ntlm),
-        "bearer" | "oauth" | "token" => Ok(WebAuth::Bearer),
-        _ => Err(format!("`{text}` is not one of auto, basic, ntlm, bearer")),
+        "bearer" | "oauth" | "oauth2" | "token" => Ok(WebAuth::Bearer),
+        _ => Err(format!("`{text}` is not one of auto, basic, ntlm, oauth2")),
     }
 }
 
@@ -439,7 +450,8 @@ impl Servers {
         let account = |endpoint: Endpoint,
                        side: &str,
                        password: Option<Secret<String>>,
-                       web_auth: WebAuth| {
+                       web_auth: WebAuth,
+                       admin: Option<Admin>| {
             let Some(login) = endpoint.login.clone() else {
                 bail!(
                     "the {side} URL {endpoint} names no login: write it as imaps://LOGIN@HOST \
@@ -453,6 +465,7 @@ impl Servers {
                 password,
                 options: self.connection.options(),
                 web_auth,
+                admin,
             })
         };
         Ok((
@@ -461,12 +474,14 @@ impl Servers {
                 "source",
                 self.passwords.source()?,
                 self.connection.source_auth,
+                self.connection.source_admin(),
             )?,
             account(
                 dest,
                 "destination",
                 self.passwords.dest()?,
                 self.connection.dest_auth,
+                self.connection.dest_admin(),
             )?,
         ))
     }
@@ -539,6 +554,26 @@ fn read_password(
 }
 
 impl ConnectionArgs {
+    /// The administrator who signs in for the source's mailboxes, if one does.
+    pub fn source_admin(&self) -> Option<Admin> {
+        self.admin(&self.source_admin)
+    }
+
+    /// The administrator who signs in for the destination's mailboxes, if one does.
+    pub fn dest_admin(&self) -> Option<Admin> {
+        self.admin(&self.dest_admin)
+    }
+
+    fn admin(&self, login: &Option<String>) -> Option<Admin> {
+        Some(Admin {
+            login: login.clone()?,
+            form: match self.admin_separator {
+                Some(separator) => AdminForm::Separator(separator),
+                None => AdminForm::AuthorizationIdentity,
+            },
+        })
+    }
+
     pub fn options(&self) -> ConnectOptions {
         ConnectOptions {
             tls: TlsOptions {

@@ -57,6 +57,7 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
                 password: source_password,
                 options: options.clone(),
                 web_auth: args.servers.connection.source_auth,
+                admin: args.servers.connection.source_admin(),
             },
             Account {
                 endpoint: dest.with_login(&row.dest_login),
@@ -64,6 +65,7 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
                 password: dest_password,
                 options: options.clone(),
                 web_auth: args.servers.connection.dest_auth,
+                admin: args.servers.connection.dest_admin(),
             },
         ));
     }

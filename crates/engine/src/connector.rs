@@ -40,6 +40,8 @@ pub enum Failure {
     Unreachable { address: String, reason: String },
     /// The server refused the login.
     LoginRefused { login: String, text: String },
+    /// The server refused an OAuth2 access token: a fresh one may pass.
+    TokenRefused,
     /// The connection could not be set up as configured (TLS, plaintext, a mailbox the
     /// account may not open): a setting must change.
     Setup,
@@ -93,7 +95,10 @@ impl ConnectorError {
     pub fn is_connection_setup(&self) -> bool {
         matches!(
             self.failure,
-            Failure::Unreachable { .. } | Failure::LoginRefused { .. } | Failure::Setup
+            Failure::Unreachable { .. }
+                | Failure::LoginRefused { .. }
+                | Failure::TokenRefused
+                | Failure::Setup
         )
     }
 }

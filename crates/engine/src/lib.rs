@@ -18,10 +18,10 @@ pub mod verify;
 
 pub use check::{CheckReport, check};
 pub use connector::{Connector, Destination, Side, SideError, Source};
-pub use connectors::{Account, WebAuth};
+pub use connectors::{Account, Admin, WebAuth};
 pub use folders::FolderRules;
 // How to connect, named here for the programs that configure a pass.
-pub use mailmove_net::{CompressMode, ConnectOptions, Remedy, TlsOptions};
+pub use mailmove_net::{AdminForm, CompressMode, ConnectOptions, Remedy, TlsOptions};
 pub use migrate::{FatalKind, MigrateSettings, migrate};
 pub use plan::{MessageFilter, PassKind};
 pub use progress::{Event, Progress, Silent};

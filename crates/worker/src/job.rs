@@ -195,6 +195,7 @@ async fn prepare(worker: &Worker, pass: &PassRecord) -> Result<Prepared, String>
             password,
             options: options.clone(),
             web_auth: Default::default(),
+            admin: None,
         })
     };
     let source = account(

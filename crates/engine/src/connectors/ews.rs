@@ -83,6 +83,18 @@ impl EwsSide {
         ledger: Option<&Ledger>,
     ) -> Result<EwsSide, SideError> {
         let wrap = |error: mailmove_ews::Error| SideError::new(side, error);
+        if account.admin.is_some() {
+            // Logging in as the administrator would open the administrator's own
+            // mailbox: refuse rather than copy the wrong one.
+            return Err(SideError::new(
+                side,
+                ConnectorError::new(
+                    Failure::Setup,
+                    "an administrator cannot sign in for a mailbox over Exchange Web \
+                     Services yet (impersonation): use the mailbox's own login",
+                ),
+            ));
+        }
         let options = options(account);
         let url = match account.endpoint.web_url() {
             Some(url) => url::Url::parse(&url).map_err(|e| {

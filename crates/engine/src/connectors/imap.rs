@@ -26,6 +26,7 @@ impl From<ImapError> for ConnectorError {
                 login: login.clone(),
                 text: text.clone(),
             },
+            ImapError::TokenRefused { .. } => Failure::TokenRefused,
             ImapError::No { status, .. } if mailmove_imap::is_throttled(status) => {
                 Failure::Throttled
             }
@@ -51,10 +52,7 @@ impl ImapSide {
         let mut client = Client::connect(&account.endpoint, &account.options)
             .await
             .map_err(wrap)?;
-        client
-            .login(&account.login, &account.password)
-            .await
-            .map_err(wrap)?;
+        client.sign_in(&account.sign_in()).await.map_err(wrap)?;
         client.identify().await.map_err(wrap)?;
         let client = client
             .compress(account.options.compress)

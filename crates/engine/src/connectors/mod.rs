@@ -8,7 +8,7 @@ pub mod imap;
 pub mod pop3;
 
 use mailmove_model::{Endpoint, Kind, Secret};
-use mailmove_net::ConnectOptions;
+use mailmove_net::{AdminForm, ConnectOptions, SignIn};
 use mailmove_store::Ledger;
 
 use crate::connector::{
@@ -26,12 +26,46 @@ use self::pop3::Pop3Side;
 #[derive(Clone, Debug)]
 pub struct Account {
     pub endpoint: Endpoint,
+    /// The mailbox's login (with an administrator, the mailbox to open).
     pub login: String,
-    /// The password (or, with [`WebAuth::Bearer`], the token).
+    /// The password (or, with [`WebAuth::Bearer`], the token; with an administrator,
+    /// the administrator's password).
     pub password: Secret<String>,
     pub options: ConnectOptions,
-    /// How an EWS endpoint logs in; IMAP and POP3 ignore it.
+    /// How the endpoint logs in: for EWS, NTLM, Basic or a bearer token; for IMAP and
+    /// POP3, `Bearer` signs in with the token over OAUTHBEARER or XOAUTH2.
     pub web_auth: WebAuth,
+    /// An administrator who opens the mailbox `login` for us, where set.
+    pub admin: Option<Admin>,
+}
+
+/// An administrator signing in for a mailbox (a Dovecot master user, a Cyrus admin).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    pub login: String,
+    pub form: AdminForm,
+}
+
+impl Account {
+    /// How an IMAP or POP3 session signs in for this account.
+    pub fn sign_in(&self) -> SignIn {
+        match (&self.admin, self.web_auth) {
+            (_, WebAuth::Bearer) => SignIn::Token {
+                user: self.login.clone(),
+                token: self.password.clone(),
+            },
+            (Some(admin), _) => SignIn::Admin {
+                mailbox: self.login.clone(),
+                admin: admin.login.clone(),
+                password: self.password.clone(),
+                form: admin.form,
+            },
+            (None, _) => SignIn::Password {
+                login: self.login.clone(),
+                password: self.password.clone(),
+            },
+        }
+    }
 }
 
 /// How an Exchange (EWS) endpoint logs in.

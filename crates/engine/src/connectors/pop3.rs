@@ -34,6 +34,7 @@ impl From<mailmove_pop3::Error> for ConnectorError {
                 login: login.clone(),
                 text: text.clone(),
             },
+            Pop3Error::TokenRefused { .. } => Failure::TokenRefused,
             e if e.is_transient() => Failure::Transient,
             e if e.is_connection_setup() => Failure::Setup,
             _ => Failure::Refused,
@@ -63,10 +64,7 @@ impl Pop3Side {
         let mut client = Client::connect(&account.endpoint, &account.options)
             .await
             .map_err(wrap)?;
-        client
-            .login(&account.login, &account.password)
-            .await
-            .map_err(wrap)?;
+        client.sign_in(&account.sign_in()).await.map_err(wrap)?;
         Ok(Pop3Side {
             client,
             ledger: ledger.cloned(),
