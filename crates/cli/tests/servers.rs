@@ -1,5 +1,6 @@
 //! The real binary between Dovecot and the other real servers from Debian (Cyrus
-//! IMAPd, Courier-IMAP): a folder name the destination refuses does not stop the pass.
+//! IMAPd, Courier-IMAP): a folder name the destination refuses does not stop the pass,
+//! and a server that changes what it stores causes no duplicate when it renumbers.
 
 mod common;
 
@@ -18,20 +19,25 @@ struct Dest {
     url: String,
     ca_pem: std::path::PathBuf,
     checker: Box<dyn Fn() -> mailmove_testkit::Checker>,
-    _server: Box<dyn std::any::Any>,
+    /// Gives INBOX a new UIDVALIDITY, as a restore or a repair does.
+    renumber_inbox: Box<dyn Fn()>,
 }
 
 fn cyrus() -> Dest {
     let server = Cyrus::start().expect("Cyrus starts (scripts/test installs it)");
     server.add_user(DEST_USER, DEST_PASSWORD).unwrap();
     let (host, port) = (server.host().to_string(), server.imap_port());
+    let server = std::rc::Rc::new(server);
+    let renumbering = server.clone();
     Dest {
         url: format!("imap://{DEST_USER}@127.0.0.1:{port}"),
         ca_pem: server.ca_pem().to_path_buf(),
         checker: Box::new(move || {
             mailmove_testkit::Checker::connect(&host, port, DEST_USER, DEST_PASSWORD).unwrap()
         }),
-        _server: Box::new(server),
+        renumber_inbox: Box::new(move || {
+            renumbering.reconstruct(DEST_USER, "INBOX").unwrap();
+        }),
     }
 }
 
@@ -41,13 +47,17 @@ fn courier() -> Dest {
     let (host, port) = (server.host().to_string(), server.imap_port());
     // Implicit TLS: the harness's Courier does not finish a STARTTLS handshake (with
     // openssl s_client either).
+    let server = std::rc::Rc::new(server);
+    let renumbering = server.clone();
     Dest {
         url: format!("imaps://{DEST_USER}@127.0.0.1:{}", server.imaps_port()),
         ca_pem: server.ca_pem().to_path_buf(),
         checker: Box::new(move || {
             mailmove_testkit::Checker::connect(&host, port, DEST_USER, DEST_PASSWORD).unwrap()
         }),
-        _server: Box::new(server),
+        renumber_inbox: Box::new(move || {
+            renumbering.delete_uid_db(DEST_USER, "INBOX").unwrap();
+        }),
     }
 }
 
@@ -167,4 +177,54 @@ fn courier_refuses_a_name_too_long_and_the_folder_goes_under_a_short_one() {
         &format!("INBOX.{short}"),
         "Cannot create this folder.",
     );
+}
+
+/// A message without a final line break (Courier adds one: two bytes more), one
+/// without a Message-ID whose Subject has raw 8-bit bytes (Cyrus stores each as `X`),
+/// and an ordinary one.
+fn changed_by_servers() -> Vec<Vec<u8>> {
+    let mut no_final_crlf = messages::simple("<no-crlf@example.com>", "no final CRLF", 300);
+    no_final_crlf.truncate(no_final_crlf.len() - 2);
+    let eight_bit = b"From: J\xfcrgen <j@example.com>\r\nSubject: Gr\xfc\xdfe aus K\xf6ln\r\n\
+Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nHallo.\r\n"
+        .to_vec();
+    let plain = messages::simple("<plain@example.com>", "plain", 400);
+    vec![no_final_crlf, eight_bit, plain]
+}
+
+/// Copies [`changed_by_servers`] to `dest`, has the server renumber INBOX (a new
+/// UIDVALIDITY, so the ledger's UIDs no longer hold), and copies again: every message
+/// is found by what survives the server's changes, none is sent twice, and the proof
+/// explains everything.
+fn a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(dest: Dest) {
+    let source = Dovecot::start(DovecotOptions::default()).expect("the source Dovecot starts");
+    source.add_user(SOURCE_USER, SOURCE_PASSWORD).unwrap();
+    let mut checker = source.checker(SOURCE_USER, SOURCE_PASSWORD).unwrap();
+    for message in changed_by_servers() {
+        checker.append("INBOX", &[], Some(DATE), &message).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(&source, &dest, dir.path(), "migrate");
+    assert_eq!(first.counts(), (3, 0, 0, 0), "{}", first.everything());
+    (dest.renumber_inbox)();
+    let second = run(&source, &dest, dir.path(), "migrate");
+    assert_eq!(second.code, 0, "{}", second.everything());
+    assert_eq!(second.counts(), (0, 3, 0, 0), "{}", second.everything());
+    assert_eq!(
+        (dest.checker)().fetch_all("INBOX").unwrap().len(),
+        3,
+        "a duplicate"
+    );
+    let proof = run(&source, &dest, dir.path(), "verify");
+    assert_eq!(proof.code, 0, "{}", proof.everything());
+}
+
+#[test]
+fn courier_adds_a_final_line_break_and_renumbers_and_nothing_is_copied_twice() {
+    a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(courier());
+}
+
+#[test]
+fn cyrus_rewrites_8_bit_headers_and_renumbers_and_nothing_is_copied_twice() {
+    a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(cyrus());
 }

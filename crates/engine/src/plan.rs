@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use mailmove_store::{ItemRecord, ItemState};
+
+use crate::identity::Unmatched;
 use time::Date;
 
 /// One source message as the metadata fetch described it.
@@ -210,32 +212,26 @@ pub fn plan_messages(
         .filter(|row| row.source_uidvalidity == identity.source_uidvalidity)
         .map(|row| (row.source_uid, row))
         .collect();
-    // Unclaimed destination messages by content key, each usable once.
-    let mut available: HashMap<&str, Vec<u32>> = HashMap::new();
-    for message in dest.unwrap_or_default() {
-        if !claimed.contains(&message.uid) && message.origin.is_none() {
-            available
-                .entry(&message.content_key)
-                .or_default()
-                .push(message.uid);
-        }
-    }
-    for uids in available.values_mut() {
-        uids.reverse(); // pop() hands out the lowest UID first
-    }
-
-    let mut plan = Vec::with_capacity(source.len());
+    // Unclaimed destination messages, each usable once.
+    let mut unmatched = Unmatched::new(
+        dest.unwrap_or_default()
+            .iter()
+            .filter(|m| !claimed.contains(&m.uid) && m.origin.is_none())
+            .map(|m| (m.content_key.as_str(), m.uid)),
+    );
     // Confirmed rows first, so they never lose "their" destination message to a
     // look-alike that is matched by content.
     for message in source {
         if let Some(row) = current.get(&message.uid)
             && confirmed(row, identity)
             && let Some(uid) = row.dest_uid
-            && let Some(uids) = available.get_mut(message.content_key.as_str())
         {
-            uids.retain(|u| *u != uid);
+            unmatched.remove(&message.content_key, uid);
         }
     }
+    let mut plan = Vec::with_capacity(source.len());
+    // Messages to look for at the destination, with the key to look under.
+    let mut look_for: Vec<(usize, &str)> = Vec::new();
     for message in source {
         let row = current.get(&message.uid);
         if pass == PassKind::Retry && !row.is_some_and(|r| r.state == ItemState::Failed) {
@@ -255,33 +251,31 @@ pub fn plan_messages(
             Action::AlreadyCopied
         } else if let Some(reason) = skip_reason(message, filter) {
             Action::Skip(reason)
-        } else if let Some(row) = row.filter(|r| r.state == ItemState::Failed) {
-            match pass {
-                PassKind::Retry => copy_or_link(key, found, &mut available),
-                PassKind::Full => Action::PreviouslyFailed {
-                    reason: row.reason.clone().unwrap_or_default(),
-                },
+        } else if let Some(row) = row.filter(|r| r.state == ItemState::Failed)
+            && pass == PassKind::Full
+        {
+            Action::PreviouslyFailed {
+                reason: row.reason.clone().unwrap_or_default(),
             }
+        } else if let Some(dest_uid) = found {
+            Action::Link { dest_uid }
         } else {
-            copy_or_link(key, found, &mut available)
+            look_for.push((plan.len(), key));
+            Action::Copy
         };
         plan.push((message.uid, action));
     }
+    // By content, exact sizes before near ones (a copy the server changed).
+    for take in [Unmatched::take_exact, Unmatched::take_near] {
+        look_for.retain(|(at, key)| match take(&mut unmatched, key) {
+            Some(dest_uid) => {
+                plan[*at].1 = Action::Link { dest_uid };
+                false
+            }
+            None => true,
+        });
+    }
     plan
-}
-
-fn copy_or_link(
-    key: &str,
-    by_origin: Option<u32>,
-    available: &mut HashMap<&str, Vec<u32>>,
-) -> Action {
-    if let Some(dest_uid) = by_origin {
-        return Action::Link { dest_uid };
-    }
-    match available.get_mut(key).and_then(Vec::pop) {
-        Some(dest_uid) => Action::Link { dest_uid },
-        None => Action::Copy,
-    }
 }
 
 pub fn skip_reason(message: &SourceMessage, filter: &MessageFilter) -> Option<SkipReason> {

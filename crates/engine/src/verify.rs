@@ -9,6 +9,7 @@ use mailmove_store::{ItemRecord, ItemState, Ledger};
 
 use crate::connector::{Connector, Destination, Failure, SideError, Source};
 use crate::folders::{FolderMapping, FolderTree};
+use crate::identity::{Unmatched, keys_match};
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
 use crate::plan::{DestMessage, SourceMessage, origins_in_dest, skip_reason};
 use crate::progress::Silent;
@@ -81,17 +82,14 @@ fn verify_folder(
     };
     let mut used = HashSet::new();
     let unmatched = sides.match_by_ledger(&mut used);
+    let mut available = sides.unused(&used);
+    let mut unmatched = unmatched;
+    // By content, exact sizes before near ones (a copy the server changed).
+    for take in [Unmatched::take_exact, Unmatched::take_near] {
+        unmatched.retain(|message| take(&mut available, sides.key_of(message)).is_none());
+    }
     folder.counts.already_present += (sides.messages.len() - unmatched.len()) as u64;
-    let mut available = sides.unused_by_key(&used);
     for message in unmatched {
-        if available
-            .get_mut(sides.key_of(message))
-            .and_then(Vec::pop)
-            .is_some()
-        {
-            folder.counts.already_present += 1;
-            continue;
-        }
         let missing = sides.explain(message, mapping, settings, &mut folder);
         report.missing.get_or_insert_with(Vec::new).push(missing);
     }
@@ -194,28 +192,28 @@ impl FolderSides {
                     .then_some(row.dest_uid)
                     .flatten()
             });
+            // The ledger's word holds if what is there could be the bytes sent.
+            let there = |uid: &u32| {
+                dest_by_uid
+                    .get(uid)
+                    .is_some_and(|found| keys_match(self.key_of(message), found))
+            };
             match linked {
-                Some(uid)
-                    if dest_by_uid.get(&uid) == Some(&self.key_of(message)) && used.insert(uid) => {
-                }
+                Some(uid) if there(&uid) && used.insert(uid) => {}
                 _ => unmatched.push(message),
             }
         }
         unmatched
     }
 
-    /// Destination messages not used yet (and without an origin mark) by key.
-    fn unused_by_key(&self, used: &HashSet<u32>) -> HashMap<&str, Vec<u32>> {
-        let mut available: HashMap<&str, Vec<u32>> = HashMap::new();
-        for m in &self.dest_messages {
-            if !used.contains(&m.uid) && m.origin.is_none() {
-                available
-                    .entry(m.content_key.as_str())
-                    .or_default()
-                    .push(m.uid);
-            }
-        }
-        available
+    /// Destination messages not used yet (and without an origin mark).
+    fn unused(&self, used: &HashSet<u32>) -> Unmatched<'_> {
+        Unmatched::new(
+            self.dest_messages
+                .iter()
+                .filter(|m| !used.contains(&m.uid) && m.origin.is_none())
+                .map(|m| (m.content_key.as_str(), m.uid)),
+        )
     }
 
     /// Why a message is not at the destination: skipped on purpose, failed with a

@@ -143,7 +143,7 @@ impl Source for Pop3Side {
                 let mut keys = Vec::with_capacity(sizes.len());
                 for (msgno, size) in &sizes {
                     let headers = self.headers_of(*msgno).await?;
-                    let key = Headers::parse(&headers).content_key(*size);
+                    let key = Headers::parse(&headers).numbering_key(*size);
                     self.headers.insert(*msgno, headers);
                     let repeat = seen.entry(key.clone()).or_default();
                     *repeat += 1;
