@@ -35,7 +35,7 @@ pub enum Command {
     /// The trial: connect and log in on both sides, count folders, messages and bytes, check the destination quota.
     Check(CheckArgs),
     /// The proof: list every source message that is not at the destination, and why.
-    Verify(MigrateArgs),
+    Verify(VerifyArgs),
     /// Serve the web portal and, with SQLite, run the passes of every project in this process.
     Serve(ServeArgs),
     /// Run passes from a shared PostgreSQL database; start as many workers as you like, on any machine.
@@ -184,6 +184,15 @@ pub struct MigrateArgs {
     /// Try again only the messages that failed in earlier passes
     #[arg(long)]
     pub retry_failed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub migrate: MigrateArgs,
+    /// Also read back every message found at the destination and compare its bytes with the source's: which copies are identical, and how the destination changed the others
+    #[arg(long)]
+    pub content: bool,
 }
 
 #[derive(Debug, Args)]

@@ -75,7 +75,8 @@ async fn run(cli: Cli) -> Result<u8> {
             finish(&job, &report, fatal)
         }
         Command::Verify(args) => {
-            let job = args.into_job()?;
+            let mut job = args.migrate.into_job()?;
+            job.settings.compare_bytes = args.content;
             let ledger = open_ledger(&job).await?;
             let (report, fatal) = verify(&job.source, &job.dest, &ledger, &job.settings).await;
             ledger.close().await;
@@ -165,6 +166,23 @@ pub(crate) fn print_summary(report: &Report, dry_run: bool) {
             missing.len() - unexplained,
             unexplained
         );
+        if let Some(content) = &report.content {
+            println!(
+                "Compared the bytes of {} messages: {} identical, {} changed by the destination.",
+                content.identical + content.changed.len() as u64,
+                content.identical,
+                content.changed.len()
+            );
+            for changed in &content.changed {
+                println!(
+                    "  changed     {} UID {} {}: {}",
+                    changed.folder,
+                    changed.uid,
+                    changed.message_id.as_deref().unwrap_or("(no Message-ID)"),
+                    changed.how
+                );
+            }
+        }
         for item in missing {
             println!(
                 "  {} {} UID {} {}: {}",

@@ -78,6 +78,16 @@ fn source(folder: &str) -> Dovecot {
 }
 
 fn run(source: &Dovecot, dest: &Dest, dir: &std::path::Path, subcommand: &str) -> common::Run {
+    run_with(source, dest, dir, subcommand, &[])
+}
+
+fn run_with(
+    source: &Dovecot,
+    dest: &Dest,
+    dir: &std::path::Path,
+    subcommand: &str,
+    extra: &[&str],
+) -> common::Run {
     let report = dir.join(format!("{subcommand}-{}.json", rand_suffix()));
     // Both servers' CAs in one file, as a user would pass them with --tls-ca.
     let ca = dir.join("ca.pem");
@@ -97,6 +107,7 @@ fn run(source: &Dovecot, dest: &Dest, dir: &std::path::Path, subcommand: &str) -
         .arg(dir.join("state.sqlite"))
         .arg("--report")
         .arg(&report)
+        .args(extra)
         .env("MAILMOVE_SOURCE_PASSWORD", SOURCE_PASSWORD)
         .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD)
         .env_remove("MAILMOVE_LOG")
@@ -195,8 +206,13 @@ Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nHallo.\r\n"
 /// Copies [`changed_by_servers`] to `dest`, has the server renumber INBOX (a new
 /// UIDVALIDITY, so the ledger's UIDs no longer hold), and copies again: every message
 /// is found by what survives the server's changes, none is sent twice, and the proof
-/// explains everything.
-fn a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(dest: Dest) {
+/// explains everything; `verify --content` names the one copy the server changed
+/// (`changed`, with its Message-ID) and how.
+fn a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(
+    dest: Dest,
+    changed: Option<&str>,
+    how: &str,
+) {
     let source = Dovecot::start(DovecotOptions::default()).expect("the source Dovecot starts");
     source.add_user(SOURCE_USER, SOURCE_PASSWORD).unwrap();
     let mut checker = source.checker(SOURCE_USER, SOURCE_PASSWORD).unwrap();
@@ -215,16 +231,31 @@ fn a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(dest: Dest) {
         3,
         "a duplicate"
     );
-    let proof = run(&source, &dest, dir.path(), "verify");
+    let proof = run_with(&source, &dest, dir.path(), "verify", &["--content"]);
     assert_eq!(proof.code, 0, "{}", proof.everything());
+    let content = &proof.report.as_ref().unwrap()["content"];
+    assert_eq!(content["identical"], 2, "{content}");
+    let found = content["changed"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{content}");
+    assert_eq!(found[0]["message_id"].as_str(), changed, "{content}");
+    assert_eq!(found[0]["how"], how, "{content}");
+    assert!(proof.stdout.contains(how), "{}", proof.stdout);
 }
 
 #[test]
 fn courier_adds_a_final_line_break_and_renumbers_and_nothing_is_copied_twice() {
-    a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(courier());
+    a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(
+        courier(),
+        Some("<no-crlf@example.com>"),
+        "a final line break added",
+    );
 }
 
 #[test]
 fn cyrus_rewrites_8_bit_headers_and_renumbers_and_nothing_is_copied_twice() {
-    a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(cyrus());
+    a_server_that_changes_bytes_and_renumbers_gets_no_duplicate(
+        cyrus(),
+        None,
+        "8-bit header bytes rewritten",
+    );
 }

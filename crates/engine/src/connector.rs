@@ -400,6 +400,25 @@ pub trait Destination: Send {
     /// Identity of every message in the open folder, for matching by content.
     fn messages(&mut self) -> impl Future<Output = Result<Vec<DestMessage>, SideError>> + Send;
 
+    /// Streams the bytes of the given messages of the open folder into `sink`, as
+    /// [`Source::fetch`] does, without changing them (for `verify --content`). A
+    /// destination that cannot send messages back says so.
+    fn read_back(
+        &mut self,
+        _uids: &[u32],
+        _sink: &Sink,
+    ) -> impl Future<Output = Result<(), SideError>> + Send {
+        async {
+            Err(SideError::new(
+                Side::Destination,
+                ConnectorError::new(
+                    Failure::Refused,
+                    "this destination cannot send messages back to compare their bytes",
+                ),
+            ))
+        }
+    }
+
     /// The mailbox's storage quota, where the server tells it.
     fn quota(&mut self) -> impl Future<Output = Result<Option<Quota>, SideError>> + Send {
         async { Ok(None) }

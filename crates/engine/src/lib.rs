@@ -5,6 +5,7 @@
 pub mod check;
 pub mod connector;
 pub mod connectors;
+pub mod content;
 mod copy;
 pub mod dates;
 pub mod folders;

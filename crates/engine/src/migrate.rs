@@ -51,6 +51,9 @@ pub struct MigrateSettings {
     /// session before messages in doubt are sent again.
     pub settle_wait: Duration,
     pub first_backoff: Duration,
+    /// `verify` also reads both sides' bytes of every message found and tells which
+    /// the destination changed, and how.
+    pub compare_bytes: bool,
 }
 
 impl Default for MigrateSettings {
@@ -69,6 +72,7 @@ impl Default for MigrateSettings {
             max_attempts: 5,
             first_backoff: Duration::from_secs(1),
             settle_wait: Duration::from_secs(2),
+            compare_bytes: false,
         }
     }
 }

@@ -80,6 +80,10 @@ pub struct Report {
     pub fatal_remedy: Option<mailmove_net::Remedy>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// With `verify --content`: how many copies are byte for byte the source's, and
+    /// each one the destination changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<crate::content::ContentReport>,
 }
 
 impl Report {
@@ -101,6 +105,7 @@ impl Report {
             fatal: None,
             fatal_remedy: None,
             warnings: Vec::new(),
+            content: None,
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use mailmove_store::{ItemRecord, ItemState, Ledger};
 
 use crate::connector::{Connector, Destination, Failure, SideError, Source};
+use crate::content;
 use crate::folders::{FolderMapping, FolderTree};
 use crate::identity::{Unmatched, keys_match};
 use crate::migrate::{FatalKind, MigrateSettings, folder_key, now_rfc3339};
@@ -58,8 +59,23 @@ async fn run<SC: Connector, DC: Connector>(
     let tree = &session.dest_tree;
     for mapping in &session.plan.mappings {
         let sides = FolderSides::read(&mut src, &mut dst, mapping, tree, ledger).await?;
-        let folder = verify_folder(sides, mapping, settings, report);
+        let (folder, pairs) = verify_folder(&sides, mapping, settings, report);
         report.folders.push(folder);
+        if settings.compare_bytes && !pairs.is_empty() {
+            let by_uid: HashMap<u32, &SourceMessage> =
+                sides.messages.iter().map(|m| (m.uid, m)).collect();
+            match content::compare(&mut src, &mut dst, &pairs).await {
+                Ok(compared) => {
+                    let found = report.content.get_or_insert_with(Default::default);
+                    found.add(&mapping.source_name, compared, &by_uid);
+                }
+                Err(e) if e.error.failure == Failure::Refused => report.warnings.push(format!(
+                    "the bytes of {} were not compared: {e}",
+                    mapping.source_name
+                )),
+                Err(e) => return Err(e),
+            }
+        }
     }
     src.close().await;
     dst.close().await;
@@ -69,31 +85,41 @@ async fn run<SC: Connector, DC: Connector>(
 /// Compares one folder: each source message found at the destination (by the
 /// ledger's word checked against what is there, then by content, each destination
 /// message used once) or explained.
+/// Tells which destination message each found source message is: (source UID,
+/// destination UID) pairs.
 fn verify_folder(
-    sides: FolderSides,
+    sides: &FolderSides,
     mapping: &FolderMapping,
     settings: &MigrateSettings,
     report: &mut Report,
-) -> FolderReport {
+) -> (FolderReport, Vec<(u32, u32)>) {
     let mut folder = FolderReport {
         source: mapping.source_name.clone(),
         dest: mapping.dest_name.clone(),
         ..FolderReport::default()
     };
     let mut used = HashSet::new();
-    let unmatched = sides.match_by_ledger(&mut used);
+    let mut pairs = Vec::new();
+    let mut unmatched = sides.match_by_ledger(&mut used, &mut pairs);
     let mut available = sides.unused(&used);
-    let mut unmatched = unmatched;
     // By content, exact sizes before near ones (a copy the server changed).
     for take in [Unmatched::take_exact, Unmatched::take_near] {
-        unmatched.retain(|message| take(&mut available, sides.key_of(message)).is_none());
+        unmatched.retain(
+            |message| match take(&mut available, sides.key_of(message)) {
+                Some(dest_uid) => {
+                    pairs.push((message.uid, dest_uid));
+                    false
+                }
+                None => true,
+            },
+        );
     }
     folder.counts.already_present += (sides.messages.len() - unmatched.len()) as u64;
     for message in unmatched {
         let missing = sides.explain(message, mapping, settings, &mut folder);
         report.missing.get_or_insert_with(Vec::new).push(missing);
     }
-    folder
+    (folder, pairs)
 }
 
 /// Both sides of one folder, and what the ledger remembers of it.
@@ -174,7 +200,11 @@ impl FolderSides {
 
     /// Finds messages where their origin mark or the ledger says, checked against
     /// what is really there; returns the others.
-    fn match_by_ledger(&self, used: &mut HashSet<u32>) -> Vec<&SourceMessage> {
+    fn match_by_ledger(
+        &self,
+        used: &mut HashSet<u32>,
+        pairs: &mut Vec<(u32, u32)>,
+    ) -> Vec<&SourceMessage> {
         let dest_by_uid: HashMap<u32, &str> = self
             .dest_messages
             .iter()
@@ -185,6 +215,7 @@ impl FolderSides {
             if let Some(uid) = self.origins.get(&message.uid)
                 && used.insert(*uid)
             {
+                pairs.push((message.uid, *uid));
                 continue;
             }
             let linked = self.rows.get(&message.uid).and_then(|row| {
@@ -199,7 +230,7 @@ impl FolderSides {
                     .is_some_and(|found| keys_match(self.key_of(message), found))
             };
             match linked {
-                Some(uid) if there(&uid) && used.insert(uid) => {}
+                Some(uid) if there(&uid) && used.insert(uid) => pairs.push((message.uid, uid)),
                 _ => unmatched.push(message),
             }
         }

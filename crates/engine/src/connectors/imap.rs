@@ -245,6 +245,11 @@ impl Destination for ImapSide {
             .collect())
     }
 
+    /// `BODY.PEEK[]` sets no flag: reading a copy back changes nothing.
+    async fn read_back(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
+        Source::fetch(self, uids, sink).await
+    }
+
     async fn quota(&mut self) -> Result<Option<Quota>, SideError> {
         let quota = self
             .client

@@ -245,6 +245,10 @@ impl Destination for AnyDestination {
         each!(self, AnyDestination, d => d.quota().await)
     }
 
+    async fn read_back(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
+        each!(self, AnyDestination, d => d.read_back(uids, sink).await)
+    }
+
     fn writer(&mut self, window: usize, folder: &[u8]) -> AnyWriter<'_> {
         match self {
             AnyDestination::Imap(d) => AnyWriter::Imap(d.writer(window, folder)),
