@@ -15,6 +15,8 @@
 //!   after `ENABLE UTF8=ACCEPT`, some Exchange versions.
 //! - `BARE_LF`: lines ending in LF alone: seen from small embedded servers; the
 //!   framing layer accepts both.
+//! - `QUOTA_WITHOUT_RESOURCES`: `* QUOTA "ROOT"` with no resource list at all, for a
+//!   root without limits: Courier-IMAP 5.0 (Debian 12); read as an empty list.
 //! - `UNPARSEABLE_TAGGED`: a tagged completion whose text the grammar rejects (for
 //!   example a response code with an unbalanced bracket): its status word is still
 //!   found by [`salvage_tagged_status`], so the command completes instead of hanging.

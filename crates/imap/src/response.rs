@@ -265,8 +265,12 @@ impl Cursor<'_> {
                 self.spaces();
                 let root = self.astring()?;
                 self.spaces();
-                self.expect(b'(')?;
                 let mut resources = Vec::new();
+                // quirks::QUOTA_WITHOUT_RESOURCES
+                if self.at_end() {
+                    return Some(Untagged::Quota { root, resources });
+                }
+                self.expect(b'(')?;
                 loop {
                     self.spaces();
                     if self.eat(b")") {

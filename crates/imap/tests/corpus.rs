@@ -693,6 +693,29 @@ COMPRESS=DEFLATE IDLE"
     );
     s.done();
 
+    // Debian 12's Cyrus 3.6 with its defaults: what mailmove meets there. A refused
+    // name and a refused message are plain NOs (no response code) that mailmove must
+    // read as refusals, not as reasons to retry; the day of INTERNALDATE is padded with
+    // a space, which APPEND accepts back as it is.
+    let mut s = corpus.script("debian-3.6-quota-refusals-dates");
+    s.quota_root("INBOX", &["INBOX"]);
+    s.quota("INBOX", &[]);
+    s.tagged("C3", OK, None, "Completed");
+    let refused = s.tagged("C4", No, None, "Invalid mailbox name");
+    assert!(!is_throttled(&refused));
+    s.tagged("C5", No, None, "Invalid mailbox name");
+    s.tagged("C6", No, None, "Message contains bare newlines");
+    s.tagged("C7", No, None, "Message contains NUL characters");
+    s.fetch(F {
+        seq: 1,
+        uid: Some(1),
+        date: Some(" 1-Jan-2020 10:00:00 +0000"),
+        size: Some(18),
+        ..F::default()
+    });
+    s.tagged("C8", OK, None, "Completed (0.000 sec)");
+    s.done();
+
     corpus.finish();
 }
 
@@ -788,6 +811,33 @@ information.",
     );
     s.exists(4756);
     s.recent(0);
+    s.done();
+
+    // Debian 12's Courier 5.0 with its defaults: a quota root with no resource list at
+    // all (quirks::QUOTA_WITHOUT_RESOURCES), the two refusals mailmove falls back from,
+    // and the ALERT that comes with a message carrying raw 8-bit headers.
+    let mut s = corpus.script("debian-5.0-quota-refusals-alert");
+    s.quota_root("INBOX", &["ROOT"]);
+    s.quota("ROOT", &[]);
+    s.tagged("C2", OK, None, "GETQUOTAROOT Ok.");
+    let refused = s.tagged("C3", No, None, "Invalid mailbox name.");
+    assert!(!is_throttled(&refused));
+    s.tagged("C4", No, None, "Cannot create this folder.");
+    s.status(
+        OK,
+        other("ALERT", ""),
+        "Your IMAP client does not appear to correctly implement Unicode messages, see \
+https://tools.ietf.org/html/rfc6855.html",
+    );
+    s.tagged(
+        "C5",
+        OK,
+        Some(Code::AppendUid {
+            uidvalidity: 796_348_179,
+            uids: vec![1],
+        }),
+        "APPEND Ok.",
+    );
     s.done();
 
     corpus.finish();
