@@ -24,7 +24,7 @@ use crate::connector::{
     ConnectorError, DestFolder, Destination, Failure, FetchedMessage, FolderEntry, KeptFlags,
     OpenedFolder, Refusal, Side, SideError, Sink, Source, WriteRequest, Writer, Written,
 };
-use crate::connectors::{Account, WebAuth};
+use crate::connectors::{Account, WebAuth, connector_error, judge};
 use crate::dates::{internal_date, internal_date_from_header, parse_internal_date};
 use crate::folders::FolderTree;
 use crate::identity::Headers;
@@ -47,20 +47,18 @@ pub fn kept_flags() -> KeptFlags {
 impl From<mailmove_ews::Error> for ConnectorError {
     fn from(error: mailmove_ews::Error) -> ConnectorError {
         let failure = match &error {
-            mailmove_ews::Error::Net(mailmove_net::NetError::Unreachable { address, reason }) => {
-                Failure::Unreachable {
-                    address: address.clone(),
-                    reason: reason.clone(),
-                }
-            }
-            mailmove_ews::Error::Throttled { .. } => Failure::Throttled,
-            e if e.is_transient() => Failure::Transient,
-            e if e.is_connection_setup() => Failure::Setup,
-            _ => Failure::Refused,
+            mailmove_ews::Error::Throttled { .. } => Some(Failure::Throttled),
+            _ => None,
         };
-        ConnectorError::new(failure, error.to_string())
-            .with_remedy(error.remedy())
-            .with_source(error)
+        let failure = failure.unwrap_or_else(|| {
+            let net = match &error {
+                mailmove_ews::Error::Net(e) => Some(e),
+                _ => None,
+            };
+            judge(net, error.is_transient(), error.is_connection_setup())
+        });
+        let remedy = error.remedy();
+        connector_error(failure, remedy, error)
     }
 }
 

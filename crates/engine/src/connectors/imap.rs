@@ -8,7 +8,7 @@ use crate::connector::{
     ConnectorError, DestFolder, Destination, Failure, FetchedMessage, FolderEntry, KeptFlags,
     OpenedFolder, Quota, Refusal, Side, SideError, Sink, Source, WriteRequest, Writer, Written,
 };
-use crate::connectors::Account;
+use crate::connectors::{Account, connector_error, judge};
 use crate::folders::FolderTree;
 use crate::identity::{HEADER_FIELDS, Headers};
 use crate::plan::{DestMessage, SourceMessage};
@@ -16,27 +16,25 @@ use crate::plan::{DestMessage, SourceMessage};
 impl From<ImapError> for ConnectorError {
     fn from(error: ImapError) -> ConnectorError {
         let failure = match &error {
-            ImapError::Net(mailmove_net::NetError::Unreachable { address, reason }) => {
-                Failure::Unreachable {
-                    address: address.clone(),
-                    reason: reason.clone(),
-                }
-            }
-            ImapError::AuthFailed { login, text } => Failure::LoginRefused {
+            ImapError::AuthFailed { login, text } => Some(Failure::LoginRefused {
                 login: login.clone(),
                 text: text.clone(),
-            },
-            ImapError::TokenRefused { .. } => Failure::TokenRefused,
+            }),
+            ImapError::TokenRefused { .. } => Some(Failure::TokenRefused),
             ImapError::No { status, .. } if mailmove_imap::is_throttled(status) => {
-                Failure::Throttled
+                Some(Failure::Throttled)
             }
-            e if e.is_transient() => Failure::Transient,
-            e if e.is_connection_setup() => Failure::Setup,
-            _ => Failure::Refused,
+            _ => None,
         };
-        ConnectorError::new(failure, error.to_string())
-            .with_remedy(error.remedy())
-            .with_source(error)
+        let failure = failure.unwrap_or_else(|| {
+            let net = match &error {
+                ImapError::Net(e) => Some(e),
+                _ => None,
+            };
+            judge(net, error.is_transient(), error.is_connection_setup())
+        });
+        let remedy = error.remedy();
+        connector_error(failure, remedy, error)
     }
 }
 

@@ -117,6 +117,34 @@ impl Connector for Account {
     }
 }
 
+/// What a protocol error means for the pass when the protocol has no more precise word:
+/// unreachable (from the shared network error), transient, set-up, or refused.
+pub(crate) fn judge(net: Option<&mailmove_net::NetError>, transient: bool, setup: bool) -> Failure {
+    match net {
+        Some(mailmove_net::NetError::Unreachable { address, reason }) => Failure::Unreachable {
+            address: address.clone(),
+            reason: reason.clone(),
+        },
+        _ if transient => Failure::Transient,
+        _ if setup => Failure::Setup,
+        _ => Failure::Refused,
+    }
+}
+
+/// A protocol's error in the engine's terms, its own words and remedy kept.
+pub(crate) fn connector_error<E>(
+    failure: Failure,
+    remedy: Option<mailmove_net::Remedy>,
+    error: E,
+) -> ConnectorError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    ConnectorError::new(failure, error.to_string())
+        .with_remedy(remedy)
+        .with_source(error)
+}
+
 /// The source of a pass, whichever protocol its endpoint speaks.
 pub enum AnySource {
     Imap(ImapSide),

@@ -11,7 +11,7 @@ use crate::connector::{
     ConnectorError, Failure, FetchedMessage, FolderEntry, OpenedFolder, Side, SideError, Sink,
     Source,
 };
-use crate::connectors::Account;
+use crate::connectors::{Account, connector_error, judge};
 use crate::dates::internal_date_from_header;
 use crate::folders::FolderTree;
 use crate::identity::Headers;
@@ -24,24 +24,22 @@ impl From<mailmove_pop3::Error> for ConnectorError {
     fn from(error: mailmove_pop3::Error) -> ConnectorError {
         use mailmove_pop3::Error as Pop3Error;
         let failure = match &error {
-            Pop3Error::Net(mailmove_net::NetError::Unreachable { address, reason }) => {
-                Failure::Unreachable {
-                    address: address.clone(),
-                    reason: reason.clone(),
-                }
-            }
-            Pop3Error::AuthFailed { login, text } => Failure::LoginRefused {
+            Pop3Error::AuthFailed { login, text } => Some(Failure::LoginRefused {
                 login: login.clone(),
                 text: text.clone(),
-            },
-            Pop3Error::TokenRefused { .. } => Failure::TokenRefused,
-            e if e.is_transient() => Failure::Transient,
-            e if e.is_connection_setup() => Failure::Setup,
-            _ => Failure::Refused,
+            }),
+            Pop3Error::TokenRefused { .. } => Some(Failure::TokenRefused),
+            _ => None,
         };
-        ConnectorError::new(failure, error.to_string())
-            .with_remedy(error.remedy())
-            .with_source(error)
+        let failure = failure.unwrap_or_else(|| {
+            let net = match &error {
+                Pop3Error::Net(e) => Some(e),
+                _ => None,
+            };
+            judge(net, error.is_transient(), error.is_connection_setup())
+        });
+        let remedy = error.remedy();
+        connector_error(failure, remedy, error)
     }
 }
 
