@@ -4,6 +4,7 @@
 //! [`Writer`]). Nothing here knows any protocol; each connector module depends on this
 //! one, never the other way round, and `connectors/mod.rs` picks one per endpoint.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use mailmove_net::{Body, Remedy};
@@ -417,6 +418,15 @@ pub trait Destination: Send {
                 ),
             ))
         }
+    }
+
+    /// The sizes the open folder's messages `uids` are stored at, where the server
+    /// tells them (`None`: it does not).
+    fn stored_sizes(
+        &mut self,
+        _uids: &[u32],
+    ) -> impl Future<Output = Result<Option<HashMap<u32, u64>>, SideError>> + Send {
+        async { Ok(None) }
     }
 
     /// The mailbox's storage quota, where the server tells it.

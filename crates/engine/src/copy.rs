@@ -47,7 +47,13 @@ pub(crate) struct FolderOutcome {
     pub folder: FolderReport,
     pub errors: Vec<ItemError>,
     pub warnings: Vec<String>,
+    /// Whether the first copies were stored at the size they were sent, where the
+    /// destination told (see [`FolderCopy::check_sizes`]).
+    pub byte_exact: Option<bool>,
 }
+
+/// Copies per folder whose stored size is checked against the size sent.
+const SAMPLES: usize = 8;
 
 /// What a folder copy works with, unchanged through it.
 #[derive(Clone, Copy)]
@@ -94,6 +100,7 @@ pub(crate) async fn copy_folder<S: Source, D: Destination>(
         return Err(e);
     }
     copy.account_for_lost(&planned, &to_copy).await?;
+    copy.check_sizes(dst).await?;
     Ok(copy.finish())
 }
 
@@ -128,6 +135,8 @@ struct FolderCopy<'a> {
     sent_keys: HashMap<u32, String>,
     /// Messages the source sent and this attempt handed to the destination.
     received: HashSet<u32>,
+    /// The first copies: destination UID and the size sent.
+    samples: Vec<(u32, u64)>,
     outcome: FolderOutcome,
     dropped_flags: Vec<String>,
 }
@@ -174,6 +183,7 @@ impl<'a> FolderCopy<'a> {
                 ..FolderOutcome::default()
             },
             received: HashSet::new(),
+            samples: Vec::new(),
             dropped_flags: Vec::new(),
         })
     }
@@ -392,6 +402,8 @@ impl<'a> FolderCopy<'a> {
             by_uid: &by_uid,
             kept: &planned.dest.kept_flags,
             received: &mut self.received,
+            sent_sizes: HashMap::new(),
+            samples: &mut self.samples,
             unrecorded: Vec::new(),
             outcome: &mut self.outcome,
             dropped_flags: &mut self.dropped_flags,
@@ -428,6 +440,40 @@ impl<'a> FolderCopy<'a> {
                 .push(item_error(&self.cx.mapping.source_name, message, reason));
         }
         self.cx.ledger.record_outcomes(&lost).await?;
+        Ok(())
+    }
+
+    /// Asks the destination what size it stored the first copies at: a server that
+    /// changes what it is given (Courier adds a final line break, Exchange renders
+    /// again) is noted, in the report and with a warning. Same-size changes (Cyrus's
+    /// 8-bit header bytes) take `verify --content` to see.
+    async fn check_sizes<D: Destination>(&mut self, dst: &mut D) -> Result<(), FolderError> {
+        if self.samples.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<u32> = self.samples.iter().map(|(uid, _)| *uid).collect();
+        let Some(stored) = dst.stored_sizes(&uids).await? else {
+            return Ok(());
+        };
+        // Judged only on the copies the server told the size of.
+        let told: Vec<&(u32, u64)> = self
+            .samples
+            .iter()
+            .filter(|(uid, _)| stored.contains_key(uid))
+            .collect();
+        if told.is_empty() {
+            return Ok(());
+        }
+        let changed = told.into_iter().find(|(uid, sent)| stored[uid] != *sent);
+        self.outcome.byte_exact = Some(changed.is_none());
+        if let Some((uid, sent)) = changed {
+            self.outcome.warnings.push(format!(
+                "{}: the destination does not store messages byte for byte (one of {sent} bytes \
+                 is stored as {}); mailmove still recognises such copies, and verify --content \
+                 shows what changed",
+                self.cx.mapping.dest_name, stored[uid]
+            ));
+        }
         Ok(())
     }
 
@@ -510,6 +556,9 @@ struct Consumer<'c> {
     by_uid: &'c HashMap<u32, &'c SourceMessage>,
     kept: &'c KeptFlags,
     received: &'c mut HashSet<u32>,
+    /// Sizes of the first messages written, by source UID, until they settle.
+    sent_sizes: HashMap<u32, u64>,
+    samples: &'c mut Vec<(u32, u64)>,
     /// Outcomes wait to be recorded in bigger batches; until then their rows say
     /// "appending", which a crash resolves by looking at the destination.
     unrecorded: Vec<Outcome>,
@@ -576,6 +625,9 @@ impl Consumer<'_> {
             if !self.by_uid.contains_key(&message.uid) || !self.received.insert(message.uid) {
                 continue; // not asked for, or sent twice by the server
             }
+            if self.sent_sizes.len() + self.samples.len() < SAMPLES {
+                self.sent_sizes.insert(message.uid, message.body.len());
+            }
             let request = WriteRequest {
                 flags: keep_flags(&message.flags, self.kept, self.dropped_flags),
                 internal_date: message.internal_date,
@@ -613,6 +665,11 @@ impl Consumer<'_> {
                         ),
                         dest_uid: appended.map(|(_, u)| u),
                     });
+                    if let (Some((_, dest_uid)), Some(sent)) =
+                        (appended, self.sent_sizes.remove(&uid))
+                    {
+                        self.samples.push((dest_uid, sent));
+                    }
                     let folder = &mut self.outcome.folder;
                     folder.counts.copied += 1;
                     folder.bytes_copied += message.size;

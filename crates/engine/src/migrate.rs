@@ -250,6 +250,7 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
             report.folders.extend(scratch.folders);
             report.errors.extend(scratch.errors);
             report.warnings.extend(scratch.warnings);
+            report.dest_byte_exact = all_exact(report.dest_byte_exact, scratch.dest_byte_exact);
             fatal = fatal.or(lane_fatal);
         }
         sort_like_plan(report, &plan);
@@ -393,6 +394,7 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
         loop {
             let error = match copy_folder(cx, src, dst, &mut earlier).await {
                 Ok(outcome) => {
+                    report.dest_byte_exact = all_exact(report.dest_byte_exact, outcome.byte_exact);
                     report.folders.push(outcome.folder);
                     report.errors.extend(outcome.errors);
                     report.warnings.extend(outcome.warnings);
@@ -439,6 +441,14 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
         progress: &dyn Progress,
     ) -> Result<(SC::Source, DC::Destination), SideError> {
         session::connect_both(self.source, self.dest, Some(self.ledger), progress).await
+    }
+}
+
+/// Exact only if every folder that was checked was.
+fn all_exact(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a && b),
+        (a, b) => a.or(b),
     }
 }
 

@@ -80,6 +80,11 @@ pub struct Report {
     pub fatal_remedy: Option<mailmove_net::Remedy>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Whether the destination stored the first copies of each folder at the size
+    /// they were sent (`false`: it changes what it is given); absent when it did not
+    /// tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_byte_exact: Option<bool>,
     /// With `verify --content`: how many copies are byte for byte the source's, and
     /// each one the destination changed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +110,7 @@ impl Report {
             fatal: None,
             fatal_remedy: None,
             warnings: Vec::new(),
+            dest_byte_exact: None,
             content: None,
         }
     }

@@ -2,6 +2,8 @@
 //! source, CREATE, SELECT and pipelined APPEND (grouped into MULTIAPPEND commands
 //! where offered) on the destination.
 
+use std::collections::HashMap;
+
 use mailmove_imap::{Appender, Client, Error as ImapError, Fetch, ListEntry, MailboxInfo};
 
 use crate::connector::{
@@ -241,6 +243,25 @@ impl Destination for ImapSide {
                 })
             })
             .collect())
+    }
+
+    async fn stored_sizes(&mut self, uids: &[u32]) -> Result<Option<HashMap<u32, u64>>, SideError> {
+        let wrap = self.wrap();
+        // Some servers (Courier) show a session the messages it appended to its own
+        // selected folder only after it asks.
+        self.client.run("NOOP").await.map_err(&wrap)?;
+        let mut stream = self
+            .client
+            .uid_fetch(&uid_set(uids), "UID RFC822.SIZE")
+            .await
+            .map_err(&wrap)?;
+        let mut sizes = HashMap::new();
+        while let Some(fetch) = stream.next().await.map_err(&wrap)? {
+            if let (Some(uid), Some(size)) = (fetch.uid, fetch.size) {
+                sizes.insert(uid, size);
+            }
+        }
+        Ok(Some(sizes))
     }
 
     /// `BODY.PEEK[]` sets no flag: reading a copy back changes nothing.

@@ -273,6 +273,13 @@ impl Destination for AnyDestination {
         each!(self, AnyDestination, d => d.quota().await)
     }
 
+    async fn stored_sizes(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Option<std::collections::HashMap<u32, u64>>, SideError> {
+        each!(self, AnyDestination, d => d.stored_sizes(uids).await)
+    }
+
     async fn read_back(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
         each!(self, AnyDestination, d => d.read_back(uids, sink).await)
     }
