@@ -157,8 +157,29 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The largest request body: a spreadsheet of several thousand mailboxes fits.
-const BODY_LIMIT: usize = 12 * 1024 * 1024;
+/// The largest spreadsheet upload: 5,000 mailboxes (the most one list may add, see
+/// [`mailmove_import::Limits::UPLOAD`]) take well under 1 MB as CSV or XLSX.
+pub const UPLOAD_LIMIT: usize = 10 * 1024 * 1024;
+/// The form of typed mailboxes: 5,000 rows of six fields fit.
+pub const MAILBOX_FORM_LIMIT: usize = 1024 * 1024;
+/// Every other form: a few fields.
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// The most a request to `path` may send: [`UPLOAD_LIMIT`] (and the multipart wrapping
+/// around it) for the spreadsheet upload, [`MAILBOX_FORM_LIMIT`] for the typed mailboxes,
+/// [`FORM_LIMIT`] for everything else. The CSRF check reads no more than this.
+pub(crate) fn body_limit(path: &str) -> usize {
+    if path.ends_with("/mailboxes/upload") {
+        UPLOAD_BODY_LIMIT
+    } else if path.ends_with("/mailboxes") {
+        MAILBOX_FORM_LIMIT
+    } else {
+        FORM_LIMIT
+    }
+}
+
+/// The upload and the multipart headers and fields around it.
+const UPLOAD_BODY_LIMIT: usize = UPLOAD_LIMIT + 64 * 1024;
 
 /// Every page and action of the portal.
 pub fn router(state: AppState) -> Router {
@@ -185,10 +206,15 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{id}/events", get(sse::project_events))
         .route(
             "/projects/{id}/mailboxes",
-            get(mailboxes::form).post(mailboxes::add_rows),
+            get(mailboxes::form)
+                .post(mailboxes::add_rows)
+                .layer(DefaultBodyLimit::max(MAILBOX_FORM_LIMIT)),
         )
         .route("/projects/{id}/mailboxes/row", get(mailboxes::row))
-        .route("/projects/{id}/mailboxes/upload", post(mailboxes::upload))
+        .route(
+            "/projects/{id}/mailboxes/upload",
+            post(mailboxes::upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
+        )
         .route(
             "/projects/{id}/mailboxes/{mailbox}/passwords",
             get(mailboxes::passwords_form).post(mailboxes::set_passwords),
@@ -204,7 +230,7 @@ pub fn router(state: AppState) -> Router {
         .route("/mailboxes-template.csv", get(mailboxes::template))
         .route("/assets/{name}", get(assets::serve))
         .fallback(routes::not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .layer(from_fn_with_state(state.clone(), auth::require_csrf))
         .layer(from_fn_with_state(state.clone(), auth::load_session))
         .layer(from_fn(routes::security_headers))
