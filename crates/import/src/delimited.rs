@@ -184,7 +184,10 @@ mod tests {
 
     #[test]
     fn more_rows_than_the_limit_are_refused_while_reading() {
-        let limits = Limits { max_mailboxes: 3 };
+        let limits = Limits {
+            max_mailboxes: 3,
+            ..Limits::UPLOAD
+        };
         let mut text = String::from("a,b\n");
         assert!(read(b"a,b\n1,2\n\n\n2,3\n3,4\n", limits).is_ok());
         for index in 0..4 {

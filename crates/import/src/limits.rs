@@ -8,16 +8,23 @@
 pub struct Limits {
     /// Mailboxes (rows below the header, blank rows aside) in one list.
     pub max_mailboxes: usize,
+    /// Whether XLS and ODS workbooks are read. calamine reads them only as a dense grid
+    /// (XLS: every sheet when the file is opened, up to 65,536 × 256 cells each; ODS: up
+    /// to 10⁸ cells from repeat counts), which a file of a few kilobytes can make
+    /// gigabytes; XLSX, XLSB and CSV are read without such a grid.
+    pub dense_workbooks: bool,
 }
 
 impl Limits {
     /// A spreadsheet uploaded to the portal, or the rows of one form post.
     pub const UPLOAD: Limits = Limits {
         max_mailboxes: 5_000,
+        dense_workbooks: false,
     };
     /// A file named on the command line by the operator.
     pub const FILE: Limits = Limits {
         max_mailboxes: 100_000,
+        dense_workbooks: true,
     };
 
     /// Rows with a value, the header included.

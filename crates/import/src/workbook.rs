@@ -29,10 +29,18 @@ pub(crate) fn read(
     bytes: &[u8],
     limits: Limits,
 ) -> Result<Table, ImportError> {
-    if kind != WorkbookKind::Xls {
-        check_archive(name, bytes)?;
+    // calamine parses every sheet of these as a dense grid when it opens them.
+    match kind {
+        WorkbookKind::Xls if !limits.dense_workbooks => {
+            return Err(dense_refused(name, "an Excel 97-2003 workbook (.xls)"));
+        }
+        WorkbookKind::Ods if !limits.dense_workbooks => {
+            return Err(dense_refused(name, "an OpenDocument spreadsheet (.ods)"));
+        }
+        WorkbookKind::Xls => {}
+        _ => check_archive(name, bytes)?,
     }
-    let mut workbook = open(name, kind, bytes)?;
+    let mut workbook = open(name, kind, bytes, limits)?;
     let Some(sheet) = first_worksheet(&workbook) else {
         return Ok(Table {
             rows: Vec::new(),
@@ -64,8 +72,7 @@ pub(crate) fn read(
                 cells.add(cell.get_position(), Data::from(cell.get_value().clone()))?;
             }
         }
-        // These build the dense range themselves; their size is bounded by the upload's
-        // (XLS: at most 65,536 × 256 cells) and by the archive check (ODS).
+        // XLS and ODS: only as a dense range, where `limits.dense_workbooks` allows it.
         other => {
             let range = other
                 .worksheet_range(&sheet)
@@ -74,6 +81,13 @@ pub(crate) fn read(
         }
     }
     Ok(cells.into_table())
+}
+
+fn dense_refused(name: &str, what: &str) -> ImportError {
+    ImportError::UnsupportedFormat(format!(
+        "`{name}` is {what}, which is not taken here: save the mailbox list as an Excel \
+         workbook (.xlsx) or as CSV (.csv)"
+    ))
 }
 
 /// Refuses an archive whose parts would inflate beyond the limits, before any is parsed,
@@ -248,7 +262,12 @@ fn span_name(dimension: Dimensions) -> String {
 
 type Workbook<'a> = Sheets<Cursor<&'a [u8]>>;
 
-fn open<'a>(name: &str, kind: WorkbookKind, bytes: &'a [u8]) -> Result<Workbook<'a>, ImportError> {
+fn open<'a>(
+    name: &str,
+    kind: WorkbookKind,
+    bytes: &'a [u8],
+    limits: Limits,
+) -> Result<Workbook<'a>, ImportError> {
     let cursor = Cursor::new(bytes);
     let unreadable = |what: &str, error: &dyn fmt::Display| {
         ImportError::Unreadable(format!("`{name}` could not be read as {what}: {error}"))
@@ -268,7 +287,14 @@ fn open<'a>(name: &str, kind: WorkbookKind, bytes: &'a [u8]) -> Result<Workbook<
             .map_err(|error| unreadable("an Excel 97-2003 workbook (.xls)", &error)),
         WorkbookKind::AnyZip => open_workbook_from_rs::<Xlsx<_>, _>(cursor.clone())
             .map(Sheets::Xlsx)
-            .or_else(|_| open_workbook_from_rs::<Ods<_>, _>(cursor.clone()).map(Sheets::Ods))
+            .or_else(|error| {
+                if !limits.dense_workbooks {
+                    return Err(calamine::Error::Xlsx(error));
+                }
+                open_workbook_from_rs::<Ods<_>, _>(cursor.clone())
+                    .map(Sheets::Ods)
+                    .map_err(calamine::Error::Ods)
+            })
             .or_else(|_| open_workbook_from_rs::<Xlsb<_>, _>(cursor).map(Sheets::Xlsb))
             .map_err(|_| {
                 ImportError::UnsupportedFormat(format!(

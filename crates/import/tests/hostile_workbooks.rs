@@ -145,3 +145,24 @@ fn an_honest_small_workbook_built_the_same_way_is_read() {
     assert_eq!(outcome, "read 1 mailboxes");
     assert_bounded(&outcome, peak);
 }
+
+#[test]
+fn xls_and_ods_which_calamine_reads_only_densely_are_refused_in_uploads_unopened() {
+    let ole = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1 the rest of a workbook";
+    let zip = shared_strings_bomb(1);
+    for (name, bytes, what) in [
+        ("list.xls", &ole[..], "(.xls)"),
+        ("list.ods", &zip[..], "(.ods)"),
+    ] {
+        let error = read_bytes_within(name, bytes, Limits::UPLOAD).expect_err(name);
+        assert!(
+            matches!(error, ImportError::UnsupportedFormat(_)),
+            "{error}"
+        );
+        let text = error.to_string();
+        assert!(text.contains(what) && text.contains(".xlsx"), "{text}");
+    }
+    // The command line's operator may still read them: this one is damaged, not refused.
+    let error = read_bytes_within("list.xls", ole, Limits::FILE).expect_err("damaged");
+    assert!(matches!(error, ImportError::Unreadable(_)), "{error}");
+}
