@@ -160,18 +160,20 @@ impl std::fmt::Debug for AppState {
 /// The largest spreadsheet upload: 5,000 mailboxes (the most one list may add, see
 /// [`mailmove_import::Limits::UPLOAD`]) take well under 1 MB as CSV or XLSX.
 pub const UPLOAD_LIMIT: usize = 10 * 1024 * 1024;
-/// The form of typed mailboxes: 5,000 rows of six fields fit.
+/// The form of typed mailboxes (5,000 rows of six fields fit), and the project page's
+/// forms that name the ticked mailboxes (tens of thousands of ids fit).
 pub const MAILBOX_FORM_LIMIT: usize = 1024 * 1024;
 /// Every other form: a few fields.
 pub const FORM_LIMIT: usize = 64 * 1024;
 
 /// The most a request to `path` may send: [`UPLOAD_LIMIT`] (and the multipart wrapping
-/// around it) for the spreadsheet upload, [`MAILBOX_FORM_LIMIT`] for the typed mailboxes,
-/// [`FORM_LIMIT`] for everything else. The CSRF check reads no more than this.
+/// around it) for the spreadsheet upload, [`MAILBOX_FORM_LIMIT`] for the typed mailboxes
+/// and the forms that name ticked mailboxes, [`FORM_LIMIT`] for everything else. The
+/// CSRF check reads no more than this.
 pub(crate) fn body_limit(path: &str) -> usize {
     if path.ends_with("/mailboxes/upload") {
         UPLOAD_BODY_LIMIT
-    } else if path.ends_with("/mailboxes") {
+    } else if path.ends_with("/mailboxes") || path.ends_with("/passes") || path.ends_with("/stop") {
         MAILBOX_FORM_LIMIT
     } else {
         FORM_LIMIT
@@ -199,8 +201,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/migrations/new", get(migrations::new_form))
         .route("/projects/{id}", get(project::show))
-        .route("/projects/{id}/passes", post(project::queue_passes))
-        .route("/projects/{id}/stop", post(project::stop))
+        .route(
+            "/projects/{id}/passes",
+            post(project::queue_passes).layer(DefaultBodyLimit::max(MAILBOX_FORM_LIMIT)),
+        )
+        .route(
+            "/projects/{id}/stop",
+            post(project::stop).layer(DefaultBodyLimit::max(MAILBOX_FORM_LIMIT)),
+        )
         .route("/projects/{id}/finish", post(project::finish))
         .route("/projects/{id}/delete", post(project::delete))
         .route("/projects/{id}/events", get(sse::project_events))

@@ -143,7 +143,7 @@ async fn an_upload_over_ten_mib_is_refused_and_a_small_form_post_over_its_limit_
     let refused = portal
         .post(
             &client,
-            &format!("/projects/{id}/stop"),
+            &format!("/projects/{id}/finish"),
             &[("padding", &padding)],
         )
         .await;
