@@ -63,6 +63,9 @@ pub struct PortalConfig {
     pub progress_every: Duration,
     /// How often ended passes are looked for, to email the project's contact.
     pub notify_every: Duration,
+    /// How long reading one uploaded spreadsheet may take (on a blocking thread); the
+    /// limits on its size keep a read far below the default 20 s.
+    pub spreadsheet_read_limit: Duration,
 }
 
 impl PortalConfig {
@@ -88,6 +91,7 @@ impl PortalConfig {
             login_window: Duration::from_secs(15 * 60),
             progress_every: Duration::from_secs(1),
             notify_every: Duration::from_secs(5),
+            spreadsheet_read_limit: Duration::from_secs(20),
         }
     }
 

@@ -6,7 +6,8 @@
 //! be replaced (a trial that says "login refused: check the password"), never read.
 //!
 //! A form post or a spreadsheet adds at most [`Limits::UPLOAD`] mailboxes (5,000); a
-//! spreadsheet is read off the async threads within [`READ_TIME_LIMIT`]; at most
+//! spreadsheet is read off the async threads within a time limit
+//! ([`crate::PortalConfig::spreadsheet_read_limit`]); at most
 //! [`PROBLEMS_LISTED`] problems are listed, the rest counted. Everything else is linear in
 //! the size of what was sent.
 
@@ -30,9 +31,6 @@ use crate::auth::{CurrentUser, Session};
 use crate::routes::project::active_project;
 use crate::routes::{Notice, PageError, layout, page};
 use crate::views::{ExistingMailbox, MailboxesPage, PasswordsPage, RowFragment, RowView};
-
-/// How long reading one spreadsheet may take; the limits on its size keep it far below.
-const READ_TIME_LIMIT: Duration = Duration::from_secs(20);
 
 /// The most rows the form shows at once without JavaScript.
 const MAX_FORM_ROWS: usize = 50;
@@ -204,7 +202,9 @@ pub(crate) async fn upload(
         None => Err(vec![
             "Choose a spreadsheet file (CSV or XLSX) to upload.".to_string(),
         ]),
-        Some((name, bytes)) => read_spreadsheet(name, bytes).await,
+        Some((name, bytes)) => {
+            read_spreadsheet(name, bytes, state.config().spreadsheet_read_limit).await
+        }
     };
     let one_row = || {
         vec![RowView {
@@ -248,11 +248,15 @@ pub(crate) async fn upload(
 /// threads that serve pages (with SQLite, `serve` also runs the passes). A read that
 /// outlives the time limit is answered at once; its thread ends when the read does,
 /// which the size limits bound.
-async fn read_spreadsheet(name: String, bytes: Vec<u8>) -> Result<Vec<MailboxRow>, Vec<String>> {
+async fn read_spreadsheet(
+    name: String,
+    bytes: Vec<u8>,
+    time_limit: Duration,
+) -> Result<Vec<MailboxRow>, Vec<String>> {
     let reading = tokio::task::spawn_blocking(move || {
         mailmove_import::read_bytes_within(&name, &bytes, Limits::UPLOAD)
     });
-    match tokio::time::timeout(READ_TIME_LIMIT, reading).await {
+    match tokio::time::timeout(time_limit, reading).await {
         Ok(Ok(Ok(rows))) => Ok(rows),
         Ok(Ok(Err(ImportError::Problems(problems)))) => Err(problems
             .iter()
@@ -265,7 +269,7 @@ async fn read_spreadsheet(name: String, bytes: Vec<u8>) -> Result<Vec<MailboxRow
         Err(_) => Err(vec![format!(
             "Reading the spreadsheet took longer than {} seconds: save it again as CSV, or \
              split it into smaller files.",
-            READ_TIME_LIMIT.as_secs()
+            time_limit.as_secs()
         )]),
     }
 }

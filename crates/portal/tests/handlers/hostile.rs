@@ -236,3 +236,36 @@ async fn thousands_of_problems_are_listed_as_the_first_hundred_and_a_count() {
     );
     assert!(portal.db().mailboxes(id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_spreadsheet_read_that_outlives_its_time_limit_is_answered_at_once() {
+    // A limit no read can keep: the answer comes from the timer, not from the read.
+    let portal = Portal::with(|config| {
+        config.spreadsheet_read_limit = std::time::Duration::ZERO;
+    })
+    .await;
+    let client = portal.login("ann@example.com").await;
+    let id = portal.create_project(&client, "Acme").await;
+    let mut csv = String::from("Source Email,Destination Email\n");
+    for n in 0..5_000 {
+        csv.push_str(&format!("u{n}@old.example,u{n}@new.example\n"));
+    }
+    let refused = portal
+        .upload(
+            &client,
+            &format!("/projects/{id}/mailboxes/upload"),
+            "users.csv",
+            csv.as_bytes(),
+            Some(&client.csrf),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .body
+            .contains("Reading the spreadsheet took longer than 0 seconds"),
+        "{}",
+        refused.body
+    );
+    assert!(portal.db().mailboxes(id).await.unwrap().is_empty());
+}
