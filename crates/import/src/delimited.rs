@@ -4,14 +4,16 @@
 
 use std::borrow::Cow;
 
-use crate::ImportError;
 use crate::table::{Cell, ColumnNaming, Row, Table};
+use crate::{ImportError, Limits};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const UTF16LE_BOM: &[u8] = b"\xFF\xFE";
 const UTF16BE_BOM: &[u8] = b"\xFE\xFF";
 
-pub(crate) fn read(bytes: &[u8]) -> Result<Table, ImportError> {
+/// The rows of the text; refused as soon as it has more rows with a value than `limits`
+/// allow, so a long file is never held as a table.
+pub(crate) fn read(bytes: &[u8], limits: Limits) -> Result<Table, ImportError> {
     let text = decode(bytes)?;
     let (body, lines_before_body, declared) = split_separator_line(&text);
     let delimiter = declared.unwrap_or_else(|| sniff_delimiter(body));
@@ -28,6 +30,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Table, ImportError> {
     };
     let mut rows = Vec::new();
     let mut record = csv::ByteRecord::new();
+    let mut filled = 0;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -45,7 +48,14 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Table, ImportError> {
             // UTF-8 and nothing is replaced.
             .map(|field| Cell::Text(String::from_utf8_lossy(field).into_owned()))
             .collect();
-        rows.push(Row { line, cells });
+        let row = Row { line, cells };
+        if !row.is_blank() {
+            filled += 1;
+            if filled > limits.max_rows() {
+                return Err(crate::too_many_mailboxes(limits));
+            }
+        }
+        rows.push(row);
     }
     Ok(Table {
         rows,
@@ -168,6 +178,31 @@ fn sniff_delimiter(body: &str) -> u8 {
 mod tests {
     use super::*;
 
+    fn read_all(bytes: &[u8]) -> Result<Table, ImportError> {
+        read(bytes, Limits::FILE)
+    }
+
+    #[test]
+    fn more_rows_than_the_limit_are_refused_while_reading() {
+        let limits = Limits {
+            max_mailboxes: 3,
+            ..Limits::UPLOAD
+        };
+        let mut text = String::from("a,b\n");
+        assert!(read(b"a,b\n1,2\n\n\n2,3\n3,4\n", limits).is_ok());
+        for index in 0..4 {
+            text.push_str(&format!("{index},x\n"));
+        }
+        let Err(error) = read(text.as_bytes(), limits) else {
+            panic!("four mailboxes where three are allowed")
+        };
+        assert!(matches!(error, ImportError::TooLarge(_)), "{error}");
+        assert!(
+            error.to_string().contains("more than 3 mailboxes"),
+            "{error}"
+        );
+    }
+
     fn texts(table: &Table) -> Vec<(usize, Vec<String>)> {
         table
             .rows
@@ -192,7 +227,8 @@ mod tests {
 
     #[test]
     fn lines_count_quoted_newlines_and_skipped_blank_lines() {
-        let table = read(b"a,b\r\n\"x\r\ny\",z\r\n\r\nq,\"1\n2\n3\"\nlast,row\n").expect("reads");
+        let table =
+            read_all(b"a,b\r\n\"x\r\ny\",z\r\n\r\nq,\"1\n2\n3\"\nlast,row\n").expect("reads");
         assert_eq!(
             texts(&table),
             vec![
@@ -206,7 +242,7 @@ mod tests {
 
     #[test]
     fn values_are_not_trimmed_here() {
-        let table = read(b"a,b\n  spaced ,\"quoted \"\n").expect("reads");
+        let table = read_all(b"a,b\n  spaced ,\"quoted \"\n").expect("reads");
         assert_eq!(texts(&table)[1], row(2, &["  spaced ", "quoted "]));
     }
 
@@ -220,7 +256,7 @@ mod tests {
 
     #[test]
     fn classic_mac_line_ends_count_as_lines() {
-        let table = read(b"a,b\r\"1\r2\",x\r\rc,d\r").expect("reads");
+        let table = read_all(b"a,b\r\"1\r2\",x\r\rc,d\r").expect("reads");
         assert_eq!(
             texts(&table),
             vec![
@@ -233,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_sep_line_names_the_delimiter_and_still_counts_as_a_line() {
-        let table = read(b"sep=|\r\na|b\r\nc,d|e\r\n").expect("reads");
+        let table = read_all(b"sep=|\r\na|b\r\nc,d|e\r\n").expect("reads");
         assert_eq!(
             texts(&table),
             vec![row(2, &["a", "b"]), row(3, &["c,d", "e"])]
@@ -242,27 +278,27 @@ mod tests {
 
     #[test]
     fn byte_order_marks_are_dropped() {
-        let table = read(b"\xEF\xBB\xBFa,b\n").expect("reads");
+        let table = read_all(b"\xEF\xBB\xBFa,b\n").expect("reads");
         assert_eq!(texts(&table), vec![row(1, &["a", "b"])]);
 
         let utf16: Vec<u8> = "a\tb\r\nc\td\r\n"
             .encode_utf16()
             .flat_map(u16::to_le_bytes)
             .collect();
-        let table = read(&[UTF16LE_BOM, &utf16].concat()).expect("reads UTF-16LE");
+        let table = read_all(&[UTF16LE_BOM, &utf16].concat()).expect("reads UTF-16LE");
         assert_eq!(
             texts(&table),
             vec![row(1, &["a", "b"]), row(2, &["c", "d"])]
         );
 
         let utf16: Vec<u8> = "a;b\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
-        let table = read(&[UTF16BE_BOM, &utf16].concat()).expect("reads UTF-16BE");
+        let table = read_all(&[UTF16BE_BOM, &utf16].concat()).expect("reads UTF-16BE");
         assert_eq!(texts(&table), vec![row(1, &["a", "b"])]);
     }
 
     #[test]
     fn text_that_is_not_utf8_names_its_line_and_the_fix() {
-        let Err(error) = read(b"a,b\nok,ok\nM\xFCller,x\n") else {
+        let Err(error) = read_all(b"a,b\nok,ok\nM\xFCller,x\n") else {
             panic!("Latin-1 is refused")
         };
         let message = error.to_string();

@@ -11,6 +11,7 @@
 mod address;
 mod delimited;
 mod detect;
+mod limits;
 mod table;
 mod validate;
 mod workbook;
@@ -19,6 +20,11 @@ use std::fmt;
 use std::path::Path;
 
 use mailmove_model::Secret;
+
+pub use limits::Limits;
+
+/// The most problems [`ImportError::Problems`] lists in its text; the rest are counted.
+pub const PROBLEMS_LISTED: usize = 100;
 
 /// The template offered for download: the header row and two example rows
 /// (example.com addresses, no passwords).
@@ -75,12 +81,18 @@ pub enum ImportError {
     /// Neither delimited text nor a workbook calamine reads.
     #[error("unsupported file type: {0}")]
     UnsupportedFormat(String),
+    /// The file is larger than [`Limits`] allow (too many mailboxes, or a workbook that
+    /// would unpack or spread beyond what a mailbox list needs); nothing was parsed past
+    /// the limit.
+    #[error("the mailbox list is too large: {0}")]
+    TooLarge(String),
     /// The file was read, and these are all of its problems, in line order.
     #[error("{}", describe_problems(.0))]
     Problems(Vec<RowProblem>),
 }
 
-/// Reads the mailbox list at `path`; its format comes from its extension and its content.
+/// Reads the mailbox list at `path`, a file the operator chose ([`Limits::FILE`]); its
+/// format comes from its extension and its content.
 pub fn read_path(path: &Path) -> Result<Vec<MailboxRow>, ImportError> {
     let bytes = std::fs::read(path)
         .map_err(|error| ImportError::Unreadable(format!("{}: {error}", path.display())))?;
@@ -88,17 +100,49 @@ pub fn read_path(path: &Path) -> Result<Vec<MailboxRow>, ImportError> {
         .file_name()
         .map(|name| name.to_string_lossy())
         .unwrap_or_default();
-    read_bytes(&name, &bytes)
+    read_bytes_within(&name, &bytes, Limits::FILE)
 }
 
-/// Reads an uploaded mailbox list. `name` is the file name the upload came with (it may
-/// be empty or wrong: the content decides when it is unambiguous).
+/// Reads a mailbox list within [`Limits::FILE`]. `name` is the file name it came with
+/// (it may be empty or wrong: the content decides when it is unambiguous).
 pub fn read_bytes(name: &str, bytes: &[u8]) -> Result<Vec<MailboxRow>, ImportError> {
+    read_bytes_within(name, bytes, Limits::FILE)
+}
+
+/// Reads a mailbox list, refusing it as soon as it goes beyond `limits` (an upload to the
+/// portal: [`Limits::UPLOAD`]). Workbooks are checked before they are parsed; the work
+/// done is linear in the file's size.
+pub fn read_bytes_within(
+    name: &str,
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<Vec<MailboxRow>, ImportError> {
     let table = match detect::detect(name, bytes)? {
-        detect::Format::Delimited => delimited::read(bytes)?,
-        detect::Format::Workbook(kind) => workbook::read(name, kind, bytes)?,
+        detect::Format::Delimited => delimited::read(bytes, limits)?,
+        detect::Format::Workbook(kind) => workbook::read(name, kind, bytes, limits)?,
     };
     validate::validate(&table).map_err(ImportError::Problems)
+}
+
+fn too_many_mailboxes(limits: Limits) -> ImportError {
+    ImportError::TooLarge(format!(
+        "it has more than {} mailboxes, the most one list may add; split it into several \
+         files",
+        group_digits(limits.max_mailboxes as u64)
+    ))
+}
+
+/// `5000` as `5,000`.
+fn group_digits(number: u64) -> String {
+    let digits = number.to_string();
+    let mut text = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
 }
 
 fn describe_problems(problems: &[RowProblem]) -> String {
@@ -106,9 +150,15 @@ fn describe_problems(problems: &[RowProblem]) -> String {
         1 => "the mailbox list has a problem; nothing was imported:".to_string(),
         count => format!("the mailbox list has {count} problems; nothing was imported:"),
     };
-    for problem in problems {
+    for problem in problems.iter().take(PROBLEMS_LISTED) {
         text.push_str("\n  ");
         text.push_str(&problem.to_string());
+    }
+    if problems.len() > PROBLEMS_LISTED {
+        text.push_str(&format!(
+            "\n  and {} more",
+            group_digits((problems.len() - PROBLEMS_LISTED) as u64)
+        ));
     }
     text
 }
@@ -134,6 +184,35 @@ mod tests {
             "the mailbox list has 2 problems; nothing was imported:\n  \
              line 2: missing Source Email\n  line 4: missing Destination Email"
         );
+    }
+
+    #[test]
+    fn only_the_first_problems_are_listed_and_the_rest_counted() {
+        let problems = (0..250)
+            .map(|index| RowProblem {
+                line: index + 2,
+                reason: "missing Source Email".into(),
+            })
+            .collect();
+        let text = ImportError::Problems(problems).to_string();
+        assert!(
+            text.starts_with("the mailbox list has 250 problems"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1 + PROBLEMS_LISTED + 1, "{text}");
+        assert!(text.ends_with("\n  and 150 more"), "{text}");
+    }
+
+    #[test]
+    fn digits_are_grouped_by_thousands() {
+        for (number, text) in [
+            (0, "0"),
+            (999, "999"),
+            (5000, "5,000"),
+            (1234567, "1,234,567"),
+        ] {
+            assert_eq!(group_digits(number), text);
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub(crate) struct Table {
 }
 
 /// `0` is `A`, `25` is `Z`, `26` is `AA`: the letters Excel shows above a column.
-fn column_letters(index: u64) -> String {
+pub(crate) fn column_letters(index: u64) -> String {
     let mut letters = Vec::new();
     let mut rest = index + 1;
     while rest > 0 {

@@ -151,7 +151,8 @@ pub(crate) async fn require_csrf(request: Request, next: Next) -> Response {
     let (presented, body) = match header {
         Some(token) => (Some(token), body),
         None => {
-            let bytes = match axum::body::to_bytes(body, crate::BODY_LIMIT).await {
+            let bytes = match axum::body::to_bytes(body, crate::body_limit(parts.uri.path())).await
+            {
                 Ok(bytes) => bytes,
                 Err(_) => return PageError::TooLarge.into_response(),
             };

@@ -63,6 +63,9 @@ pub struct PortalConfig {
     pub progress_every: Duration,
     /// How often ended passes are looked for, to email the project's contact.
     pub notify_every: Duration,
+    /// How long reading one uploaded spreadsheet may take (on a blocking thread); the
+    /// limits on its size keep a read far below the default 20 s.
+    pub spreadsheet_read_limit: Duration,
 }
 
 impl PortalConfig {
@@ -88,6 +91,7 @@ impl PortalConfig {
             login_window: Duration::from_secs(15 * 60),
             progress_every: Duration::from_secs(1),
             notify_every: Duration::from_secs(5),
+            spreadsheet_read_limit: Duration::from_secs(20),
         }
     }
 
@@ -157,8 +161,31 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The largest request body: a spreadsheet of several thousand mailboxes fits.
-const BODY_LIMIT: usize = 12 * 1024 * 1024;
+/// The largest spreadsheet upload: 5,000 mailboxes (the most one list may add, see
+/// [`mailmove_import::Limits::UPLOAD`]) take well under 1 MB as CSV or XLSX.
+pub const UPLOAD_LIMIT: usize = 10 * 1024 * 1024;
+/// The form of typed mailboxes (5,000 rows of six fields fit), and the project page's
+/// forms that name the ticked mailboxes (tens of thousands of ids fit).
+pub const MAILBOX_FORM_LIMIT: usize = 1024 * 1024;
+/// Every other form: a few fields.
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// The most a request to `path` may send: [`UPLOAD_LIMIT`] (and the multipart wrapping
+/// around it) for the spreadsheet upload, [`MAILBOX_FORM_LIMIT`] for the typed mailboxes
+/// and the forms that name ticked mailboxes, [`FORM_LIMIT`] for everything else. The
+/// CSRF check reads no more than this.
+pub(crate) fn body_limit(path: &str) -> usize {
+    if path.ends_with("/mailboxes/upload") {
+        UPLOAD_BODY_LIMIT
+    } else if path.ends_with("/mailboxes") || path.ends_with("/passes") || path.ends_with("/stop") {
+        MAILBOX_FORM_LIMIT
+    } else {
+        FORM_LIMIT
+    }
+}
+
+/// The upload and the multipart headers and fields around it.
+const UPLOAD_BODY_LIMIT: usize = UPLOAD_LIMIT + 64 * 1024;
 
 /// Every page and action of the portal.
 pub fn router(state: AppState) -> Router {
@@ -178,17 +205,28 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/migrations/new", get(migrations::new_form))
         .route("/projects/{id}", get(project::show))
-        .route("/projects/{id}/passes", post(project::queue_passes))
-        .route("/projects/{id}/stop", post(project::stop))
+        .route(
+            "/projects/{id}/passes",
+            post(project::queue_passes).layer(DefaultBodyLimit::max(MAILBOX_FORM_LIMIT)),
+        )
+        .route(
+            "/projects/{id}/stop",
+            post(project::stop).layer(DefaultBodyLimit::max(MAILBOX_FORM_LIMIT)),
+        )
         .route("/projects/{id}/finish", post(project::finish))
         .route("/projects/{id}/delete", post(project::delete))
         .route("/projects/{id}/events", get(sse::project_events))
         .route(
             "/projects/{id}/mailboxes",
-            get(mailboxes::form).post(mailboxes::add_rows),
+            get(mailboxes::form)
+                .post(mailboxes::add_rows)
+                .layer(DefaultBodyLimit::max(MAILBOX_FORM_LIMIT)),
         )
         .route("/projects/{id}/mailboxes/row", get(mailboxes::row))
-        .route("/projects/{id}/mailboxes/upload", post(mailboxes::upload))
+        .route(
+            "/projects/{id}/mailboxes/upload",
+            post(mailboxes::upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
+        )
         .route(
             "/projects/{id}/mailboxes/{mailbox}/passwords",
             get(mailboxes::passwords_form).post(mailboxes::set_passwords),
@@ -204,7 +242,7 @@ pub fn router(state: AppState) -> Router {
         .route("/mailboxes-template.csv", get(mailboxes::template))
         .route("/assets/{name}", get(assets::serve))
         .fallback(routes::not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .layer(from_fn_with_state(state.clone(), auth::require_csrf))
         .layer(from_fn_with_state(state.clone(), auth::load_session))
         .layer(from_fn(routes::security_headers))

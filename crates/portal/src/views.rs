@@ -3,12 +3,27 @@
 //! second. A view holds no secret: mailbox records come in, only addresses, statuses,
 //! counts and reasons go out.
 
+use std::borrow::Cow;
+
 use askama::Template;
 use mailmove_model::human_size;
 use mailmove_projects::TrialReport;
 use mailmove_store::{MailboxRecord, MailboxStatus, PassKind, PassSnapshot, PassState};
 
 use crate::presets::{PRESETS, Side};
+
+/// The most characters of a text a server chose that a page or a report shows: a reason
+/// quoting a greeting, a NO or BAD answer or an error page, a folder name, a subject.
+/// A hostile server chooses their length; the store keeps what the worker wrote.
+pub(crate) const SERVER_TEXT_LIMIT: usize = 500;
+
+/// `text` cut to [`SERVER_TEXT_LIMIT`] characters, with an ellipsis when it was longer.
+pub(crate) fn server_text(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(SERVER_TEXT_LIMIT) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+    }
+}
 
 /// What the frame of every page needs.
 #[derive(Clone, Debug)]
@@ -344,8 +359,9 @@ pub(crate) fn status_html(mailbox: &MailboxRecord, pass: Option<&PassSnapshot>) 
     let retrying = pass
         .filter(|p| p.state == PassState::Queued)
         .and_then(|p| p.error.as_deref())
-        .map(|error| format!("Will try again: {error}"));
-    let reason = retrying.as_deref().or(mailbox.last_error.as_deref());
+        .map(|error| format!("Will try again: {}", server_text(error)));
+    let stored = mailbox.last_error.as_deref().map(server_text);
+    let reason = retrying.as_deref().or(stored.as_deref());
     render(&StatusCell {
         label: mailbox.status.as_str(),
         slug: status_slug(mailbox.status),
@@ -436,7 +452,7 @@ fn running(pass: &PassSnapshot, now: i64) -> ProgressCell {
     let elapsed = pass.started_at.map_or(0, |start| (now - start).max(0));
     let mut parts = Vec::new();
     if let Some(folder) = &p.current_folder {
-        parts.push(format!("Folder {folder}"));
+        parts.push(format!("Folder {}", server_text(folder)));
     }
     parts.push(format!(
         "{} of {} messages",
@@ -598,6 +614,19 @@ mod tests {
         assert!(html.contains("Verify failed"));
         assert!(html.contains("status-verify-failed"));
         assert!(html.contains("&#60;check&#62;"), "{html}");
+    }
+
+    #[test]
+    fn a_long_server_text_is_cut_with_an_ellipsis() {
+        let mut failed = mailbox(MailboxStatus::Failed);
+        failed.last_error = Some(format!("source refused: {}", "é".repeat(100_000)));
+        let html = status_html(&failed, None);
+        assert!(html.contains("é…"), "ends with an ellipsis");
+        assert!(html.len() < 2_000, "{} bytes", html.len());
+        assert_eq!(server_text("short"), "short");
+        let long = "x".repeat(501);
+        assert_eq!(server_text(&long).chars().count(), SERVER_TEXT_LIMIT + 1);
+        assert_eq!(server_text(&"x".repeat(500)).len(), 500);
     }
 
     #[test]

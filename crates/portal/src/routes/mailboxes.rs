@@ -4,13 +4,23 @@
 //! place and reason and nothing is half-imported; passwords are sealed at once and never
 //! shown again, not even in a form sent back after an error. A mailbox's passwords can
 //! be replaced (a trial that says "login refused: check the password"), never read.
+//!
+//! A form post or a spreadsheet adds at most [`Limits::UPLOAD`] mailboxes (5,000); a
+//! spreadsheet is read off the async threads within a time limit
+//! ([`crate::PortalConfig::spreadsheet_read_limit`]); at most
+//! [`PROBLEMS_LISTED`] problems are listed, the rest counted. Everything else is linear in
+//! the size of what was sent.
+
+use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Redirect, Response};
-use mailmove_import::{ImportError, MailboxRow, TEMPLATE_CSV, TEMPLATE_FILE_NAME};
+use mailmove_import::{
+    ImportError, Limits, MailboxRow, PROBLEMS_LISTED, TEMPLATE_CSV, TEMPLATE_FILE_NAME,
+};
 use mailmove_model::Secret;
 use mailmove_projects::FallbackPasswords;
 use mailmove_store::{MailboxRecord, OwnedProject, StoreError};
@@ -95,7 +105,25 @@ pub(crate) async fn add_rows(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let project = active_project(&state, &session, &id).await?;
-    let typed = typed_rows(&fields);
+    let typed = match typed_rows(&fields) {
+        Ok(typed) => typed,
+        Err(error) => {
+            let one_row = vec![RowView {
+                n: 1,
+                ..RowView::default()
+            }];
+            return render_form(
+                &state,
+                &session,
+                &id,
+                one_row,
+                vec![error],
+                None,
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+            .await;
+        }
+    };
     let shown: Vec<RowView> = if typed.is_empty() {
         vec![RowView {
             n: 1,
@@ -174,13 +202,9 @@ pub(crate) async fn upload(
         None => Err(vec![
             "Choose a spreadsheet file (CSV or XLSX) to upload.".to_string(),
         ]),
-        Some((name, bytes)) => mailmove_import::read_bytes(&name, &bytes).map_err(|e| match e {
-            ImportError::Problems(problems) => problems
-                .iter()
-                .map(|p| format!("Line {}: {}", p.line, p.reason))
-                .collect(),
-            other => vec![capitalised(&other.to_string())],
-        }),
+        Some((name, bytes)) => {
+            read_spreadsheet(name, bytes, state.config().spreadsheet_read_limit).await
+        }
     };
     let one_row = || {
         vec![RowView {
@@ -217,6 +241,36 @@ pub(crate) async fn upload(
             )
             .await
         }
+    }
+}
+
+/// Reads an uploaded spreadsheet on a blocking thread, so a slow one never holds the
+/// threads that serve pages (with SQLite, `serve` also runs the passes). A read that
+/// outlives the time limit is answered at once; its thread ends when the read does,
+/// which the size limits bound.
+async fn read_spreadsheet(
+    name: String,
+    bytes: Vec<u8>,
+    time_limit: Duration,
+) -> Result<Vec<MailboxRow>, Vec<String>> {
+    let reading = tokio::task::spawn_blocking(move || {
+        mailmove_import::read_bytes_within(&name, &bytes, Limits::UPLOAD)
+    });
+    match tokio::time::timeout(time_limit, reading).await {
+        Ok(Ok(Ok(rows))) => Ok(rows),
+        Ok(Ok(Err(ImportError::Problems(problems)))) => Err(problems
+            .iter()
+            .map(|p| format!("Line {}: {}", p.line, p.reason))
+            .collect()),
+        Ok(Ok(Err(other))) => Err(vec![capitalised(&other.to_string())]),
+        Ok(Err(_)) => Err(vec![
+            "The spreadsheet could not be read: save it again as CSV and upload that.".to_string(),
+        ]),
+        Err(_) => Err(vec![format!(
+            "Reading the spreadsheet took longer than {} seconds: save it again as CSV, or \
+             split it into smaller files.",
+            time_limit.as_secs()
+        )]),
     }
 }
 
@@ -345,6 +399,7 @@ async fn render_form(
         .map(ExistingMailbox::of)
         .collect();
     let next_row = rows.len() + 1;
+    let errors = listed(errors);
     let view = MailboxesPage {
         layout: layout(session, format!("Add mailboxes to {}", project.record.name)),
         project_id: project.record.id,
@@ -356,6 +411,19 @@ async fn render_form(
         existing,
     };
     Ok((status, page(&view)?).into_response())
+}
+
+/// The first [`PROBLEMS_LISTED`] problems, and how many more there are.
+fn listed(mut errors: Vec<String>) -> Vec<String> {
+    if errors.len() > PROBLEMS_LISTED {
+        let more = errors.len() - PROBLEMS_LISTED;
+        errors.truncate(PROBLEMS_LISTED);
+        errors.push(format!(
+            "And {more} more {}: fix these first, then try again.",
+            if more == 1 { "problem" } else { "problems" }
+        ));
+    }
+    errors
 }
 
 fn added(project_id: i64, count: usize) -> Response {
@@ -407,8 +475,10 @@ impl TypedRow {
 }
 
 /// Groups the posted fields into rows: the k-th `source_email` belongs with the k-th of
-/// every other row field, as the form lays them out.
-fn typed_rows(fields: &[(String, String)]) -> Vec<TypedRow> {
+/// every other row field, as the form lays them out. More rows than one list may add
+/// ([`Limits::UPLOAD`]) are refused before any is checked.
+fn typed_rows(fields: &[(String, String)]) -> Result<Vec<TypedRow>, String> {
+    let most = Limits::UPLOAD.max_mailboxes;
     let mut rows: Vec<TypedRow> = Vec::new();
     let mut seen = [0usize; 6];
     for (name, value) in fields {
@@ -416,6 +486,12 @@ fn typed_rows(fields: &[(String, String)]) -> Vec<TypedRow> {
             continue;
         };
         let index = seen[column];
+        if index >= most {
+            return Err(format!(
+                "The form has more than {most} mailbox rows, the most one form may add: add \
+                 them in several steps, or upload a spreadsheet."
+            ));
+        }
         seen[column] += 1;
         while rows.len() <= index {
             rows.push(TypedRow {
@@ -425,7 +501,7 @@ fn typed_rows(fields: &[(String, String)]) -> Vec<TypedRow> {
         }
         rows[index].values[column] = value.clone();
     }
-    rows
+    Ok(rows)
 }
 
 /// Checks the typed rows with the spreadsheet validator: they are written as a CSV file
@@ -463,7 +539,8 @@ fn validate_typed(typed: &[TypedRow]) -> Result<Vec<MailboxRow>, Vec<String>> {
         (true, Ok(bytes)) => bytes,
         _ => return Err(vec!["The mailboxes could not be read.".to_string()]),
     };
-    mailmove_import::read_bytes("mailboxes.csv", &bytes).map_err(|e| match e {
+    mailmove_import::read_bytes_within("mailboxes.csv", &bytes, Limits::UPLOAD).map_err(|e| match e
+    {
         ImportError::Problems(problems) => problems
             .iter()
             .map(
@@ -519,7 +596,7 @@ mod tests {
             ("dest_login", ""),
             ("dest_password", ""),
         ]);
-        let typed = typed_rows(&posted);
+        let typed = typed_rows(&posted).unwrap();
         assert_eq!(typed.len(), 3);
         let errors = validate_typed(&typed).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
@@ -539,11 +616,39 @@ mod tests {
     #[test]
     fn nothing_typed_or_line_breaks_are_refused() {
         assert_eq!(
-            validate_typed(&typed_rows(&fields(&[("source_email", " ")]))).unwrap_err(),
+            validate_typed(&typed_rows(&fields(&[("source_email", " ")])).unwrap()).unwrap_err(),
             vec!["Enter at least one mailbox."]
         );
-        let errors = validate_typed(&typed_rows(&fields(&[("source_email", "a@b.example\nx")])))
-            .unwrap_err();
+        let errors =
+            validate_typed(&typed_rows(&fields(&[("source_email", "a@b.example\nx")])).unwrap())
+                .unwrap_err();
         assert_eq!(errors, vec!["Mailbox 1: a field holds a line break."]);
+    }
+
+    #[test]
+    fn more_rows_than_one_list_may_add_are_refused_before_any_is_checked() {
+        let most = Limits::UPLOAD.max_mailboxes;
+        let at_most: Vec<(String, String)> = (0..most)
+            .map(|_| ("source_email".to_string(), String::new()))
+            .collect();
+        assert_eq!(typed_rows(&at_most).unwrap().len(), most);
+        let over: Vec<(String, String)> = (0..=most)
+            .map(|_| ("source_email".to_string(), String::new()))
+            .collect();
+        let error = typed_rows(&over).err().expect("refused");
+        assert!(error.contains("more than 5000 mailbox rows"), "{error}");
+    }
+
+    #[test]
+    fn only_the_first_problems_are_listed() {
+        let errors: Vec<String> = (0..250).map(|n| format!("Mailbox {n}: missing")).collect();
+        let shown = listed(errors);
+        assert_eq!(shown.len(), PROBLEMS_LISTED + 1);
+        assert_eq!(shown[PROBLEMS_LISTED - 1], "Mailbox 99: missing");
+        assert!(
+            shown[PROBLEMS_LISTED].starts_with("And 150 more problems"),
+            "{shown:?}"
+        );
+        assert_eq!(listed(vec!["one".into()]), vec!["one".to_string()]);
     }
 }

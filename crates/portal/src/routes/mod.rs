@@ -78,7 +78,8 @@ impl IntoResponse for PageError {
             PageError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "That was too large",
-                "The upload is larger than 12 MB. Split the spreadsheet into smaller files.",
+                "The portal takes spreadsheets up to 10 MiB and forms up to 5,000 mailboxes. \
+                 Split the list into smaller files.",
                 "/migrations",
                 "Go to My Migrations",
             ),

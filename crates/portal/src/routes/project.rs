@@ -3,7 +3,7 @@
 //! (`full`), Migrate new items (`delta`), Retry errors (`retry`), Stop; then Finish
 //! (the project is marked finished and its passwords erased) or Delete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -174,17 +174,20 @@ async fn chosen_mailboxes(
     project: &OwnedProject,
     fields: &[(String, String)],
 ) -> Result<Vec<i64>, PageError> {
-    let ids: Vec<i64> = fields
+    let all = state.db().mailboxes(project.record.id).await?;
+    Ok(chosen_of(all.iter().map(|m| m.id), fields))
+}
+
+/// Of the project's mailbox ids `all`, those the `mailbox` fields name (all when none
+/// does). Linear: a form may name tens of thousands of ids.
+fn chosen_of(all: impl Iterator<Item = i64>, fields: &[(String, String)]) -> Vec<i64> {
+    let named: HashSet<i64> = fields
         .iter()
         .filter(|(name, _)| name == "mailbox")
         .filter_map(|(_, value)| value.parse().ok())
         .collect();
-    let all = state.db().mailboxes(project.record.id).await?;
-    Ok(all
-        .into_iter()
-        .map(|m| m.id)
-        .filter(|id| ids.is_empty() || ids.contains(id))
-        .collect())
+    all.filter(|id| named.is_empty() || named.contains(id))
+        .collect()
 }
 
 /// Why an action found no mailbox: the project has none, or the chosen ones are not
@@ -210,9 +213,30 @@ fn day(seconds: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn days_are_dates() {
-        assert_eq!(super::day(0), "1970-01-01");
-        assert_eq!(super::day(1_764_115_200), "2025-11-26");
+        assert_eq!(day(0), "1970-01-01");
+        assert_eq!(day(1_764_115_200), "2025-11-26");
+    }
+
+    #[test]
+    fn chosen_mailboxes_are_the_named_ones_of_the_project_or_all() {
+        let fields = |ids: &[&str]| -> Vec<(String, String)> {
+            ids.iter()
+                .map(|id| ("mailbox".to_string(), id.to_string()))
+                .chain([("csrf".to_string(), "x".to_string())])
+                .collect()
+        };
+        assert_eq!(chosen_of([1, 2, 3].into_iter(), &fields(&[])), [1, 2, 3]);
+        assert_eq!(
+            chosen_of([1, 2, 3].into_iter(), &fields(&["3", "1", "99", "x"])),
+            [1, 3]
+        );
+        // Tens of thousands of named ids against as many mailboxes: a set, not a scan.
+        let many: Vec<String> = (0..60_000).map(|id| id.to_string()).collect();
+        let named: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(chosen_of(0..60_000, &fields(&named)).len(), 60_000);
     }
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::routes::{PageError, owned_project};
+use crate::views::server_text;
 
 pub(crate) async fn mailbox_statistics(
     State(state): State<AppState>,
@@ -45,7 +46,11 @@ pub(crate) async fn mailbox_statistics(
             m.skipped.to_string(),
             m.failed.to_string(),
             m.bytes_copied.to_string(),
-            m.last_error.unwrap_or_default(),
+            m.last_error
+                .as_deref()
+                .map(server_text)
+                .unwrap_or_default()
+                .into_owned(),
         ]);
     }
     csv_file(&project.record.name, "mailboxes", &rows)
@@ -75,12 +80,20 @@ pub(crate) async fn failed_items(
         rows.push(vec![
             item.source_email,
             item.dest_email,
-            item.folder,
+            server_text(&item.folder).into_owned(),
             item.uid.to_string(),
             item.message_id.unwrap_or_default(),
-            item.subject.unwrap_or_default(),
+            item.subject
+                .as_deref()
+                .map(server_text)
+                .unwrap_or_default()
+                .into_owned(),
             item.size.to_string(),
-            item.reason.unwrap_or_default(),
+            item.reason
+                .as_deref()
+                .map(server_text)
+                .unwrap_or_default()
+                .into_owned(),
         ]);
     }
     csv_file(&project.record.name, "failed-items", &rows)

@@ -3,6 +3,7 @@
 //! expired or were used, rate limits, and that no answer ever carries a mailbox password.
 
 mod harness;
+mod hostile;
 mod login;
 mod projects;
 mod security;

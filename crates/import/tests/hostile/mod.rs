@@ -1,0 +1,3 @@
+//! What the hostile-input tests share.
+
+pub mod workbooks;
