@@ -1,0 +1,29 @@
+//! mailmove's OAuth2 client: how mailmove gets access tokens for mailboxes at
+//! Microsoft 365, Google and any OpenID Connect provider, and keeps them fresh for
+//! passes that outlive them.
+//!
+//! - [`Provider`]: endpoints and mail scopes as data, from a preset
+//!   ([`Provider::microsoft`], [`Provider::google`]) or a discovery document
+//!   ([`Provider::discover`]); any endpoint can be overridden.
+//! - [`Client`]: the grants (authorization code with PKCE and `state`, device code,
+//!   client credentials with a secret or a signed assertion, the JWT-bearer grant of
+//!   service accounts, refresh, revocation).
+//!
+//! Requests go over `mailmove-net`'s TCP and verified TLS, one connection each,
+//! with a timeout and a cap on the answer's size. Tokens, codes, verifiers and client
+//! secrets are `Secret`s: never in a URL, a `Debug` or an error message.
+
+mod client;
+mod error;
+mod http;
+mod jwt;
+mod provider;
+
+pub use client::{
+    Client, ClientAuth, DeviceAuthorization, DevicePoll, PendingAuthorization, ServiceAccount,
+    Tokens,
+};
+pub use error::{Error, OAuthError};
+pub use http::HttpOptions;
+pub use jwt::SigningKey;
+pub use provider::{Endpoints, Provider, scopes};
