@@ -327,20 +327,7 @@ impl Client {
                 None,
             )
             .await;
-        match result {
-            Ok(tokens) => Ok(DevicePoll::Granted(tokens)),
-            Err(error) => match error.oauth().map(|e| e.code.as_str()) {
-                Some("authorization_pending") => Ok(DevicePoll::Pending),
-                Some("slow_down") => {
-                    device.interval += SLOW_DOWN_STEP;
-                    Ok(DevicePoll::SlowDown)
-                }
-                Some("expired_token") => Err(Error::DeviceCodeExpired {
-                    account: device.account.clone(),
-                }),
-                _ => Err(error),
-            },
-        }
+        poll_outcome(result, device)
     }
 
     /// Polls every `interval` until the person approves, denies, or the code expires.
@@ -598,8 +585,102 @@ impl Client {
     }
 }
 
+/// What one poll's answer means (RFC 8628 §3.5), apart from the request so every
+/// answer can be tested, even those the test provider never gives (`slow_down`).
+fn poll_outcome(
+    result: Result<Tokens, Error>,
+    device: &mut DeviceAuthorization,
+) -> Result<DevicePoll, Error> {
+    match result {
+        Ok(tokens) => Ok(DevicePoll::Granted(tokens)),
+        Err(error) => match error.oauth().map(|e| e.code.as_str()) {
+            Some("authorization_pending") => Ok(DevicePoll::Pending),
+            Some("slow_down") => {
+                device.interval += SLOW_DOWN_STEP;
+                Ok(DevicePoll::SlowDown)
+            }
+            Some("expired_token") => Err(Error::DeviceCodeExpired {
+                account: device.account.clone(),
+            }),
+            _ => Err(error),
+        },
+    }
+}
+
 /// `application/x-www-form-urlencoded` of one value (RFC 6749 §2.3.1 encodes the
 /// client id and secret so before Basic).
 fn form_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> DeviceAuthorization {
+        DeviceAuthorization {
+            device_code: Secret::new("device-code".into()),
+            user_code: "ABCD-EFGH".into(),
+            verification_uri: "https://idp.example.test/device".into(),
+            verification_uri_complete: None,
+            expires_at: Instant::now() + Duration::from_secs(600),
+            interval: DEFAULT_DEVICE_INTERVAL,
+            account: "alice@example.test".into(),
+        }
+    }
+
+    fn answer(code: &str) -> Result<Tokens, Error> {
+        Err(Error::Refused {
+            provider: "Microsoft".into(),
+            action: "the device sign-in",
+            account: "alice@example.test".into(),
+            error: OAuthError {
+                code: code.into(),
+                description: None,
+            },
+        })
+    }
+
+    #[test]
+    fn slow_down_adds_five_seconds_each_time() {
+        let mut device = device();
+        assert!(matches!(
+            poll_outcome(answer("slow_down"), &mut device),
+            Ok(DevicePoll::SlowDown)
+        ));
+        assert_eq!(device.interval, Duration::from_secs(10));
+        poll_outcome(answer("slow_down"), &mut device).unwrap();
+        assert_eq!(device.interval, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn pending_waits_and_expiry_and_denial_end_the_sign_in() {
+        let mut device = device();
+        assert!(matches!(
+            poll_outcome(answer("authorization_pending"), &mut device),
+            Ok(DevicePoll::Pending)
+        ));
+        assert_eq!(device.interval, DEFAULT_DEVICE_INTERVAL);
+        let expired = poll_outcome(answer("expired_token"), &mut device).unwrap_err();
+        assert!(matches!(expired, Error::DeviceCodeExpired { .. }));
+        assert!(expired.needs_sign_in());
+        let denied = poll_outcome(answer("access_denied"), &mut device).unwrap_err();
+        assert_eq!(denied.oauth().unwrap().code, "access_denied");
+        assert!(denied.needs_sign_in());
+    }
+
+    #[test]
+    fn debug_shows_no_code_verifier_or_state() {
+        let pending = PendingAuthorization {
+            state: Secret::new("the-state".into()),
+            verifier: Secret::new("the-verifier".into()),
+            redirect_uri: "http://127.0.0.1/callback".into(),
+            account: "alice@example.test".into(),
+            provider: "Google".into(),
+        };
+        let shown = format!("{pending:?} {:?}", device());
+        for secret in ["the-state", "the-verifier", "device-code"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
 }
