@@ -8,6 +8,8 @@
 //! - [`Client`]: the grants (authorization code with PKCE and `state`, device code,
 //!   client credentials with a secret or a signed assertion, the JWT-bearer grant of
 //!   service accounts, refresh, revocation).
+//! - [`TokenSource`]: a valid token on demand for a pass, renewed ahead of expiry
+//!   and after a server refused it, reporting rotated refresh tokens to be sealed.
 //!
 //! Requests go over `mailmove-net`'s TCP and verified TLS, one connection each,
 //! with a timeout and a cap on the answer's size. Tokens, codes, verifiers and client
@@ -18,6 +20,7 @@ mod error;
 mod http;
 mod jwt;
 mod provider;
+mod source;
 
 pub use client::{
     Client, ClientAuth, DeviceAuthorization, DevicePoll, PendingAuthorization, ServiceAccount,
@@ -27,3 +30,4 @@ pub use error::{Error, OAuthError};
 pub use http::HttpOptions;
 pub use jwt::SigningKey;
 pub use provider::{Endpoints, Provider, scopes};
+pub use source::{Renewal, RotationHook, TokenSource};
