@@ -360,3 +360,44 @@ async fn an_unreachable_provider_is_transient() {
     assert!(!error.needs_sign_in());
     assert_no_secret(&error, &[refresh.expose()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_are_read_with_a_size_cap() {
+    let provider = OidcProvider::start_default().unwrap();
+    let options = HttpOptions {
+        max_answer_bytes: 200,
+        ..http_options(&provider)
+    };
+    let error = Provider::discover(provider.issuer(), &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::BadAnswer { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("larger than 200 bytes"),
+        "{error}"
+    );
+}
+
+/// What no real provider does on demand: accept the connection and say nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_provider_times_out_as_a_transient_failure() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = HttpOptions {
+        timeout: Duration::from_secs(1),
+        ..HttpOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let error = Provider::discover(&format!("https://127.0.0.1:{port}"), &options)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{error}");
+    assert!(error.is_transient(), "{error:?}");
+    holder.abort();
+}
