@@ -103,6 +103,21 @@ impl PendingAuthorization {
         &self.state
     }
 
+    /// The PKCE verifier, to store (sealed) beside the session when the redirect
+    /// comes back to another request; [`Client::resume_authorization`] takes it back.
+    pub fn verifier(&self) -> &Secret<String> {
+        &self.verifier
+    }
+
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// The mailbox the sign-in is for, as given to [`Client::authorization_url`].
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
     /// The code in the redirect back to us, once `state` matched: the query of the
     /// redirect URI (the whole URL or just its query). A provider's error in the
     /// redirect (`error=access_denied`) is a refusal.
@@ -244,6 +259,24 @@ impl Client {
                 provider: self.provider.name.clone(),
             },
         ))
+    }
+
+    /// A pending sign-in stored by an earlier request (its parts from
+    /// [`PendingAuthorization::state`], `verifier`, `redirect_uri` and `account`).
+    pub fn resume_authorization(
+        &self,
+        state: Secret<String>,
+        verifier: Secret<String>,
+        redirect_uri: &str,
+        account: &str,
+    ) -> PendingAuthorization {
+        PendingAuthorization {
+            state,
+            verifier,
+            redirect_uri: redirect_uri.to_string(),
+            account: account.to_string(),
+            provider: self.provider.name.clone(),
+        }
     }
 
     /// Exchanges the code from [`PendingAuthorization::code_from_redirect`] for

@@ -216,6 +216,19 @@ fn renew_ahead(lifetime: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    /// A pass's lanes share one source across tasks.
+    #[test]
+    fn a_source_is_shared_by_spawned_tasks() {
+        fn spawnable<T: Send + 'static>(_: &T) {}
+        fn check(source: Arc<TokenSource>, refused: Secret<String>) {
+            spawnable(&async move {
+                source.invalidate(&refused).await;
+                source.access_token().await
+            });
+        }
+        let _ = check;
+    }
+
     #[test]
     fn renewal_comes_a_tenth_early_or_a_minute_at_most_and_a_second_more() {
         assert_eq!(

@@ -148,6 +148,14 @@ async fn authorization_code_with_pkce_and_state() {
     let error = pending.code_from_redirect(&forged).unwrap_err();
     assert!(matches!(error, Error::Mismatch(_)), "{error:?}");
 
+    // The redirect comes back to another request (the portal's callback), which
+    // has only what the first one stored.
+    let pending = client.resume_authorization(
+        pending.state().clone(),
+        pending.verifier().clone(),
+        pending.redirect_uri(),
+        pending.account(),
+    );
     let code = pending.code_from_redirect(&redirect).unwrap();
     let tokens = client.exchange_code(&pending, &code).await.unwrap();
     let claims = provider.introspect(tokens.access_token.expose()).unwrap();
