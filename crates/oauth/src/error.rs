@@ -20,12 +20,19 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    /// The grant behind the request is gone (revoked, expired, used twice, or the
-    /// user's password changed): only a new sign-in helps.
+    /// The grant behind the request is gone (revoked, expired, used twice, the
+    /// user's password changed) or was never given (denied, consent missing): only a
+    /// new sign-in, or an administrator's consent, helps. OpenID Connect Core §3.1.2.6
+    /// names the last three.
     pub fn needs_sign_in(&self) -> bool {
         matches!(
             self.code.as_str(),
-            "invalid_grant" | "access_denied" | "expired_token" | "interaction_required"
+            "invalid_grant"
+                | "access_denied"
+                | "expired_token"
+                | "interaction_required"
+                | "login_required"
+                | "consent_required"
         )
     }
 }

@@ -69,15 +69,23 @@ impl Provider {
     /// `organizations` or `common`). Microsoft offers no RFC 7009 revocation
     /// endpoint (sessions are revoked through Microsoft Graph) and no introspection.
     pub fn microsoft(tenant: &str) -> Provider {
-        let base = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
-        let endpoint = |name: &str| fixed_url(&format!("{base}/{name}"));
+        // The tenant is pushed as one segment: whatever it holds, it stays one.
+        let url = |path: &[&str]| {
+            let mut url = fixed_url("https://login.microsoftonline.com/");
+            url.path_segments_mut()
+                .expect("an https URL has path segments")
+                .pop_if_empty()
+                .push(tenant)
+                .extend(path);
+            url
+        };
         Provider {
             name: "Microsoft".into(),
-            issuer: Some(format!("https://login.microsoftonline.com/{tenant}/v2.0")),
+            issuer: Some(url(&["v2.0"]).to_string()),
             endpoints: Endpoints {
-                authorization: Some(endpoint("authorize")),
-                token: endpoint("token"),
-                device_authorization: Some(endpoint("devicecode")),
+                authorization: Some(url(&["oauth2", "v2.0", "authorize"])),
+                token: url(&["oauth2", "v2.0", "token"]),
+                device_authorization: Some(url(&["oauth2", "v2.0", "devicecode"])),
                 revocation: None,
                 introspection: None,
             },
@@ -204,8 +212,7 @@ impl Provider {
 
 /// A URL written in this file.
 fn fixed_url(text: &str) -> Url {
-    // The presets' URLs are literals (and a tenant), checked by the tests below;
-    // a tenant that breaks the URL syntax is a programming error of the caller.
+    // Only literals of this file come here, each parsed by the tests below.
     Url::parse(text).expect("a preset endpoint is a valid URL")
 }
 
@@ -233,6 +240,19 @@ mod tests {
                 .contains(&scopes::MICROSOFT_IMAP.to_string())
         );
         assert_eq!(provider.app_mail_scopes, vec![scopes::MICROSOFT_APP_ONLY]);
+    }
+
+    #[test]
+    fn a_tenant_stays_one_path_segment() {
+        let provider = Provider::microsoft("odd/tenant?x");
+        assert_eq!(
+            provider.endpoints.token.as_str(),
+            "https://login.microsoftonline.com/odd%2Ftenant%3Fx/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            provider.issuer.as_deref(),
+            Some("https://login.microsoftonline.com/odd%2Ftenant%3Fx/v2.0")
+        );
     }
 
     #[test]
