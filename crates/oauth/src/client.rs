@@ -702,6 +702,80 @@ mod tests {
         assert!(denied.needs_sign_in());
     }
 
+    fn client(auth: ClientAuth) -> Client {
+        let mut provider = Provider::google();
+        provider.endpoints.token = "https://idp.example.test/token".parse().unwrap();
+        Client::new(provider, "mail app", auth, HttpOptions::default())
+    }
+
+    fn form<'a>(post: &'a Post<'_>) -> Vec<(&'a str, &'a str)> {
+        post.form
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    Field::Plain(text) => text,
+                    Field::Secret(secret) => secret.expose().as_str(),
+                    Field::Owned(secret) => secret.expose().as_str(),
+                };
+                (*name, value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_goes_in_the_basic_header_form_encoded_or_in_the_form() {
+        let secret = Secret::new("p@ss word".to_string());
+        let basic = client(ClientAuth::SecretBasic(secret.clone()));
+        let post = basic.authenticated(Vec::new()).unwrap();
+        assert!(post.form.is_empty());
+        // RFC 6749 §2.3.1: "mail app:p@ss word" with both parts form-encoded first.
+        assert_eq!(
+            post.authorization.as_ref().unwrap().expose(),
+            &format!("Basic {}", STANDARD.encode("mail+app:p%40ss+word"))
+        );
+
+        let in_form = client(ClientAuth::SecretPost(secret));
+        let post = in_form.authenticated(Vec::new()).unwrap();
+        assert!(post.authorization.is_none());
+        assert_eq!(
+            form(&post),
+            vec![("client_id", "mail app"), ("client_secret", "p@ss word")]
+        );
+        assert_eq!(post.secrets(), vec!["p@ss word"]);
+    }
+
+    #[test]
+    fn a_client_assertion_names_the_client_and_the_token_endpoint() {
+        // Any RSA key will do; the provider's acceptance is tested against the real one.
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/test-rsa-key.pem"
+        ))
+        .unwrap();
+        let key = SigningKey::from_pem(&pem).unwrap().with_key_id("k1");
+        let signed = client(ClientAuth::PrivateKeyJwt(key));
+        let post = signed.authenticated(Vec::new()).unwrap();
+        let fields = form(&post);
+        assert_eq!(fields[0], ("client_id", "mail app"));
+        assert_eq!(fields[1], ("client_assertion_type", JWT_CLIENT_ASSERTION));
+        let assertion = fields[2].1;
+        let part = |n: usize| -> Value {
+            let text = assertion.split('.').nth(n).unwrap();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).unwrap()).unwrap()
+        };
+        assert_eq!(part(0)["alg"], "RS256");
+        assert_eq!(part(0)["kid"], "k1");
+        let claims = part(1);
+        assert_eq!(claims["iss"], "mail app");
+        assert_eq!(claims["sub"], "mail app");
+        assert_eq!(claims["aud"], "https://idp.example.test/token");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            300
+        );
+        assert_eq!(post.secrets(), vec![assertion]);
+    }
+
     #[test]
     fn debug_shows_no_code_verifier_or_state() {
         let pending = PendingAuthorization {
