@@ -101,7 +101,8 @@ impl TokenSource {
     }
 
     /// `hook` is called with every rotated refresh token, before the new access token
-    /// is handed out.
+    /// is handed out. Other callers wait meanwhile: keep it quick (send the token to
+    /// whoever seals and stores it).
     pub fn on_rotation(mut self, hook: impl Fn(&Secret<String>) + Send + Sync + 'static) -> Self {
         self.on_rotation = Some(Arc::new(hook));
         self
