@@ -504,40 +504,55 @@ impl OidcProvider {
         if scope.split(' ').any(|s| s == "offline_access") {
             query.push(("prompt", "consent"));
         }
+        let url = format!("{}?{}", self.https.authorization, http::form_encode(&query));
+        let url = self.sign_in_browser(&url, account)?;
+        let params = query_params(&url);
+        if let Some(error) = params.get("error") {
+            return Err(OAuthError {
+                status: 303,
+                error: error.clone(),
+                description: params.get("error_description").cloned(),
+            }
+            .into());
+        }
+        if params.get("state") != Some(&state) {
+            bail!(
+                "the redirect carries state {:?}, not ours",
+                params.get("state")
+            );
+        }
+        let code = params
+            .get("code")
+            .ok_or_else(|| anyhow!("redirect without a code: {url}"))?;
+        self.token_request(
+            client_id,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &redirect_uri),
+                ("code_verifier", &verifier),
+            ],
+        )
+    }
+
+    /// The browser's part of the authorization code flow, for a client under test
+    /// that built `authorization_url` itself: follows redirects with cookies, signs
+    /// in as `account` and allows on the consent page, and returns the URL of the
+    /// redirect back to one of the registered redirect URIs (with `code` and `state`,
+    /// or `error`), without following it.
+    pub fn sign_in_browser(&self, authorization_url: &str, account: &str) -> Result<String> {
         let mut browser = Browser::new(&self.client);
-        let mut url = format!("{}?{}", self.https.authorization, http::form_encode(&query));
+        let mut url = authorization_url.to_string();
         let origin = format!("https://127.0.0.1:{}", self.https_port);
         // Each step answers with a page to submit or a redirect to follow, until the
         // redirect back to the client.
         for _ in 0..20 {
-            if url.starts_with(&redirect_uri) {
-                let params = query_params(&url);
-                if let Some(error) = params.get("error") {
-                    return Err(OAuthError {
-                        status: 303,
-                        error: error.clone(),
-                        description: params.get("error_description").cloned(),
-                    }
-                    .into());
-                }
-                if params.get("state") != Some(&state) {
-                    bail!(
-                        "the redirect carries state {:?}, not ours",
-                        params.get("state")
-                    );
-                }
-                let code = params
-                    .get("code")
-                    .ok_or_else(|| anyhow!("redirect without a code: {url}"))?;
-                return self.token_request(
-                    client_id,
-                    &[
-                        ("grant_type", "authorization_code"),
-                        ("code", code),
-                        ("redirect_uri", &redirect_uri),
-                        ("code_verifier", &verifier),
-                    ],
-                );
+            if self
+                .redirect_uris
+                .iter()
+                .any(|redirect| url.starts_with(redirect.as_str()))
+            {
+                return Ok(url);
             }
             let response = browser.get(&url)?;
             let response = match sign_in_step(&mut browser, &origin, response, account)? {
@@ -546,7 +561,7 @@ impl OidcProvider {
             };
             url = location(&response, &origin, &url)?;
         }
-        bail!("the sign-in did not come back to {redirect_uri} within 20 steps")
+        bail!("the sign-in did not come back to a redirect URI within 20 steps")
     }
 
     /// What a person does in a browser with a device's user code: opens the
