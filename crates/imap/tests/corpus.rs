@@ -940,6 +940,13 @@ CLIENTNETWORKPRESENCELOCATION BACKENDAUTHENTICATE CHILDREN IDLE NAMESPACE LITERA
     s.tagged("A1", OK, None, "AUTHENTICATE completed.");
     s.done();
 
+    // Microsoft 365 refusing a message too large for it, with BAD and no code.
+    let mut s = corpus.script("append-limits");
+    let first = s.tagged("B1", Bad, None, "command line limit exceeded");
+    let second = s.tagged("B2", Bad, None, "Command Error. 10");
+    assert!(!is_throttled(&first) && !is_throttled(&second));
+    s.done();
+
     corpus.finish();
 }
 
@@ -1100,6 +1107,19 @@ ENABLE MOVE CONDSTORE ESEARCH UTF8=ACCEPT LIST-EXTENDED LIST-STATUS LITERAL- SPE
         is_throttled(&idle),
         "a trailing [THROTTLED] still means slow down"
     );
+    s.done();
+
+    // What Gmail says to a folder name or a message it will not take: a refusal of
+    // that folder or that message, never a reason to slow down.
+    let mut s = corpus.script("refused-names-and-sizes");
+    let name = s.tagged("A1", No, None, "Folder name is not allowed. (Failure)");
+    let size = s.tagged(
+        "A2",
+        Bad,
+        other("TOOBIG", ""),
+        "Message too large. https://support.google.com/mail/answer/6584#limit",
+    );
+    assert!(!is_throttled(&name) && !is_throttled(&size));
     s.done();
 
     corpus.finish();
