@@ -543,6 +543,7 @@ mod tests {
             failed: 0,
             bytes_copied: 0,
             last_error: None,
+            dest_byte_exact: None,
         }
     }
 

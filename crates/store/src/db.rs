@@ -369,6 +369,11 @@ UPDATE passes SET notified_at = 0 WHERE state NOT IN ('queued', 'running')
     AND id <= COALESCE((SELECT n.notified_through FROM project_notifications n
         JOIN mailboxes m ON m.project_id = n.project_id WHERE m.id = passes.mailbox_id), 0)
 ",
+    // Whether the destination stored the copies of a mailbox's passes byte for byte
+    // (1), changed them (0), or never said (NULL).
+    "
+ALTER TABLE mailboxes ADD COLUMN dest_byte_exact BIGINT
+",
 ];
 
 /// Creating and dropping whole databases: for tests and for first-time setup.

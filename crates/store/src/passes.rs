@@ -364,7 +364,8 @@ impl Db {
                     sqlx::query(
                         "UPDATE mailboxes SET status = $1, last_pass = $2, copied = $3, \
                          already_present = $4, skipped = $5, failed = $6, bytes_copied = $7, \
-                         last_error = $8, updated_at = $9 WHERE id = $10",
+                         last_error = $8, updated_at = $9, \
+                         dest_byte_exact = COALESCE($11, dest_byte_exact) WHERE id = $10",
                     )
                     .bind(status.as_str())
                     .bind(kind)
@@ -376,6 +377,7 @@ impl Db {
                     .bind(end.error.as_deref())
                     .bind(now)
                     .bind(mailbox_id)
+                    .bind(results.dest_byte_exact.map(i64::from))
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -115,6 +115,9 @@ pub struct MailboxRecord {
     pub failed: u64,
     pub bytes_copied: u64,
     pub last_error: Option<String>,
+    /// Whether the destination keeps the bytes it is given, as the last pass that
+    /// could tell found; `None` until one could.
+    pub dest_byte_exact: Option<bool>,
 }
 
 impl MailboxRecord {
@@ -132,6 +135,8 @@ pub struct MailboxResults {
     pub skipped: u64,
     pub failed: u64,
     pub bytes_copied: u64,
+    /// What the pass learnt of the destination; `None` keeps what an earlier one did.
+    pub dest_byte_exact: Option<bool>,
 }
 
 impl Db {
@@ -438,7 +443,8 @@ impl Db {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE mailboxes SET status = $1, last_pass = $2, copied = $3, already_present = $4, \
-             skipped = $5, failed = $6, bytes_copied = $7, last_error = $8, updated_at = $9 WHERE id = $10",
+             skipped = $5, failed = $6, bytes_copied = $7, last_error = $8, updated_at = $9, \
+             dest_byte_exact = COALESCE($11, dest_byte_exact) WHERE id = $10",
         )
         .bind(status.as_str())
         .bind(pass.as_str())
@@ -450,6 +456,7 @@ impl Db {
         .bind(last_error)
         .bind(now())
         .bind(id)
+        .bind(results.dest_byte_exact.map(i64::from))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -494,5 +501,8 @@ fn mailbox(row: &AnyRow) -> Result<MailboxRecord, StoreError> {
         failed: count("failed")?,
         bytes_copied: count("bytes_copied")?,
         last_error: row.try_get("last_error")?,
+        dest_byte_exact: row
+            .try_get::<Option<i64>, _>("dest_byte_exact")?
+            .map(|exact| exact != 0),
     })
 }

@@ -648,6 +648,7 @@ async fn mailbox_results_are_kept(db: &Db) {
         skipped: 1,
         failed: 1,
         bytes_copied: 12345,
+        dest_byte_exact: Some(false),
     };
     db.set_mailbox_results(
         ids[0],
@@ -672,6 +673,25 @@ async fn mailbox_results_are_kept(db: &Db) {
     assert_eq!(mailbox.bytes_copied, 12345);
     assert_eq!(mailbox.last_pass, Some(PassKind::Full));
     assert_eq!(mailbox.last_error.as_deref(), Some("1 message refused"));
+    assert_eq!(mailbox.dest_byte_exact, Some(false));
+    // A later pass that could not tell keeps what an earlier one learnt.
+    let unknown = MailboxResults {
+        dest_byte_exact: None,
+        ..results
+    };
+    db.set_mailbox_results(
+        ids[0],
+        PassKind::Delta,
+        MailboxStatus::Completed,
+        &unknown,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.mailbox(ids[0]).await.unwrap().dest_byte_exact,
+        Some(false)
+    );
 }
 
 async fn login_tokens_are_single_use_and_expire(db: &Db) {

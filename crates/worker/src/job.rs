@@ -432,6 +432,7 @@ fn results_of(report: &Report) -> MailboxResults {
         skipped: report.messages.skipped,
         failed: report.messages.failed,
         bytes_copied: report.bytes_copied,
+        dest_byte_exact: report.dest_byte_exact,
     }
 }
 

@@ -28,6 +28,7 @@ pub(crate) async fn mailbox_statistics(
             "Skipped",
             "Failed",
             "Bytes Copied",
+            "Destination Keeps Bytes",
             "Last Error",
         ]
         .map(String::from)
@@ -46,6 +47,11 @@ pub(crate) async fn mailbox_statistics(
             m.skipped.to_string(),
             m.failed.to_string(),
             m.bytes_copied.to_string(),
+            match m.dest_byte_exact {
+                Some(true) => "yes".to_string(),
+                Some(false) => "no".to_string(),
+                None => String::new(),
+            },
             m.last_error
                 .as_deref()
                 .map(server_text)

@@ -1013,6 +1013,7 @@ async fn reports_are_csv_files_of_statistics_and_failed_items() {
                 skipped: 1,
                 failed: 2,
                 bytes_copied: 4_500_000,
+                dest_byte_exact: Some(false),
             },
             Some("2 messages failed; see the report"),
         )
@@ -1049,11 +1050,11 @@ async fn reports_are_csv_files_of_statistics_and_failed_items() {
     let lines: Vec<&str> = stats.body.lines().collect();
     assert_eq!(
         lines[0],
-        "Source Email,Destination Email,Status,Last Pass,Copied,Already Present,Skipped,Failed,Bytes Copied,Last Error"
+        "Source Email,Destination Email,Status,Last Pass,Copied,Already Present,Skipped,Failed,Bytes Copied,Destination Keeps Bytes,Last Error"
     );
     assert_eq!(
         lines[1],
-        "a@old.example,a@new.example,Completed with errors,full,120,3,1,2,4500000,2 messages failed; see the report"
+        "a@old.example,a@new.example,Completed with errors,full,120,3,1,2,4500000,no,2 messages failed; see the report"
     );
     assert_eq!(lines.len(), 4);
 
