@@ -275,7 +275,12 @@ fn cyrus_rewrites_8_bit_headers_and_renumbers_and_nothing_is_copied_twice() {
 /// Dovecot as the destination. Everything arrives byte for byte with its flags and
 /// date, a second pass copies nothing, and `verify --content` finds every copy
 /// identical.
-fn from_another_server_to_dovecot(source_url: &str, source_ca: &Path, mut seed: Checker) {
+fn from_another_server_to_dovecot(
+    source_url: &str,
+    source_ca: &Path,
+    mut seed: Checker,
+    renumber_inbox: &dyn Fn(),
+) {
     let folders = [
         "INBOX",
         "INBOX.R&AOk-sum&AOk-s",
@@ -351,6 +356,16 @@ fn from_another_server_to_dovecot(source_url: &str, source_ca: &Path, mut seed: 
     }
     let again = mailmove("migrate", &[]);
     assert_eq!(again.counts(), (0, 10, 0, 0), "{}", again.everything());
+    // The source renumbers INBOX (a new UIDVALIDITY): its messages are found again at
+    // the destination, not copied twice.
+    renumber_inbox();
+    let renumbered = mailmove("migrate", &[]);
+    assert_eq!(
+        renumbered.counts(),
+        (0, 10, 0, 0),
+        "{}",
+        renumbered.everything()
+    );
     let proof = mailmove("verify", &["--content"]);
     assert_eq!(proof.code, 0, "{}", proof.everything());
     let content = &proof.report.as_ref().unwrap()["content"];
@@ -363,7 +378,10 @@ fn cyrus_as_the_source_arrives_exactly_in_dovecot() {
     cyrus.add_user(SOURCE_USER, SOURCE_PASSWORD).unwrap();
     let seed = cyrus.checker(SOURCE_USER, SOURCE_PASSWORD).unwrap();
     let url = format!("imap://{SOURCE_USER}@127.0.0.1:{}", cyrus.imap_port());
-    from_another_server_to_dovecot(&url, cyrus.ca_pem(), seed);
+    let renumber = || {
+        cyrus.reconstruct(SOURCE_USER, "INBOX").unwrap();
+    };
+    from_another_server_to_dovecot(&url, cyrus.ca_pem(), seed, &renumber);
 }
 
 #[test]
@@ -372,5 +390,6 @@ fn courier_as_the_source_arrives_exactly_in_dovecot() {
     courier.add_user(SOURCE_USER, SOURCE_PASSWORD).unwrap();
     let seed = courier.checker(SOURCE_USER, SOURCE_PASSWORD).unwrap();
     let url = format!("imaps://{SOURCE_USER}@127.0.0.1:{}", courier.imaps_port());
-    from_another_server_to_dovecot(&url, courier.ca_pem(), seed);
+    let renumber = || courier.delete_uid_db(SOURCE_USER, "INBOX").unwrap();
+    from_another_server_to_dovecot(&url, courier.ca_pem(), seed, &renumber);
 }
