@@ -55,14 +55,31 @@ enum Ending {
 pub async fn run(worker: &Worker, pass: PassRecord) {
     let db = &worker.db;
     let name = &worker.config.name;
-    let ending = match prepare(worker, &pass).await {
-        Ok(prepared) => execute(worker, &pass, prepared).await,
-        Err(reason) => Ending::Finished(
+    // Every claim counts an attempt, and a pass given back to the queue is counted once;
+    // so more attempts than allowed means its lease ran out again and again: it stopped
+    // each worker that took it (a crash, the machine's memory). It must not take the
+    // next one down too.
+    let ending = if pass.attempts > worker.config.max_attempts {
+        Ending::Finished(
             PassState::Failed,
             failed_status(pass.kind),
-            Some(reason),
+            Some(format!(
+                "the pass stopped its worker {} times without ending (each time its lease ran \
+                 out), so it is not tried again",
+                pass.attempts - 1
+            )),
             None,
-        ),
+        )
+    } else {
+        match prepare(worker, &pass).await {
+            Ok(prepared) => execute(worker, &pass, prepared).await,
+            Err(reason) => Ending::Finished(
+                PassState::Failed,
+                failed_status(pass.kind),
+                Some(reason),
+                None,
+            ),
+        }
     };
     let end = match ending {
         Ending::Finished(state, status, error, findings) => {

@@ -74,3 +74,49 @@ async fn settings_that_cannot_be_read_fail_the_pass_with_the_reason() {
     );
     assert_eq!(ended.error.as_deref(), Some(reason.as_str()));
 }
+
+/// A pass whose lease ran out again and again (it crashed every worker that took it)
+/// is failed with the reason instead of being handed to the next worker forever.
+#[tokio::test]
+async fn a_pass_that_keeps_stopping_its_workers_is_failed_not_claimed_forever() {
+    let (db, keyring, _dir) = database().await;
+    let project = db
+        .create_project(
+            "a@x",
+            "p",
+            "imaps://127.0.0.1:1",
+            "imaps://127.0.0.1:2",
+            "{}",
+        )
+        .await
+        .unwrap();
+    let ids = db
+        .add_mailboxes(
+            project.id,
+            &[NewMailbox {
+                source_email: "a@old.example".into(),
+                source_login: "a".into(),
+                source_secret: None,
+                dest_email: "a@new.example".into(),
+                dest_login: "a".into(),
+                dest_secret: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let config = config();
+    // Workers that died with it: each claim's lease is already over.
+    for _ in 0..config.max_attempts {
+        let claimed = db.claim_pass("doomed", -10).await.unwrap().unwrap();
+        assert_eq!(claimed.id, pass);
+    }
+    Worker::new(db.clone(), keyring, config)
+        .run_until_done(project.id)
+        .await;
+    let ended = db.pass(pass).await.unwrap();
+    assert_eq!(ended.state, PassState::Failed);
+    let reason = db.mailbox(ids[0]).await.unwrap().last_error.unwrap();
+    assert!(reason.contains("stopped its worker 5 times"), "{reason}");
+    assert!(db.claim_pass("next", 30).await.unwrap().is_none());
+}
