@@ -267,3 +267,40 @@ async fn multiappend_groups_messages_and_a_refused_group_is_sent_again_one_by_on
         ]
     );
 }
+
+/// A listener that accepts connections and never sends a byte: neither a greeting nor
+/// a TLS handshake. Its sockets stay open as long as the test runs.
+async fn silent_listener() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_server_that_never_greets_or_never_shakes_hands_fails_within_the_connect_timeout() {
+    let port = silent_listener().await;
+    let options = ConnectOptions {
+        connect_timeout: std::time::Duration::from_millis(500),
+        ..ConnectOptions::default()
+    };
+    for (scheme, expected) in [
+        ("imap", "sent no greeting within 0.5 s"),
+        ("imaps", "the TLS handshake timed out"),
+    ] {
+        let endpoint = Endpoint::parse(&format!("{scheme}://tester@127.0.0.1:{port}")).unwrap();
+        let started = std::time::Instant::now();
+        let error = Client::connect(&endpoint, &options).await.err().unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited < std::time::Duration::from_secs(3),
+            "{scheme}: {waited:?}"
+        );
+        assert!(error.to_string().contains(expected), "{scheme}: {error}");
+    }
+}

@@ -63,7 +63,11 @@ impl Client {
             spill_threshold: options.spill_threshold,
             broken: false,
         };
-        client.read_greeting().await?;
+        // A server that accepts and never greets is held to the connect timeout, not
+        // to the far longer wait allowed for an answer to a command.
+        tokio::time::timeout(options.connect_timeout, client.read_greeting())
+            .await
+            .map_err(|_| mailmove_net::no_greeting(endpoint, options.connect_timeout))??;
         client.refresh_capabilities().await?;
         let offered = client.has_capability("STLS");
         if before_login(endpoint, options, "STLS", offered)? == BeforeLogin::Upgrade {

@@ -183,3 +183,34 @@ async fn a_connection_cut_inside_a_message_is_lost_and_stays_lost() {
     let after = client.stat().await.unwrap_err();
     assert!(matches!(after, Error::ConnectionLost(_)), "{after:?}");
 }
+
+#[tokio::test]
+async fn a_server_that_never_greets_or_never_shakes_hands_fails_within_the_connect_timeout() {
+    // Accepts connections and never sends a byte: no greeting, no TLS handshake.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = ConnectOptions {
+        connect_timeout: std::time::Duration::from_millis(500),
+        ..ConnectOptions::default()
+    };
+    for (scheme, expected) in [
+        ("pop3", "sent no greeting within 0.5 s"),
+        ("pop3s", "the TLS handshake timed out"),
+    ] {
+        let endpoint = Endpoint::parse(&format!("{scheme}://alice@127.0.0.1:{port}")).unwrap();
+        let started = std::time::Instant::now();
+        let error = Client::connect(&endpoint, &options).await.err().unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited < std::time::Duration::from_secs(3),
+            "{scheme}: {waited:?}"
+        );
+        assert!(error.to_string().contains(expected), "{scheme}: {error}");
+    }
+}

@@ -57,7 +57,11 @@ impl Client {
             broken: false,
             peer_local: opened.peer_local,
         };
-        client.read_greeting().await?;
+        // A server that accepts and never greets is held to the connect timeout, not
+        // to the far longer wait allowed for an answer to a command.
+        tokio::time::timeout(options.connect_timeout, client.read_greeting())
+            .await
+            .map_err(|_| mailmove_net::no_greeting(endpoint, options.connect_timeout))??;
         if client.capabilities.is_empty() {
             client.refresh_capabilities().await?;
         }
