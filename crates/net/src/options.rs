@@ -19,9 +19,17 @@ pub struct ConnectOptions {
     pub response_timeout: Duration,
     /// Messages above this many bytes are spooled to an anonymous temporary file.
     pub spill_threshold: u64,
+    /// The largest message copied: one larger (or, over IMAP and POP3, far larger than
+    /// the size its server announced) is read and thrown away, never kept, and is an
+    /// error for that message alone.
+    pub max_message_size: u64,
     /// When to turn on IMAP COMPRESS=DEFLATE.
     pub compress: CompressMode,
 }
+
+/// 512 MiB: far above what any mail server accepts (Exchange Online: 150 MB, Gmail:
+/// 25 MB sent, Dovecot: unlimited by default), far below a full disk.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 512 * 1024 * 1024;
 
 impl Default for ConnectOptions {
     fn default() -> Self {
@@ -31,6 +39,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(300),
             spill_threshold: 2 * 1024 * 1024,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             compress: CompressMode::default(),
         }
     }
