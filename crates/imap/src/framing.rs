@@ -65,12 +65,7 @@ impl Default for FrameLimits {
     }
 }
 
-/// The largest literal accepted for a message whose size the server announced as
-/// `announced`: servers count sizes a little differently from the bytes they send
-/// (line ends, a header added on the way), so it gets room: an eighth, at least 64 KiB.
-pub fn tolerated(announced: u64) -> u64 {
-    announced.saturating_add((announced / 8).max(64 * 1024))
-}
+pub use mailmove_net::tolerated;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

@@ -15,7 +15,7 @@ mod tls;
 
 pub use body::{Body, BodySink};
 pub use connect::{NetError, connect_tcp, tls_handshake_within};
-pub use options::{CompressMode, ConnectOptions, DEFAULT_MAX_MESSAGE_SIZE};
+pub use options::{CompressMode, ConnectOptions, DEFAULT_MAX_MESSAGE_SIZE, tolerated};
 pub use remedy::Remedy;
 pub use sasl::{AdminForm, OAuthMechanism, SignIn};
 pub use setup::{

@@ -31,6 +31,14 @@ pub struct ConnectOptions {
 /// 25 MB sent, Dovecot: unlimited by default), far below a full disk.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 512 * 1024 * 1024;
 
+/// The most bytes accepted for a message whose server announced `announced` (IMAP's
+/// RFC822.SIZE, POP3's LIST size): servers count sizes a little differently from the
+/// bytes they send (line ends, a header added on the way), so it gets room: an
+/// eighth, at least 64 KiB.
+pub fn tolerated(announced: u64) -> u64 {
+    announced.saturating_add((announced / 8).max(64 * 1024))
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
