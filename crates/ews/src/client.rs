@@ -18,7 +18,7 @@ use crate::transport::{Transport, check_url, offers};
 use crate::types::{
     Folder, FolderId, ItemId, ItemSummary, MimeItem, NewItem, Options, Role, SyncPage,
 };
-use crate::xml::{Document, read_document};
+use crate::xml::{Document, read_document, read_document_within};
 
 /// Entries asked for per FindFolder / FindItem page. Exchange caps a page at 1,000 by
 /// default (EWSFindCountLimit).
@@ -249,7 +249,8 @@ impl Client {
                 if message.is_busy() {
                     busy.add(index, message.back_off);
                 } else if message.success {
-                    results[index] = Some(response::mime_item(&mut blobs, message.node));
+                    let max = self.inner.transport.max_message_size();
+                    results[index] = Some(response::mime_item(&mut blobs, message.node, max));
                 } else {
                     results[index] = Some(Err(message.to_item_error()));
                 }
@@ -399,7 +400,7 @@ async fn call(
     loop {
         let mut answer = transport.post(body.clone()).await?;
         let doc = match answer.status {
-            200 => read_document(&mut answer.body).await?,
+            200 => read_document_within(&mut answer.body, transport.max_message_size()).await?,
             500 => {
                 let bytes = answer.body.bytes().await;
                 match read_document(&bytes[..]).await {
