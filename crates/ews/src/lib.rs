@@ -21,6 +21,8 @@
 mod autodiscover;
 mod client;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ntlm;
 mod request;
 mod response;
