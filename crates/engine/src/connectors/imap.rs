@@ -59,6 +59,10 @@ pub struct ImapSide {
 /// The most bytes of header fields kept for one message in the listing: the few
 /// fields asked for take a few hundred bytes; a server sending more is not believed.
 const MAX_LISTED_HEADER: u64 = 256 * 1024;
+/// The most messages listed in one folder, and the most header bytes kept for them
+/// all: past either, the server is sending more than any folder holds.
+const MAX_LISTED_MESSAGES: usize = 5_000_000;
+const MAX_LISTED_HEADER_BYTES: usize = 512 * 1024 * 1024;
 
 impl ImapSide {
     pub async fn connect(account: &Account, side: Side) -> Result<ImapSide, SideError> {
@@ -116,7 +120,16 @@ impl ImapSide {
             .await
             .map_err(&wrap)?;
         let mut out = Vec::new();
+        let mut header_bytes = 0;
         while let Some(fetch) = stream.next().await.map_err(&wrap)? {
+            header_bytes += fetch.header.as_ref().map_or(0, Vec::len);
+            if out.len() >= MAX_LISTED_MESSAGES || header_bytes > MAX_LISTED_HEADER_BYTES {
+                self.client.shutdown().await;
+                return Err(wrap(ImapError::Protocol(format!(
+                    "the listing of one folder passed {MAX_LISTED_MESSAGES} messages or \
+                     {MAX_LISTED_HEADER_BYTES} bytes of header fields"
+                ))));
+            }
             out.push(fetch);
         }
         Ok(out)
