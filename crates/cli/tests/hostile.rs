@@ -159,3 +159,53 @@ fn a_literal_of_100_mb_for_a_message_announced_at_10_kb_is_an_item_error_and_nev
     assert_eq!(again.code, 1, "{}", again.everything());
     assert_eq!(setup.dst().fetch_all("INBOX").unwrap().len(), 2);
 }
+
+/// A listener that accepts connections and never sends a byte.
+fn silent_listener() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn check_against_a_server_that_never_greets_or_never_shakes_hands_ends_within_the_connect_timeout()
+{
+    let setup = Setup::new();
+    let port = silent_listener();
+    let cases = [
+        ("imap", "sent no greeting within 30 s"),
+        ("imaps", "the TLS handshake timed out"),
+        ("pop3s", "the TLS handshake timed out"),
+    ];
+    std::thread::scope(|scope| {
+        for (scheme, expected) in cases {
+            let setup = &setup;
+            scope.spawn(move || {
+                let source = format!("{scheme}://alice@127.0.0.1:{port}");
+                let started = std::time::Instant::now();
+                let output = setup
+                    .command_via(&source, &setup.dest_url(), "check")
+                    .output()
+                    .unwrap();
+                let run = common::finish(output, None);
+                let waited = started.elapsed();
+                assert!(
+                    waited < std::time::Duration::from_secs(45),
+                    "{scheme}: {waited:?}"
+                );
+                assert_eq!(run.code, 3, "{scheme}: {}", run.everything());
+                assert!(
+                    run.stderr.contains(expected),
+                    "{scheme}: {}",
+                    run.everything()
+                );
+            });
+        }
+    });
+}
