@@ -18,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
     let limits = FrameLimits {
         spill_threshold: 64,
         max_line: 4096,
+        max_literal: 1024,
+        max_literals: 8,
     };
     RUNTIME.with(|runtime| {
         runtime.block_on(async {

@@ -266,7 +266,12 @@ pub struct Sink {
     queue: mpsc::Sender<FetchedMessage>,
     budget: std::sync::Arc<tokio::sync::Semaphore>,
     budget_kib: u32,
+    withheld: Withheld,
 }
+
+/// Messages a source read and would not hand over, with the reason: each becomes an
+/// item error instead of "the source server did not return this message".
+pub(crate) type Withheld = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>;
 
 impl Sink {
     pub fn new(queue: mpsc::Sender<FetchedMessage>, budget_bytes: u64) -> Sink {
@@ -275,7 +280,22 @@ impl Sink {
             queue,
             budget: std::sync::Arc::new(tokio::sync::Semaphore::new(budget_kib as usize)),
             budget_kib,
+            withheld: Withheld::default(),
         }
+    }
+
+    /// The source read message `uid` and will not hand it over (larger than the
+    /// maximum, or far larger than its server announced): it becomes an item error
+    /// with this reason.
+    pub fn withhold(&self, uid: u32, reason: String) {
+        // A poisoned lock means a panic elsewhere already ends the folder.
+        if let Ok(mut withheld) = self.withheld.lock() {
+            withheld.insert(uid, reason);
+        }
+    }
+
+    pub(crate) fn withheld(&self) -> Withheld {
+        std::sync::Arc::clone(&self.withheld)
     }
 
     /// Waits for room, then queues the message. `Err` means the receiver is gone.

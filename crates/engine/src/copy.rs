@@ -137,6 +137,8 @@ struct FolderCopy<'a> {
     received: HashSet<u32>,
     /// The first copies: destination UID and the size sent.
     samples: Vec<(u32, u64)>,
+    /// Messages the source read and would not hand over, with the reason.
+    withheld: HashMap<u32, String>,
     outcome: FolderOutcome,
     dropped_flags: Vec<String>,
 }
@@ -184,6 +186,7 @@ impl<'a> FolderCopy<'a> {
             },
             received: HashSet::new(),
             samples: Vec::new(),
+            withheld: HashMap::new(),
             dropped_flags: Vec::new(),
         })
     }
@@ -394,6 +397,7 @@ impl<'a> FolderCopy<'a> {
         let cx = self.cx;
         let (sink, queue) = mpsc::channel::<FetchedMessage>(cx.settings.queue_depth.max(1));
         let sink = Sink::new(sink, cx.settings.memory_budget);
+        let withheld = sink.withheld();
         let by_uid = by_uid(&self.messages);
         let writer = dst.writer(cx.settings.append_window, &cx.mapping.dest_raw);
         let mut consumer = Consumer {
@@ -402,8 +406,8 @@ impl<'a> FolderCopy<'a> {
             by_uid: &by_uid,
             kept: &planned.dest.kept_flags,
             received: &mut self.received,
-            sent_sizes: HashMap::new(),
             samples: &mut self.samples,
+            sent_bytes: HashMap::new(),
             unrecorded: Vec::new(),
             outcome: &mut self.outcome,
             dropped_flags: &mut self.dropped_flags,
@@ -415,6 +419,9 @@ impl<'a> FolderCopy<'a> {
             result
         };
         let (produced, consumed) = tokio::join!(producer, consumer.run(writer, queue));
+        if let Ok(mut withheld) = withheld.lock() {
+            self.withheld.extend(withheld.drain());
+        }
         consumed?;
         produced
     }
@@ -429,7 +436,10 @@ impl<'a> FolderCopy<'a> {
         let mut lost = Vec::new();
         for uid in to_copy.iter().filter(|uid| !self.received.contains(uid)) {
             let message = by_uid[uid];
-            let reason = "the source server did not return this message".to_string();
+            let reason = self
+                .withheld
+                .remove(uid)
+                .unwrap_or_else(|| "the source server did not return this message".into());
             lost.push(Outcome::Failed {
                 intent: planned.intents.intent(message),
                 reason: reason.clone(),
@@ -556,9 +566,10 @@ struct Consumer<'c> {
     by_uid: &'c HashMap<u32, &'c SourceMessage>,
     kept: &'c KeptFlags,
     received: &'c mut HashSet<u32>,
-    /// Sizes of the first messages written, by source UID, until they settle.
-    sent_sizes: HashMap<u32, u64>,
     samples: &'c mut Vec<(u32, u64)>,
+    /// The bytes really sent for each message written and not yet settled: the
+    /// report counts these, not the size the source announced.
+    sent_bytes: HashMap<u32, u64>,
     /// Outcomes wait to be recorded in bigger batches; until then their rows say
     /// "appending", which a crash resolves by looking at the destination.
     unrecorded: Vec<Outcome>,
@@ -625,9 +636,7 @@ impl Consumer<'_> {
             if !self.by_uid.contains_key(&message.uid) || !self.received.insert(message.uid) {
                 continue; // not asked for, or sent twice by the server
             }
-            if self.sent_sizes.len() + self.samples.len() < SAMPLES {
-                self.sent_sizes.insert(message.uid, message.body.len());
-            }
+            self.sent_bytes.insert(message.uid, message.body.len());
             let request = WriteRequest {
                 flags: keep_flags(&message.flags, self.kept, self.dropped_flags),
                 internal_date: message.internal_date,
@@ -652,6 +661,7 @@ impl Consumer<'_> {
         for done in written {
             let uid = done.token as u32;
             let message = self.by_uid[&uid];
+            let sent = self.sent_bytes.remove(&uid).unwrap_or(message.size);
             match done.result {
                 Ok(appended) => {
                     let identity = self.intents.identity;
@@ -665,17 +675,15 @@ impl Consumer<'_> {
                         ),
                         dest_uid: appended.map(|(_, u)| u),
                     });
-                    if let (Some((_, dest_uid)), Some(sent)) =
-                        (appended, self.sent_sizes.remove(&uid))
+                    if let Some((_, dest_uid)) = appended
+                        && self.samples.len() < SAMPLES
                     {
                         self.samples.push((dest_uid, sent));
                     }
                     let folder = &mut self.outcome.folder;
                     folder.counts.copied += 1;
-                    folder.bytes_copied += message.size;
-                    self.cx.progress.event(Event::MessageCopied {
-                        bytes: message.size,
-                    });
+                    folder.bytes_copied += sent;
+                    self.cx.progress.event(Event::MessageCopied { bytes: sent });
                 }
                 Err(refusal) if refusal.throttled => {
                     return Err(FolderError::Side(SideError::new(

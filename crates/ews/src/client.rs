@@ -18,7 +18,7 @@ use crate::transport::{Transport, check_url, offers};
 use crate::types::{
     Folder, FolderId, ItemId, ItemSummary, MimeItem, NewItem, Options, Role, SyncPage,
 };
-use crate::xml::{Document, read_document};
+use crate::xml::{Document, read_document, read_document_within};
 
 /// Entries asked for per FindFolder / FindItem page. Exchange caps a page at 1,000 by
 /// default (EWSFindCountLimit).
@@ -107,6 +107,11 @@ impl Client {
             let paging = response::paging(root_folder)?;
             let count = page.len() as u32;
             all.extend(page);
+            if all.len() > MAX_LISTED_FOLDERS {
+                return Err(Error::Protocol(format!(
+                    "more than {MAX_LISTED_FOLDERS} folders (a mailbox with more is not supported)"
+                )));
+            }
             match next_offset(offset, count, paging) {
                 Some(next) => offset = next,
                 None => break,
@@ -190,6 +195,7 @@ impl Client {
             let paging = response::paging(root_folder)?;
             let count = page.len() as u32;
             items.extend(page);
+            check_listed(items.len())?;
             match next_offset(offset, count, paging) {
                 Some(next) => offset = next,
                 None => break,
@@ -216,6 +222,7 @@ impl Client {
             let paging = response::paging(root_folder)?;
             let count = page.len() as u32;
             ids.extend(page);
+            check_listed(ids.len())?;
             match next_offset(offset, count, paging) {
                 Some(next) => offset = next,
                 None => break,
@@ -249,7 +256,8 @@ impl Client {
                 if message.is_busy() {
                     busy.add(index, message.back_off);
                 } else if message.success {
-                    results[index] = Some(response::mime_item(&mut blobs, message.node));
+                    let max = self.inner.transport.max_message_size();
+                    results[index] = Some(response::mime_item(&mut blobs, message.node, max));
                 } else {
                     results[index] = Some(Err(message.to_item_error()));
                 }
@@ -399,7 +407,7 @@ async fn call(
     loop {
         let mut answer = transport.post(body.clone()).await?;
         let doc = match answer.status {
-            200 => read_document(&mut answer.body).await?,
+            200 => read_document_within(&mut answer.body, transport.max_message_size()).await?,
             500 => {
                 let bytes = answer.body.bytes().await;
                 match read_document(&bytes[..]).await {
@@ -542,9 +550,24 @@ fn next_offset(offset: u32, count: u32, paging: response::Paging) -> Option<u32>
     let next = if paging.next_offset > offset {
         paging.next_offset
     } else {
-        offset + count
+        offset.checked_add(count)?
     };
     Some(next)
+}
+
+/// The most folders listed, as over IMAP: past it, the server is paging without end.
+const MAX_LISTED_FOLDERS: usize = 100_000;
+
+/// The most items listed in one folder: past it, the server is paging without end.
+const MAX_LISTED_ITEMS: usize = 5_000_000;
+
+fn check_listed(listed: usize) -> Result<(), Error> {
+    if listed > MAX_LISTED_ITEMS {
+        return Err(Error::Protocol(format!(
+            "the listing of one folder passed {MAX_LISTED_ITEMS} items"
+        )));
+    }
+    Ok(())
 }
 
 fn check_count(got: usize, asked: usize) -> Result<(), Error> {
@@ -678,6 +701,10 @@ mod tests {
         assert_eq!(next_offset(0, 500, more(500)), Some(500));
         assert_eq!(next_offset(500, 10, more(0)), Some(510));
         assert_eq!(next_offset(0, 0, more(0)), None);
+        // A server paging past the last offset there is ends the listing.
+        assert_eq!(next_offset(u32::MAX, 5, more(0)), None);
+        assert!(check_listed(MAX_LISTED_ITEMS).is_ok());
+        assert!(check_listed(MAX_LISTED_ITEMS + 1).is_err());
         assert_eq!(
             next_offset(
                 0,

@@ -161,7 +161,14 @@ fn describe_http(status: u16, text: &str) -> String {
     }
 }
 
+/// The code of an [`ItemError`] mailmove makes itself: the item's MIME content was
+/// larger than the maximum message size and none of it was kept.
+pub const MIME_TOO_LARGE: &str = "mailmove:MimeContentTooLarge";
+
 fn describe_fault(code: &str, message: &str) -> String {
+    if code == MIME_TOO_LARGE {
+        return message.to_string();
+    }
     let hint = match code {
         "ErrorAccessDenied" => Some(
             "the account lacks access to this mailbox or folder: grant it FullAccess on the \

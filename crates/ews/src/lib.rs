@@ -21,6 +21,8 @@
 mod autodiscover;
 mod client;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ntlm;
 mod request;
 mod response;
@@ -30,7 +32,7 @@ mod xml;
 
 pub use autodiscover::{autodiscover, autodiscover_at, ews_url_from_owa};
 pub use client::Client;
-pub use error::{Error, ItemError};
+pub use error::{Error, ItemError, MIME_TOO_LARGE};
 pub use mailmove_net::{ConnectOptions, Remedy, TlsOptions};
 pub use request::{SOURCE_PROPERTY_NAME, SOURCE_PROPERTY_SET};
 pub use types::{

@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::{Error, ItemError};
 use crate::request::{PR_ATTR_HIDDEN, PR_FLAG_STATUS, SOURCE_PROPERTY_NAME, SOURCE_PROPERTY_SET};
 use crate::types::{FlagStatus, FolderId, ItemId, ItemSummary, MimeItem, SyncPage};
-use crate::xml::{Node, take_blob};
+use crate::xml::{Node, OVERSIZED, take_blob};
 
 /// A SOAP fault in the body, with its back-off hint when it is ErrorServerBusy.
 #[derive(Debug)]
@@ -262,7 +262,11 @@ pub(crate) fn item_ids(root: &Node, container: &str) -> Vec<ItemId> {
 }
 
 /// A GetItem item with its MIME content (the bytes are taken out of the document).
-pub(crate) fn mime_item(blobs: &mut [Vec<u8>], message: &Node) -> Result<MimeItem, ItemError> {
+pub(crate) fn mime_item(
+    blobs: &mut [Vec<u8>],
+    message: &Node,
+    max_mime: u64,
+) -> Result<MimeItem, ItemError> {
     let item = message
         .child("Items")
         .and_then(|items| items.children.first())
@@ -270,6 +274,15 @@ pub(crate) fn mime_item(blobs: &mut [Vec<u8>], message: &Node) -> Result<MimeIte
     let content = item
         .child("MimeContent")
         .ok_or_else(|| missing("Exchange returned no MIME content for this item"))?;
+    if let Some(size) = content.attr(OVERSIZED) {
+        return Err(ItemError {
+            code: crate::error::MIME_TOO_LARGE.into(),
+            message: format!(
+                "the message is at least {size} bytes, larger than the maximum message size \
+                 of {max_mime} bytes; not copied"
+            ),
+        });
+    }
     let mime = take_blob(blobs, content)
         .ok_or_else(|| missing("Exchange returned empty MIME content for this item"))?;
     let properties = ExtendedProperties::of(item);
@@ -521,7 +534,7 @@ mod tests {
         .await;
         let list = messages(&doc.root).unwrap();
         assert!(list[0].success);
-        let item = mime_item(&mut doc.blobs, list[0].node).unwrap();
+        let item = mime_item(&mut doc.blobs, list[0].node, 1 << 20).unwrap();
         assert_eq!(item.mime, b"Subject: hi\r\n\r\nbody\r\n");
         assert!(item.is_read);
         assert_eq!(item.flag, FlagStatus::Complete);

@@ -76,6 +76,8 @@ pub(crate) struct Transport {
     target: String,
     tls_options: TlsOptions,
     connect_timeout: Duration,
+    /// The most MIME content kept for one item.
+    max_message_size: u64,
     /// The wait for response headers, and between two reads of a body.
     timeout: Duration,
     login: String,
@@ -153,6 +155,7 @@ impl Transport {
             url: url.clone(),
             tls_options: options.connect.tls.clone(),
             connect_timeout: options.connect.connect_timeout,
+            max_message_size: options.connect.max_message_size,
             timeout: options.connect.response_timeout,
             login: login.to_string(),
             password: password.clone(),
@@ -165,6 +168,10 @@ impl Transport {
 
     pub(crate) fn url(&self) -> &Url {
         &self.url
+    }
+
+    pub(crate) fn max_message_size(&self) -> u64 {
+        self.max_message_size
     }
 
     pub(crate) fn login(&self) -> &str {

@@ -16,8 +16,15 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 const MIME_ELEMENT: &str = "MimeContent";
 /// Added to a `MimeContent` node: the index of its bytes in [`Document::blobs`].
 pub(crate) const BLOB_INDEX: &str = "mailmove-blob";
-/// Text outside `MimeContent` above this is not an EWS answer mailmove asked for.
+/// Added to a `MimeContent` node whose content was over the bound and not kept: how
+/// many bytes it decodes to, at least.
+pub(crate) const OVERSIZED: &str = "mailmove-oversized";
+/// Text, names and attributes outside `MimeContent` above this is not an EWS answer
+/// mailmove asked for.
 const MAX_TEXT: usize = 64 * 1024 * 1024;
+/// Elements above this are not an answer mailmove asked for either (a page of 1,000
+/// items is some 30,000).
+const MAX_NODES: usize = 1_000_000;
 const MAX_DEPTH: usize = 128;
 /// Base64 characters gathered before a bulk decode.
 const DECODE_CHUNK: usize = 256 * 1024;
@@ -109,10 +116,24 @@ impl From<ReadError> for crate::Error {
     }
 }
 
-/// Reads a whole document. `MimeContent` is decoded to bytes as it streams.
+/// Reads a whole document. `MimeContent` is decoded to bytes as it streams, at most
+/// the default maximum message size of it (see [`read_document_within`]).
 pub(crate) async fn read_document<R: AsyncBufRead + Unpin>(
     input: R,
 ) -> Result<Document, ReadError> {
+    read_document_within(input, mailmove_net::DEFAULT_MAX_MESSAGE_SIZE).await
+}
+
+/// [`read_document`], keeping at most `max_mime` bytes of decoded `MimeContent` per
+/// element: the content of one that would pass it is read through and thrown away,
+/// and the element carries [`OVERSIZED`] instead of bytes. A document whose kept MIME
+/// content passes twice that is refused (mailmove asks for a few MiB at a time).
+pub(crate) async fn read_document_within<R: AsyncBufRead + Unpin>(
+    input: R,
+    max_mime: u64,
+) -> Result<Document, ReadError> {
+    let mut mime_kept: u64 = 0;
+    let mut nodes = 0usize;
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
     let mut buf = Vec::new();
@@ -128,6 +149,13 @@ pub(crate) async fn read_document<R: AsyncBufRead + Unpin>(
                 quick_xml::Error::Io(io) => ReadError::Io(io.to_string()),
                 other => ReadError::Malformed(format!("not XML: {other}")),
             })?;
+        if let Event::Start(start) | Event::Empty(start) = &event {
+            nodes += 1;
+            text_bytes += start.len();
+            if nodes > MAX_NODES {
+                return Err(format!("more than {MAX_NODES} elements in one answer").into());
+            }
+        }
         match event {
             Event::Start(start) => {
                 if stack.len() > MAX_DEPTH {
@@ -135,7 +163,17 @@ pub(crate) async fn read_document<R: AsyncBufRead + Unpin>(
                 }
                 let mut node = element(&start)?;
                 if node.name == MIME_ELEMENT {
-                    let bytes = decode_base64_text(&mut reader).await?;
+                    let bytes = match decode_base64_text(&mut reader, max_mime).await? {
+                        Decoded::Kept(bytes) => bytes,
+                        Decoded::Over { at_least } => {
+                            node.attrs.push((OVERSIZED.into(), at_least.to_string()));
+                            Vec::new()
+                        }
+                    };
+                    mime_kept += bytes.len() as u64;
+                    if mime_kept > max_mime.saturating_mul(2) {
+                        return Err("more MIME content in one answer than asked for".into());
+                    }
                     node.attrs
                         .push((BLOB_INDEX.into(), blobs.len().to_string()));
                     blobs.push(bytes);
@@ -212,12 +250,24 @@ fn element(start: &BytesStart<'_>) -> Result<Node, ReadError> {
     })
 }
 
+/// What [`decode_base64_text`] made of a `MimeContent`.
+enum Decoded {
+    Kept(Vec<u8>),
+    /// Over the room it had: read through, nothing kept.
+    Over {
+        at_least: u64,
+    },
+}
+
 /// Decodes the base64 text that follows a start tag, up to (not including) the next
 /// `<`, straight from the reader's buffer: the text is never held whole. Whitespace
-/// and the character references for CR, LF and TAB are skipped.
+/// and the character references for CR, LF and TAB are skipped. Past `room` decoded
+/// bytes, the rest is read through and only counted.
 async fn decode_base64_text<R: AsyncBufRead + Unpin>(
     reader: &mut Reader<R>,
-) -> Result<Vec<u8>, ReadError> {
+    room: u64,
+) -> Result<Decoded, ReadError> {
+    let mut over: Option<u64> = None;
     let mut decoded = Vec::new();
     let mut pending: Vec<u8> = Vec::with_capacity(DECODE_CHUNK + 4);
     let mut reference: Option<Vec<u8>> = None;
@@ -259,9 +309,18 @@ async fn decode_base64_text<R: AsyncBufRead + Unpin>(
         stream.consume(consumed);
         if pending.len() >= DECODE_CHUNK {
             let whole = pending.len() / 4 * 4;
-            BASE64
-                .decode_vec(&pending[..whole], &mut decoded)
-                .map_err(|e| format!("MIME content is not valid base64: {e}"))?;
+            match &mut over {
+                Some(counted) => *counted += whole as u64 / 4 * 3,
+                None => {
+                    BASE64
+                        .decode_vec(&pending[..whole], &mut decoded)
+                        .map_err(|e| format!("MIME content is not valid base64: {e}"))?;
+                    if decoded.len() as u64 > room {
+                        over = Some(decoded.len() as u64);
+                        decoded = Vec::new();
+                    }
+                }
+            }
             pending.drain(..whole);
         }
         if end.is_some() {
@@ -271,10 +330,20 @@ async fn decode_base64_text<R: AsyncBufRead + Unpin>(
     if reference.is_some() {
         return Err("unfinished reference in MIME content".into());
     }
+    if let Some(counted) = over {
+        return Ok(Decoded::Over {
+            at_least: counted + pending.len() as u64 / 4 * 3,
+        });
+    }
     BASE64
         .decode_vec(&pending, &mut decoded)
         .map_err(|e| format!("MIME content is not valid base64: {e}"))?;
-    Ok(decoded)
+    if decoded.len() as u64 > room {
+        return Ok(Decoded::Over {
+            at_least: decoded.len() as u64,
+        });
+    }
+    Ok(Decoded::Kept(decoded))
 }
 
 fn is_whitespace_reference(name: &[u8]) -> bool {
@@ -380,5 +449,36 @@ mod tests {
     fn escaping() {
         assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
         assert_eq!(escape("x\u{1}y"), "xy");
+    }
+
+    #[tokio::test]
+    async fn mime_content_over_the_maximum_is_read_through_and_not_kept() {
+        use base64::Engine;
+        let big = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 3_000_000]);
+        let small = base64::engine::general_purpose::STANDARD.encode(b"hello");
+        let text = format!(
+            "<A><MimeContent>{big}</MimeContent><MimeContent>{small}</MimeContent><B/></A>"
+        );
+        let mut doc = read_document_within(text.as_bytes(), 1_000_000)
+            .await
+            .unwrap();
+        let first = &doc.root.children[0];
+        let at_least: u64 = first.attr(OVERSIZED).unwrap().parse().unwrap();
+        assert!((1_000_000..=3_000_000).contains(&at_least), "{at_least}");
+        assert_eq!(take_blob(&mut doc.blobs, first), Some(Vec::new()));
+        let second = doc.root.children[1].clone();
+        assert_eq!(second.attr(OVERSIZED), None);
+        assert_eq!(take_blob(&mut doc.blobs, &second).unwrap(), b"hello");
+        assert_eq!(doc.root.children[2].name, "B");
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_endless_elements_is_refused() {
+        let text = format!("<A>{}</A>", "<b x='1'/>".repeat(MAX_NODES + 1));
+        let error = read_document(text.as_bytes()).await.unwrap_err();
+        assert!(
+            format!("{error:?}").contains("elements in one answer"),
+            "{error:?}"
+        );
     }
 }

@@ -404,3 +404,47 @@ async fn a_bearer_token_is_used_when_given() {
     assert!(matches!(error, Error::AuthFailed { .. }), "{error:?}");
     assert!(error.to_string().contains("access token"), "{error}");
 }
+
+#[tokio::test]
+async fn mime_content_over_the_maximum_message_size_is_an_item_error_and_not_kept() {
+    let server = EwsServer::start(EwsConfig::basic()).unwrap();
+    server.add_user(ALICE, "secret");
+    for (subject, filler) in [("big", 2_000_000), ("small", 100)] {
+        server
+            .add_message(
+                ALICE,
+                &["Inbox"],
+                &message(subject, filler),
+                Seed::default(),
+            )
+            .unwrap();
+    }
+    let options = Options {
+        connect: ConnectOptions {
+            max_message_size: 1_000_000,
+            ..ConnectOptions::default()
+        },
+        ..Options::default()
+    };
+    let client = connect(&server, ALICE, &options).await;
+    let inbox = client
+        .mail_folders()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.role == Some(Role::Inbox))
+        .unwrap();
+    let mut items = client.list_items(&inbox.id).await.unwrap();
+    items.sort_by_key(|i| std::cmp::Reverse(i.size));
+    let ids: Vec<_> = items.into_iter().map(|i| i.id).collect();
+    let read = client.get_mime(&ids).await.unwrap();
+    let big = read[0].1.as_ref().unwrap_err();
+    assert_eq!(big.code, mailmove_ews::MIME_TOO_LARGE);
+    assert!(
+        big.to_string()
+            .contains("larger than the maximum message size of 1000000 bytes"),
+        "{big}"
+    );
+    let small = read[1].1.as_ref().unwrap();
+    assert_eq!(small.mime, message("small", 100));
+}

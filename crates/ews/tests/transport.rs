@@ -371,3 +371,38 @@ async fn a_redirect_to_a_login_page_says_the_url_is_wrong() {
     );
     assert!(error.to_string().contains("/EWS/Exchange.asmx"));
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_or_never_shakes_hands_fails_within_its_deadlines() {
+    // Accepts connections and never sends a byte: no TLS handshake, no HTTP answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = Options {
+        connect: mailmove_ews::ConnectOptions {
+            connect_timeout: Duration::from_millis(500),
+            response_timeout: Duration::from_millis(700),
+            ..mailmove_ews::ConnectOptions::default()
+        },
+        ..basic()
+    };
+    for (scheme, expected) in [
+        ("http", "no answer"),
+        ("https", "the TLS handshake timed out"),
+    ] {
+        let url =
+            url::Url::parse(&format!("{scheme}://127.0.0.1:{port}/EWS/Exchange.asmx")).unwrap();
+        let started = Instant::now();
+        let error = Client::connect(&url, "alice", &password(), &options)
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(4), "{scheme}: {waited:?}");
+        assert!(error.to_string().contains(expected), "{scheme}: {error}");
+    }
+}

@@ -80,6 +80,9 @@ impl From<crate::framing::FrameError> for Error {
             crate::framing::FrameError::LineTooLong(n) => {
                 Error::Protocol(format!("a response line longer than {n} bytes"))
             }
+            crate::framing::FrameError::TooManyLiterals(n) => {
+                Error::Protocol(format!("a response with more than {n} literals"))
+            }
             crate::framing::FrameError::Io(e) => Error::ConnectionLost(e.to_string()),
         }
     }

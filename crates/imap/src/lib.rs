@@ -12,10 +12,11 @@ pub mod quirks;
 pub mod response;
 
 pub use client::{
-    AppendOutcome, AppendRequest, Appender, Client, FetchStream, MailboxInfo, StorageQuota, quote,
+    AppendOutcome, AppendRequest, Appender, Client, FetchStream, MAX_UNTAGGED, MailboxInfo,
+    StorageQuota, quote,
 };
 pub use error::{Error, is_throttled};
-pub use framing::FrameLimits;
+pub use framing::{FrameLimits, LiteralBound, Oversized, tolerated};
 pub use mailmove_model::mutf7;
 // The connection options live in `mailmove-net`, shared with POP3 and EWS; named
 // here too for the crates that reach them through the IMAP client.

@@ -156,10 +156,13 @@ pub struct Fetch {
     pub body: Option<Body>,
     /// `BODY[HEADER.FIELDS (...)]` / `BODY[HEADER]`.
     pub header: Option<Vec<u8>>,
+    /// A literal of this response was over its bound and thrown away (see
+    /// [`crate::framing::Oversized`]): `body` and `header` are then `None`.
+    pub oversized: Option<crate::framing::Oversized>,
 }
 
 pub fn parse(frame: Frame) -> Response {
-    let Frame { text, literals } = frame;
+    let Frame { text, literals, .. } = frame;
     let mut cursor = Cursor {
         text: &text,
         pos: 0,
@@ -801,6 +804,7 @@ mod tests {
         Frame {
             text: text.to_vec(),
             literals: literals.iter().map(|l| Body::Memory(l.to_vec())).collect(),
+            oversized: Vec::new(),
         }
     }
 

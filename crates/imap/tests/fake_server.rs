@@ -267,3 +267,207 @@ async fn multiappend_groups_messages_and_a_refused_group_is_sent_again_one_by_on
         ]
     );
 }
+
+/// A listener that accepts connections and never sends a byte: neither a greeting nor
+/// a TLS handshake. Its sockets stay open as long as the test runs.
+async fn silent_listener() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_server_that_never_greets_or_never_shakes_hands_fails_within_the_connect_timeout() {
+    let port = silent_listener().await;
+    let options = ConnectOptions {
+        connect_timeout: std::time::Duration::from_millis(500),
+        ..ConnectOptions::default()
+    };
+    for (scheme, expected) in [
+        ("imap", "sent no greeting within 0.5 s"),
+        ("imaps", "the TLS handshake timed out"),
+    ] {
+        let endpoint = Endpoint::parse(&format!("{scheme}://tester@127.0.0.1:{port}")).unwrap();
+        let started = std::time::Instant::now();
+        let error = Client::connect(&endpoint, &options).await.err().unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited < std::time::Duration::from_secs(3),
+            "{scheme}: {waited:?}"
+        );
+        assert!(error.to_string().contains(expected), "{scheme}: {error}");
+    }
+}
+
+/// Held by the tests that make the process grow (an endless line takes the 64 MiB the
+/// cap allows), so that none grows while another measures its peak.
+static MEMORY_HUNGRY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The process's peak resident memory so far (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A hostile server: greets, takes any LOGIN, tells its capabilities, and answers
+/// every other command line
+/// with `answer(tag, command, write)`, which may send as much as it likes.
+async fn hostile_server<F>(answer: F) -> Endpoint
+where
+    F: Fn(String, String, OwnedWriteHalf) -> tokio::task::JoinHandle<OwnedWriteHalf>
+        + Send
+        + 'static,
+{
+    let (listener, endpoint) = listen().await;
+    tokio::spawn(async move {
+        let (reader, write) = accept(&listener, "* OK [CAPABILITY IMAP4rev1] hostile\r\n").await;
+        let mut write = Some(write);
+        let mut lines = reader.lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let (tag, command) = line.split_once(' ').unwrap();
+            let (tag, command) = (tag.to_string(), command.to_string());
+            let mut out = write.take().unwrap();
+            if ["LOGIN", "LOGOUT", "CAPABILITY"]
+                .iter()
+                .any(|verb| command.starts_with(verb))
+            {
+                out.write_all(format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                write = Some(out);
+            } else {
+                write = Some(answer(tag, command, out).await.unwrap());
+            }
+        }
+    });
+    endpoint
+}
+
+/// Sends `len` bytes of `x`, 64 KiB at a time, never holding them all.
+async fn send_filler(out: &mut OwnedWriteHalf, mut len: u64) {
+    let chunk = vec![b'x'; 64 * 1024];
+    while len > 0 {
+        let take = len.min(chunk.len() as u64) as usize;
+        if out.write_all(&chunk[..take]).await.is_err() {
+            return;
+        }
+        len -= take as u64;
+    }
+}
+
+async fn signed_in(endpoint: &Endpoint) -> Client {
+    let mut client = Client::connect(endpoint, &ConnectOptions::default())
+        .await
+        .unwrap();
+    client
+        .login("tester", &Secret::new("pw".to_string()))
+        .await
+        .unwrap();
+    client
+}
+
+#[tokio::test]
+async fn a_literal_of_100_mb_for_a_message_announced_at_10_kb_is_read_past_and_never_kept() {
+    let _alone = MEMORY_HUNGRY.lock().await;
+    const HUGE: u64 = 100 * 1000 * 1000;
+    let endpoint = hostile_server(|tag, _command, mut out| {
+        tokio::spawn(async move {
+            out.write_all(format!("* 1 FETCH (UID 1 BODY[] {{{HUGE}}}\r\n").as_bytes())
+                .await
+                .unwrap();
+            send_filler(&mut out, HUGE).await;
+            out.write_all(b")\r\n* 2 FETCH (UID 2 BODY[] {5}\r\nhello)\r\n")
+                .await
+                .unwrap();
+            out.write_all(format!("{tag} OK done\r\n").as_bytes())
+                .await
+                .unwrap();
+            out
+        })
+    })
+    .await;
+    let mut client = signed_in(&endpoint).await;
+    let before = peak_rss();
+    let sizes = std::collections::HashMap::from([(1, 10_000), (2, 5)]);
+    let bound = mailmove_imap::LiteralBound::Announced(std::sync::Arc::new(sizes));
+    let mut stream = client
+        .uid_fetch_bounded("1:2", "UID BODY.PEEK[]", bound)
+        .await
+        .unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    let oversized = first.oversized.expect("the literal over its bound");
+    assert_eq!((oversized.len, oversized.announced), (HUGE, Some(10_000)));
+    assert!(first.body.is_none());
+    let second = stream.next().await.unwrap().unwrap();
+    assert_eq!(second.body.unwrap().into_vec().unwrap(), b"hello");
+    assert!(stream.next().await.unwrap().is_none());
+    let grown = peak_rss().saturating_sub(before);
+    eprintln!(
+        "peak RSS grew by {} KiB reading a 100 MB literal",
+        grown / 1024
+    );
+    assert!(grown < 32 * 1024 * 1024, "peak RSS grew by {grown} bytes");
+    // Nothing was spooled either: the answer carries no body at all, and the
+    // session goes on.
+    client.logout().await;
+}
+
+#[tokio::test]
+async fn a_list_of_a_million_folders_is_refused_not_collected() {
+    let _alone = MEMORY_HUNGRY.lock().await;
+    let endpoint = hostile_server(|tag, command, mut out| {
+        tokio::spawn(async move {
+            if command.starts_with("LIST") {
+                let mut batch = String::new();
+                for i in 0..1_000_000 {
+                    batch.push_str(&format!("* LIST () \"/\" folder{i}\r\n"));
+                    if batch.len() > 60_000 {
+                        if out.write_all(batch.as_bytes()).await.is_err() {
+                            return out;
+                        }
+                        batch.clear();
+                    }
+                }
+                let _ = out.write_all(batch.as_bytes()).await;
+            }
+            let _ = out.write_all(format!("{tag} OK done\r\n").as_bytes()).await;
+            out
+        })
+    })
+    .await;
+    let mut client = signed_in(&endpoint).await;
+    let started = std::time::Instant::now();
+    let error = client.list().await.unwrap_err();
+    eprintln!("refused after {:?}: {error}", started.elapsed());
+    assert!(matches!(error, Error::Protocol(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&mailmove_imap::MAX_UNTAGGED.to_string()),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_line_is_refused_at_the_response_cap() {
+    let _alone = MEMORY_HUNGRY.lock().await;
+    let endpoint = hostile_server(|_tag, _command, mut out| {
+        tokio::spawn(async move {
+            let _ = out.write_all(b"* OK ").await;
+            send_filler(&mut out, u64::MAX).await;
+            out
+        })
+    })
+    .await;
+    let mut client = signed_in(&endpoint).await;
+    let error = client.run("NOOP").await.unwrap_err();
+    assert!(error.to_string().contains("longer than"), "{error}");
+}

@@ -15,8 +15,10 @@ mod tls;
 
 pub use body::{Body, BodySink};
 pub use connect::{NetError, connect_tcp, tls_handshake_within};
-pub use options::{CompressMode, ConnectOptions};
+pub use options::{CompressMode, ConnectOptions, DEFAULT_MAX_MESSAGE_SIZE, tolerated};
 pub use remedy::Remedy;
 pub use sasl::{AdminForm, OAuthMechanism, SignIn};
-pub use setup::{BeforeLogin, Opened, Stream, before_login, nothing_buffered, open, upgrade};
+pub use setup::{
+    BeforeLogin, Opened, Stream, before_login, no_greeting, nothing_buffered, open, upgrade,
+};
 pub use tls::{TlsOptions, TlsSetupError, client_config};

@@ -19,8 +19,24 @@ pub struct ConnectOptions {
     pub response_timeout: Duration,
     /// Messages above this many bytes are spooled to an anonymous temporary file.
     pub spill_threshold: u64,
+    /// The largest message copied: one larger (or, over IMAP and POP3, far larger than
+    /// the size its server announced) is read and thrown away, never kept, and is an
+    /// error for that message alone.
+    pub max_message_size: u64,
     /// When to turn on IMAP COMPRESS=DEFLATE.
     pub compress: CompressMode,
+}
+
+/// 512 MiB: far above what any mail server accepts (Exchange Online: 150 MB, Gmail:
+/// 25 MB sent, Dovecot: unlimited by default), far below a full disk.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 512 * 1024 * 1024;
+
+/// The most bytes accepted for a message whose server announced `announced` (IMAP's
+/// RFC822.SIZE, POP3's LIST size): servers count sizes a little differently from the
+/// bytes they send (line ends, a header added on the way), so it gets room: an
+/// eighth, at least 64 KiB.
+pub fn tolerated(announced: u64) -> u64 {
+    announced.saturating_add((announced / 8).max(64 * 1024))
 }
 
 impl Default for ConnectOptions {
@@ -31,6 +47,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(300),
             spill_threshold: 2 * 1024 * 1024,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             compress: CompressMode::default(),
         }
     }

@@ -37,6 +37,19 @@ pub async fn open(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Opene
     Ok(Opened { stream, peer_local })
 }
 
+/// The error for a server that accepted the connection and did not greet within
+/// `waited` (the connect timeout): such a server would otherwise hold a session, and
+/// whatever slots it took, for as long as a command may take.
+pub fn no_greeting(endpoint: &Endpoint, waited: std::time::Duration) -> NetError {
+    NetError::Unreachable {
+        address: format!("{}:{}", endpoint.host, endpoint.port),
+        reason: format!(
+            "the server accepted the connection but sent no greeting within {} s",
+            waited.as_secs_f64()
+        ),
+    }
+}
+
 /// What a client does once the server has greeted it and said what it offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BeforeLogin {

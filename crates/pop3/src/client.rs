@@ -43,6 +43,7 @@ pub struct Client {
     capabilities: Vec<String>,
     response_timeout: Duration,
     spill_threshold: u64,
+    max_message_size: u64,
     /// Set after a lost connection or a protocol error: the session is unusable.
     broken: bool,
 }
@@ -61,9 +62,14 @@ impl Client {
             capabilities: Vec::new(),
             response_timeout: options.response_timeout,
             spill_threshold: options.spill_threshold,
+            max_message_size: options.max_message_size,
             broken: false,
         };
-        client.read_greeting().await?;
+        // A server that accepts and never greets is held to the connect timeout, not
+        // to the far longer wait allowed for an answer to a command.
+        tokio::time::timeout(options.connect_timeout, client.read_greeting())
+            .await
+            .map_err(|_| mailmove_net::no_greeting(endpoint, options.connect_timeout))??;
         client.refresh_capabilities().await?;
         let offered = client.has_capability("STLS");
         if before_login(endpoint, options, "STLS", offered)? == BeforeLogin::Upgrade {
@@ -278,31 +284,43 @@ impl Client {
     /// and ends with CRLF, that CRLF is removed again, so the message comes back as
     /// the server stores it. Without an announced size it keeps the added CRLF.
     pub async fn retr(&mut self, msgno: u32) -> Result<Body, Error> {
-        self.read_message(&Command::Retr(msgno), None).await
+        self.read_message(&Command::Retr(msgno), None, None).await
     }
 
     /// The whole message without marking it read where the server would (Dovecot
     /// flags what RETR sent as `\Seen`): `TOP msgno <all lines>` when TOP is offered
     /// and gives back exactly `size` octets (the LIST size), else RETR.
+    ///
+    /// A message far larger than `size` ([`mailmove_net::tolerated`]) or than the
+    /// maximum message size is [`Error::TooLarge`], and none of it is kept.
     pub async fn retrieve_unflagged(&mut self, msgno: u32, size: u64) -> Result<Body, Error> {
         if self.has_capability("TOP") {
             let body = self
-                .read_message(&Command::TopLines(msgno, i32::MAX as u32), Some(size))
+                .read_message(
+                    &Command::TopLines(msgno, i32::MAX as u32),
+                    Some(size),
+                    Some(size),
+                )
                 .await?;
             if body.len() == size {
                 return Ok(body);
             }
             debug!(host = %self.host, msgno, size, got = body.len(), "TOP gave another size; using RETR");
         }
-        self.retr(msgno).await
+        self.read_message(&Command::Retr(msgno), None, Some(size))
+            .await
     }
 
     /// Reads a dot-stuffed message answer; `expected` stands in for the size the
-    /// server did not announce (TOP answers carry none).
+    /// server did not announce (TOP answers carry none). `listed` is the size LIST
+    /// gave: more than [`mailmove_net::tolerated`] of it is not kept, nor more than
+    /// the maximum message size. Past its bound the answer is read to its end and
+    /// thrown away, up to the maximum; past the maximum the connection is dropped.
     async fn read_message(
         &mut self,
         command: &Command<'_>,
         expected: Option<u64>,
+        listed: Option<u64>,
     ) -> Result<Body, Error> {
         let status = self.run(command).await?;
         let announced = parse_octets(&status.text).or(expected);
@@ -310,18 +328,44 @@ impl Client {
             Command::Retr(n) | Command::TopLines(n, _) => *n,
             _ => 0,
         };
-        let mut sink = BodySink::new(self.spill_threshold, announced.unwrap_or(0));
+        let maximum = self.max_message_size;
+        let bound = listed.map_or(maximum, |l| mailmove_net::tolerated(l).min(maximum));
+        let mut sink = BodySink::new(self.spill_threshold, announced.unwrap_or(0).min(bound));
+        let mut discarded: u64 = 0;
         let mut tail = [0u8; 2];
-        self.read_multiline(|bytes| {
-            sink.write(bytes).map_err(spool_failed)?;
-            match bytes {
-                [.., a, b] => tail = [*a, *b],
-                [b] => tail = [tail[1], *b],
-                [] => {}
-            }
-            Ok(())
-        })
-        .await?;
+        let read = self
+            .read_multiline(|bytes| {
+                if discarded > 0 || sink.len() + bytes.len() as u64 > bound {
+                    discarded += bytes.len() as u64;
+                    let seen = sink.len() + discarded;
+                    if seen > maximum {
+                        return Err(Error::TooLarge {
+                            received: seen,
+                            announced: listed,
+                            bound,
+                            whole: false,
+                        });
+                    }
+                    return Ok(());
+                }
+                sink.write(bytes).map_err(spool_failed)?;
+                match bytes {
+                    [.., a, b] => tail = [*a, *b],
+                    [b] => tail = [tail[1], *b],
+                    [] => {}
+                }
+                Ok(())
+            })
+            .await;
+        read?;
+        if discarded > 0 {
+            return Err(Error::TooLarge {
+                received: sink.len() + discarded,
+                announced: listed,
+                bound,
+                whole: true,
+            });
+        }
         let received = sink.len();
         // The answer was read whole: a failure from here on leaves the session usable.
         let body = sink.finish().map_err(spool_failed)?;
@@ -391,6 +435,7 @@ impl Client {
             port,
             response_timeout,
             spill_threshold,
+            max_message_size,
             ..
         } = self;
         let secured = upgrade(reader.into_inner(), buffered, &host, options).await?;
@@ -401,6 +446,7 @@ impl Client {
             capabilities: Vec::new(),
             response_timeout,
             spill_threshold,
+            max_message_size,
             broken: false,
         };
         // What was learnt before the handshake cannot be trusted (RFC 2595 §4).

@@ -20,6 +20,33 @@ pub enum Error {
     ConnectionLost(String),
     #[error("the server broke the protocol: {0}")]
     Protocol(String),
+    /// A message larger than its bound (what LIST announced, with room, or the
+    /// maximum message size): none of it was kept. The session stays usable when the
+    /// answer was read to its end, which `received` then counts whole.
+    #[error("{}", too_large(*.received, *.announced, *.bound, *.whole))]
+    TooLarge {
+        received: u64,
+        announced: Option<u64>,
+        bound: u64,
+        /// The answer was read to its end (else it was cut off past the maximum).
+        whole: bool,
+    },
+}
+
+fn too_large(received: u64, announced: Option<u64>, bound: u64, whole: bool) -> String {
+    let received = if whole {
+        format!("{received} bytes")
+    } else {
+        format!("more than {received} bytes")
+    };
+    match announced {
+        Some(announced) if mailmove_net::tolerated(announced) <= bound => {
+            format!("the server sent {received} for a message it announced at {announced} bytes")
+        }
+        _ => format!(
+            "the message is {received}, larger than the maximum message size of {bound} bytes"
+        ),
+    }
 }
 
 impl Error {

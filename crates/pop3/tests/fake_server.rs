@@ -183,3 +183,118 @@ async fn a_connection_cut_inside_a_message_is_lost_and_stays_lost() {
     let after = client.stat().await.unwrap_err();
     assert!(matches!(after, Error::ConnectionLost(_)), "{after:?}");
 }
+
+#[tokio::test]
+async fn a_server_that_never_greets_or_never_shakes_hands_fails_within_the_connect_timeout() {
+    // Accepts connections and never sends a byte: no greeting, no TLS handshake.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = ConnectOptions {
+        connect_timeout: std::time::Duration::from_millis(500),
+        ..ConnectOptions::default()
+    };
+    for (scheme, expected) in [
+        ("pop3", "sent no greeting within 0.5 s"),
+        ("pop3s", "the TLS handshake timed out"),
+    ] {
+        let endpoint = Endpoint::parse(&format!("{scheme}://alice@127.0.0.1:{port}")).unwrap();
+        let started = std::time::Instant::now();
+        let error = Client::connect(&endpoint, &options).await.err().unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited < std::time::Duration::from_secs(3),
+            "{scheme}: {waited:?}"
+        );
+        assert!(error.to_string().contains(expected), "{scheme}: {error}");
+    }
+}
+
+/// 20 MB of message lines, dot-stuffed already (no line starts with a dot).
+fn huge_answer() -> Vec<u8> {
+    let mut answer = b"+OK\r\nSubject: huge\r\n\r\n".to_vec();
+    let line = [b"x".repeat(998), b"\r\n".to_vec()].concat();
+    while answer.len() < 20_000_000 {
+        answer.extend_from_slice(&line);
+    }
+    answer.extend_from_slice(b".\r\n");
+    answer
+}
+
+#[tokio::test]
+async fn a_message_far_larger_than_listed_is_too_large_and_the_session_goes_on() {
+    let (endpoint, _server) = fake_server("+OK\r\n", |line| match line {
+        "CAPA" => Answer::Send(b"+OK\r\nUIDL\r\n.\r\n".to_vec()),
+        "RETR 1" => Answer::Send(huge_answer()),
+        "RETR 2" => Answer::Send(b"+OK\r\nSubject: small\r\n\r\nhello\r\n.\r\n".to_vec()),
+        _ => Answer::Send(b"+OK\r\n".to_vec()),
+    })
+    .await;
+    let mut client = Client::connect(&endpoint, &ConnectOptions::default())
+        .await
+        .unwrap();
+    client.login("alice", &password()).await.unwrap();
+    let error = client.retrieve_unflagged(1, 10_000).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::TooLarge {
+                announced: Some(10_000),
+                whole: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("10000 bytes") && text.contains("200"),
+        "{text}"
+    );
+    // Read to its end and thrown away: the next message comes in step.
+    let small = client.retrieve_unflagged(2, 30).await.unwrap();
+    assert_eq!(
+        small.into_vec().unwrap(),
+        b"Subject: small\r\n\r\nhello\r\n"
+    );
+}
+
+#[tokio::test]
+async fn a_message_past_the_maximum_is_cut_off_and_the_connection_dropped() {
+    let (endpoint, _server) = fake_server("+OK\r\n", |line| match line {
+        "CAPA" => Answer::Send(b"+OK\r\nUIDL\r\n.\r\n".to_vec()),
+        "RETR 1" => Answer::Send(huge_answer()),
+        _ => Answer::Send(b"+OK\r\n".to_vec()),
+    })
+    .await;
+    let options = ConnectOptions {
+        max_message_size: 1_000_000,
+        ..ConnectOptions::default()
+    };
+    let mut client = Client::connect(&endpoint, &options).await.unwrap();
+    client.login("alice", &password()).await.unwrap();
+    let error = client.retr(1).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::TooLarge {
+                bound: 1_000_000,
+                whole: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("larger than the maximum message size of 1000000 bytes"),
+        "{error}"
+    );
+    assert!(matches!(client.stat().await, Err(Error::ConnectionLost(_))));
+}

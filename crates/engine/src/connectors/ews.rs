@@ -276,6 +276,12 @@ impl Source for EwsSide {
                 .map(|(uid, i)| (i.id.0.clone(), *uid))
                 .collect();
             for (id, result) in found {
+                if let (Some(uid), Err(error)) = (by_id.get(&id.0), &result)
+                    && error.code == mailmove_ews::MIME_TOO_LARGE
+                {
+                    sink.withhold(*uid, error.to_string());
+                    continue;
+                }
                 let (Some(uid), Ok(item)) = (by_id.get(&id.0), result) else {
                     // Gone since the listing, or unreadable: the engine records it
                     // as not returned.

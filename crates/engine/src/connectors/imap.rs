@@ -3,8 +3,13 @@
 //! where offered) on the destination.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use mailmove_imap::{Appender, Client, Error as ImapError, Fetch, ListEntry, MailboxInfo};
+use mailmove_imap::{
+    Appender, Client, Error as ImapError, Fetch, ListEntry, LiteralBound, MailboxInfo, Oversized,
+    tolerated,
+};
+use mailmove_model::human_size;
 
 use crate::connector::{
     ConnectorError, DestFolder, Destination, Failure, FetchedMessage, FolderEntry, KeptFlags,
@@ -44,7 +49,18 @@ impl From<ImapError> for ConnectorError {
 pub struct ImapSide {
     client: Client,
     side: Side,
+    /// The sizes the open source folder's server announced (RFC822.SIZE), by UID:
+    /// a message's literal may not be far larger.
+    announced: Arc<HashMap<u32, u64>>,
 }
+
+/// The most bytes of header fields kept for one message in the listing: the few
+/// fields asked for take a few hundred bytes; a server sending more is not believed.
+const MAX_LISTED_HEADER: u64 = 256 * 1024;
+/// The most messages listed in one folder, and the most header bytes kept for them
+/// all: past either, the server is sending more than any folder holds.
+const MAX_LISTED_MESSAGES: usize = 5_000_000;
+const MAX_LISTED_HEADER_BYTES: usize = 512 * 1024 * 1024;
 
 impl ImapSide {
     pub async fn connect(account: &Account, side: Side) -> Result<ImapSide, SideError> {
@@ -58,7 +74,11 @@ impl ImapSide {
             .compress(account.options.compress)
             .await
             .map_err(wrap)?;
-        Ok(ImapSide { client, side })
+        Ok(ImapSide {
+            client,
+            side,
+            announced: Arc::default(),
+        })
     }
 
     fn wrap(&self) -> impl Fn(ImapError) -> SideError + use<> {
@@ -91,12 +111,46 @@ impl ImapSide {
         } else {
             format!("UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]")
         };
-        let mut stream = self.client.uid_fetch("1:*", &items).await.map_err(&wrap)?;
+        let bound = LiteralBound::AtMost(MAX_LISTED_HEADER);
+        let mut stream = self
+            .client
+            .uid_fetch_bounded("1:*", &items, bound)
+            .await
+            .map_err(&wrap)?;
         let mut out = Vec::new();
+        let mut header_bytes = 0;
         while let Some(fetch) = stream.next().await.map_err(&wrap)? {
+            header_bytes += fetch.header.as_ref().map_or(0, Vec::len);
+            if out.len() >= MAX_LISTED_MESSAGES || header_bytes > MAX_LISTED_HEADER_BYTES {
+                self.client.shutdown().await;
+                return Err(wrap(ImapError::Protocol(format!(
+                    "the listing of one folder passed {MAX_LISTED_MESSAGES} messages or \
+                     {MAX_LISTED_HEADER_BYTES} bytes of header fields"
+                ))));
+            }
             out.push(fetch);
         }
         Ok(out)
+    }
+}
+
+/// Why a message read past by the client is not copied, with both sizes.
+fn too_large(oversized: Oversized) -> String {
+    let sent = human_size(oversized.len);
+    match oversized.announced {
+        Some(announced) if tolerated(announced) == oversized.bound => format!(
+            "the source server sent {sent} ({} bytes) for a message it announced at {} \
+             ({announced} bytes); not copied",
+            oversized.len,
+            human_size(announced),
+        ),
+        _ => format!(
+            "the message is {sent} ({} bytes), larger than the maximum message size of {} \
+             ({} bytes); not copied",
+            oversized.len,
+            human_size(oversized.bound),
+            oversized.bound,
+        ),
     }
 }
 
@@ -127,6 +181,7 @@ impl Source for ImapSide {
     }
 
     async fn open(&mut self, folder: &[u8]) -> Result<OpenedFolder, SideError> {
+        self.announced = Arc::default();
         let info = self.client.examine(folder).await.map_err(self.wrap())?;
         Ok(OpenedFolder {
             uidvalidity: info.uidvalidity.unwrap_or(0),
@@ -156,18 +211,24 @@ impl Source for ImapSide {
             .collect();
         messages.sort_by_key(|m| m.uid);
         messages.dedup_by_key(|m| m.uid);
+        self.announced = Arc::new(messages.iter().map(|m| (m.uid, m.size)).collect());
         Ok(messages)
     }
 
     async fn fetch(&mut self, uids: &[u32], sink: &Sink) -> Result<(), SideError> {
         let wrap = self.wrap();
         let set = uid_set(uids);
+        let bound = LiteralBound::Announced(Arc::clone(&self.announced));
         let mut stream = self
             .client
-            .uid_fetch(&set, "UID FLAGS INTERNALDATE BODY.PEEK[]")
+            .uid_fetch_bounded(&set, "UID FLAGS INTERNALDATE BODY.PEEK[]", bound)
             .await
             .map_err(&wrap)?;
         while let Some(fetch) = stream.next().await.map_err(&wrap)? {
+            if let (Some(uid), Some(oversized)) = (fetch.uid, fetch.oversized) {
+                sink.withhold(uid, too_large(oversized));
+                continue;
+            }
             let (Some(uid), Some(body)) = (fetch.uid, fetch.body) else {
                 continue;
             };

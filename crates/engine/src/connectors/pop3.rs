@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use mailmove_pop3::Client;
+use mailmove_pop3::{Client, Error as Pop3Error};
 use mailmove_store::{ItemState, Ledger};
 
 use crate::connector::{
@@ -226,11 +226,16 @@ impl Source for Pop3Side {
             let Some((msgno, size)) = by_uid.get(uid).copied() else {
                 continue;
             };
-            let body = self
-                .client
-                .retrieve_unflagged(msgno, size)
-                .await
-                .map_err(Self::wrap)?;
+            let body = match self.client.retrieve_unflagged(msgno, size).await {
+                Ok(body) => body,
+                // Nothing of it was kept: an item error. Cut off past the maximum,
+                // the session is lost, and the next message says so.
+                Err(error @ Pop3Error::TooLarge { .. }) => {
+                    sink.withhold(*uid, format!("{error}; not copied"));
+                    continue;
+                }
+                Err(error) => return Err(Self::wrap(error)),
+            };
             let message = FetchedMessage::new(*uid, Vec::new(), self.dates.get(uid).cloned(), body);
             if sink.send(message).await.is_err() {
                 return Ok(());

@@ -8,6 +8,7 @@ use mailmove_net::{AdminForm, OAuthMechanism, SignIn, sasl};
 
 use super::{Client, quote};
 use crate::error::Error;
+use crate::framing::LiteralBound;
 use crate::response::{
     Code, Fetch, ListEntry, Namespaces, QuotaResource, Response, Status, StatusKind, Untagged,
 };
@@ -392,7 +393,22 @@ impl Client {
     }
 
     /// Starts `UID FETCH set (items)`; read the answers with [`FetchStream::next`].
+    /// Literals are bounded by the maximum message size only.
     pub async fn uid_fetch(&mut self, set: &str, items: &str) -> Result<FetchStream<'_>, Error> {
+        self.uid_fetch_bounded(set, items, LiteralBound::Maximum)
+            .await
+    }
+
+    /// [`Client::uid_fetch`] with its literals bounded by `bound` as well: one over
+    /// its bound is read and thrown away, and its answer comes with
+    /// [`Fetch::oversized`] instead of a body.
+    pub async fn uid_fetch_bounded(
+        &mut self,
+        set: &str,
+        items: &str,
+        bound: LiteralBound,
+    ) -> Result<FetchStream<'_>, Error> {
+        self.connection.bound_literals(bound);
         let tag = self
             .send_line(&format!("UID FETCH {set} ({items})"))
             .await?;
@@ -421,6 +437,7 @@ impl FetchStream<'_> {
                 }
                 Response::Tagged { tag, status } if tag == self.tag => {
                     self.done = true;
+                    self.client.connection.bound_literals(LiteralBound::Maximum);
                     self.client.require_ok(status, "UID FETCH")?;
                 }
                 Response::Untagged(Untagged::Status(status)) if status.kind == StatusKind::Bye => {

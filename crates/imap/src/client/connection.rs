@@ -24,6 +24,10 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// hand-off to tokio's blocking pool.
 const SPOOL_READ_CHUNK: usize = 256 * 1024;
 
+/// The most untagged responses kept for one command: a LIST of more folders than this
+/// is refused (a million LIST lines took 550 MiB, then a million EXAMINEs).
+pub const MAX_UNTAGGED: usize = 100_000;
+
 /// The connection as the client uses it: responses are framed out of the read side;
 /// writes are buffered until [`Client::flush`].
 pub(super) type Connection = FrameReader<BufWriter<Box<dyn Stream>>>;
@@ -36,6 +40,7 @@ fn buffered_connection(stream: Box<dyn Stream>, limits: FrameLimits) -> Connecti
 fn frame_limits(options: &ConnectOptions) -> FrameLimits {
     FrameLimits {
         spill_threshold: options.spill_threshold,
+        max_literal: options.max_message_size,
         ..FrameLimits::default()
     }
 }
@@ -57,7 +62,11 @@ impl Client {
             broken: false,
             peer_local: opened.peer_local,
         };
-        client.read_greeting().await?;
+        // A server that accepts and never greets is held to the connect timeout, not
+        // to the far longer wait allowed for an answer to a command.
+        tokio::time::timeout(options.connect_timeout, client.read_greeting())
+            .await
+            .map_err(|_| mailmove_net::no_greeting(endpoint, options.connect_timeout))??;
         if client.capabilities.is_empty() {
             client.refresh_capabilities().await?;
         }
@@ -279,7 +288,7 @@ impl Client {
         }
         self.flush().await?;
         let frame = tokio::time::timeout(self.response_timeout, self.connection.read_frame()).await;
-        let frame = match frame {
+        let mut frame = match frame {
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => {
                 self.broken = true;
@@ -294,7 +303,21 @@ impl Client {
                 )));
             }
         };
-        let response = parse(frame);
+        let oversized = std::mem::take(&mut frame.oversized);
+        let mut response = parse(frame);
+        if let Some(first) = oversized.first() {
+            warn!(
+                host = %self.host,
+                "discarded a literal of {} bytes (at most {} accepted)",
+                first.len,
+                first.bound
+            );
+            if let Response::Untagged(Untagged::Fetch(fetch)) = &mut response {
+                fetch.body = None;
+                fetch.header = None;
+                fetch.oversized = Some(*first);
+            }
+        }
         match &response {
             Response::Unparsed { text, .. } => {
                 warn!(host = %self.host, "dropped a response that could not be parsed: {}", truncate(text));
@@ -307,10 +330,19 @@ impl Client {
         Ok(response)
     }
 
-    /// Reads until the tagged completion of `tag`, keeping untagged data.
+    /// Reads until the tagged completion of `tag`, keeping untagged data: at most
+    /// [`MAX_UNTAGGED`] responses, beyond which the server is misbehaving and the
+    /// session is dropped rather than memory exhausted.
     pub(super) async fn collect(&mut self, tag: &str) -> Result<(Vec<Untagged>, Status), Error> {
         let mut untagged = Vec::new();
         loop {
+            if untagged.len() >= MAX_UNTAGGED {
+                self.broken = true;
+                return Err(Error::Protocol(format!(
+                    "more than {MAX_UNTAGGED} answers to one command (a mailbox with more \
+                     than {MAX_UNTAGGED} folders is not supported)"
+                )));
+            }
             match self.read_response().await? {
                 Response::Tagged { tag: t, status } if t == tag => return Ok((untagged, status)),
                 Response::Untagged(Untagged::Status(status)) if status.kind == StatusKind::Bye => {

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use appender::{AppendOutcome, AppendRequest, Appender};
 pub use commands::{FetchStream, MailboxInfo, StorageQuota};
 use connection::Connection;
+pub use connection::MAX_UNTAGGED;
 
 /// One IMAP session, from the greeting to LOGOUT. Its methods live with what they do:
 /// set-up and the wire in `connection`, commands in `commands`, APPENDs in `appender`.
