@@ -112,6 +112,11 @@ pub(crate) struct CopiedEarlier {
 }
 
 impl CopiedEarlier {
+    /// How many messages failed attempts have sent so far.
+    pub(crate) fn messages_sent(&self) -> usize {
+        self.sent.len()
+    }
+
     /// Counts a message found at the destination: copied if this pass sent it.
     fn count(&self, folder: &mut FolderReport, message: &SourceMessage) {
         if self.sent.contains(&message.uid) {

@@ -392,7 +392,15 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
         let mut earlier = CopiedEarlier::default();
         let mut attempt = 1;
         loop {
-            let error = match copy_folder(cx, src, dst, &mut earlier).await {
+            let sent_before = earlier.messages_sent();
+            let result = copy_folder(cx, src, dst, &mut earlier).await;
+            // An attempt that got messages across was progress, however it ended: on a
+            // network that keeps breaking, only attempts that achieve nothing count
+            // towards giving up.
+            if earlier.messages_sent() > sent_before {
+                attempt = 1;
+            }
+            let error = match result {
                 Ok(outcome) => {
                     report.dest_byte_exact = all_exact(report.dest_byte_exact, outcome.byte_exact);
                     report.folders.push(outcome.folder);

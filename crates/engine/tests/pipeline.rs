@@ -345,6 +345,35 @@ fn a_folder_the_destination_will_not_hold_fails_its_messages_and_nothing_else() 
     });
 }
 
+#[test]
+fn a_network_that_keeps_breaking_does_not_stop_a_pass_that_makes_progress() {
+    runtime().block_on(async {
+        let (source, dest) = (FakeServer::new("old"), FakeServer::new("new"));
+        let messages: Vec<Vec<u8>> = (0..60).map(|i| message(&format!("m{i}"), 300)).collect();
+        source.add_folder("INBOX", &messages);
+        // Every connection to the destination breaks after a dozen operations: far
+        // more breaks than attempts allowed, each after some messages got across.
+        dest.set_faults(Faults {
+            drop_after: Some(12),
+            drop_every: Some(12),
+            ..Faults::default()
+        });
+        let settings = MigrateSettings {
+            max_attempts: 3,
+            fetch_batch: 4,
+            ..quick()
+        };
+        let report = pass(&source, &dest, &ledger().await, &settings).await;
+        assert!(
+            dest.seen().sessions_opened > 6,
+            "{:?}",
+            dest.seen().sessions_opened
+        );
+        assert_eq!(report.messages.copied, 60, "{:?}", report.messages);
+        assert_eq!(dest.summary(), source.summary(), "each message once");
+    });
+}
+
 /// Where an interruption strikes.
 #[derive(Clone, Copy, Debug)]
 enum Target {

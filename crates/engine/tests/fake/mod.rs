@@ -40,6 +40,8 @@ pub struct Folder {
 pub struct Faults {
     /// Operations left before every open session drops; `None` never.
     pub drop_after: Option<u64>,
+    /// With `drop_after`: after each drop, drop again this many operations later.
+    pub drop_every: Option<u64>,
     /// Operations left before the "process" is killed: see [`FakeServer::killed`].
     pub kill_after: Option<u64>,
     /// A message whose bytes contain this is refused by the destination.
@@ -239,7 +241,7 @@ fn tick(state: &mut State, side: Side, kill: &tokio::sync::Notify) -> Result<(),
     }
     if let Some(left) = state.faults.drop_after.as_mut() {
         if *left == 0 {
-            state.faults.drop_after = None;
+            state.faults.drop_after = state.faults.drop_every;
             state.generation += 1;
             return Err(dropped(side));
         }
