@@ -92,10 +92,10 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         served = mailmove_portal::serve(listener, state) => {
             served.context("the portal stopped")
         }
-        signal = tokio::signal::ctrl_c() => signal.map_err(anyhow::Error::from),
+        signal = stop_signal() => signal,
     };
     if let Some(handle) = worker {
-        eprintln!("stopping: waiting for the running passes to reach a safe point");
+        eprintln!("stopping: the running passes go back to the queue");
         let _ = stop.send(true);
         handle.await?;
     }
@@ -106,7 +106,7 @@ pub async fn worker(args: WorkerArgs) -> Result<u8> {
     let (db, keyring) = open_database(&args.database).await?;
     let config = worker_config(&args.runner);
     eprintln!(
-        "mailmove worker {} running passes ({} at once). Ctrl-C stops.",
+        "mailmove worker {} running passes ({} at once). Ctrl-C or SIGTERM stops.",
         config.name, config.max_jobs
     );
     run_worker(db, keyring, config).await
@@ -116,9 +116,19 @@ async fn run_worker(db: Db, keyring: Keyring, config: WorkerConfig) -> Result<u8
     let worker = Worker::new(db, keyring, config);
     let (stop, stopped) = watch::channel(false);
     let handle = tokio::spawn(async move { worker.run(stopped).await });
-    tokio::signal::ctrl_c().await?;
-    eprintln!("stopping: waiting for the running passes to reach a safe point");
+    stop_signal().await?;
+    eprintln!("stopping: the running passes go back to the queue");
     let _ = stop.send(true);
     handle.await?;
     Ok(OK)
+}
+
+/// Ctrl-C or SIGTERM (what service managers send).
+async fn stop_signal() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod job;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,15 +78,20 @@ impl Worker {
         }
     }
 
-    /// Claims and runs passes until `stop` turns true; then waits for the running ones.
+    /// Claims and runs passes until `stop` turns true; then drops the running ones at
+    /// once (as safe as `kill -9`: the ledger knows what they did) and gives them back
+    /// to the queue, their leases and connection slots released, for the next worker.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
         info!(worker = %self.config.name, "worker started");
         let mut running = JoinSet::new();
+        let mut passes: HashMap<tokio::task::Id, i64> = HashMap::new();
         loop {
             if *stop.borrow() {
                 break;
             }
-            while running.try_join_next().is_some() {}
+            while let Some(Ok((id, ()))) = running.try_join_next_with_id() {
+                passes.remove(&id);
+            }
             let mut claimed_any = false;
             while running.len() < self.config.max_jobs.max(1) {
                 match self
@@ -96,7 +102,9 @@ impl Worker {
                     Ok(Some(pass)) => {
                         claimed_any = true;
                         let worker = self.clone();
-                        running.spawn(async move { job::run(&worker, pass).await });
+                        let pass_id = pass.id;
+                        let task = running.spawn(async move { job::run(&worker, pass).await });
+                        passes.insert(task.id(), pass_id);
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -111,10 +119,36 @@ impl Worker {
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll) => {}
                 _ = stop.changed() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(Ok((id, ()))) = running.join_next_with_id(), if !running.is_empty() => {
+                    passes.remove(&id);
+                }
             }
         }
-        while running.join_next().await.is_some() {}
+        running.abort_all();
+        while let Some(ended) = running.join_next_with_id().await {
+            // A pass that ended by itself before the abort reached it has reported.
+            if let Ok((id, ())) = ended {
+                passes.remove(&id);
+            }
+        }
+        for pass_id in passes.into_values() {
+            let given_back = self
+                .db
+                .requeue_pass(
+                    pass_id,
+                    &self.config.name,
+                    0,
+                    Some("its worker was stopped; another takes it over"),
+                    false,
+                )
+                .await;
+            if let Err(e) = given_back {
+                warn!(
+                    pass = pass_id,
+                    "cannot give the pass back to the queue: {e}"
+                );
+            }
+        }
         info!(worker = %self.config.name, "worker stopped");
     }
 

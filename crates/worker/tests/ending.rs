@@ -120,3 +120,65 @@ async fn a_pass_that_keeps_stopping_its_workers_is_failed_not_claimed_forever() 
     assert!(reason.contains("stopped its worker 5 times"), "{reason}");
     assert!(db.claim_pass("next", 30).await.unwrap().is_none());
 }
+
+/// Stopping a worker (Ctrl-C, SIGTERM) drops its running passes at once rather than
+/// waiting for them, and gives them back to the queue with their leases and slots, so
+/// the next worker takes them over without waiting for a lease to run out.
+#[tokio::test]
+async fn a_stopped_worker_gives_its_running_passes_back_at_once() {
+    let (db, keyring, _dir) = database().await;
+    // A server that accepts and never greets: the pass would sit there for the whole
+    // greeting deadline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = format!("imap://127.0.0.1:{port}");
+    let project = db
+        .create_project("a@x", "p", &url, &url, r#"{"allow_plaintext": true}"#)
+        .await
+        .unwrap();
+    let secret = |side| {
+        Some(keyring.seal(
+            &Secret::new("pw".to_string()),
+            &secret_context(project.id, "a@old.example", side),
+        ))
+    };
+    let ids = db
+        .add_mailboxes(
+            project.id,
+            &[NewMailbox {
+                source_email: "a@old.example".into(),
+                source_login: "a".into(),
+                source_secret: secret(Side::Source),
+                dest_email: "a@new.example".into(),
+                dest_login: "a".into(),
+                dest_secret: secret(Side::Destination),
+            }],
+        )
+        .await
+        .unwrap();
+    let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let worker = Worker::new(db.clone(), keyring, config());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(stopped).await });
+    while db.pass(pass).await.unwrap().state != PassState::Running {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the worker stops at once, not after the pass")
+        .unwrap();
+    let given_back = db.pass(pass).await.unwrap();
+    assert_eq!(given_back.state, PassState::Queued);
+    assert_eq!(given_back.worker, None);
+    assert_eq!(given_back.attempts, 0, "a stop is not a failed attempt");
+    // Another worker takes it at once, its connection slots free.
+    let next = db
+        .claim_pass("next", 30)
+        .await
+        .unwrap()
+        .expect("claimable now");
+    assert_eq!(next.id, pass);
+    drop(silent);
+}
