@@ -3,8 +3,6 @@
 //! second. A view holds no secret: mailbox records come in, only addresses, statuses,
 //! counts and reasons go out.
 
-use std::borrow::Cow;
-
 use askama::Template;
 use mailmove_model::human_size;
 use mailmove_projects::TrialReport;
@@ -12,18 +10,7 @@ use mailmove_store::{MailboxRecord, MailboxStatus, PassKind, PassSnapshot, PassS
 
 use crate::presets::{PRESETS, Side};
 
-/// The most characters of a text a server chose that a page or a report shows: a reason
-/// quoting a greeting, a NO or BAD answer or an error page, a folder name, a subject.
-/// A hostile server chooses their length; the store keeps what the worker wrote.
-pub(crate) const SERVER_TEXT_LIMIT: usize = 500;
-
-/// `text` cut to [`SERVER_TEXT_LIMIT`] characters, with an ellipsis when it was longer.
-pub(crate) fn server_text(text: &str) -> Cow<'_, str> {
-    match text.char_indices().nth(SERVER_TEXT_LIMIT) {
-        None => Cow::Borrowed(text),
-        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
-    }
-}
+pub(crate) use mailmove_model::server_text;
 
 /// What the frame of every page needs.
 #[derive(Clone, Debug)]
@@ -548,6 +535,15 @@ mod tests {
     }
 
     #[test]
+    fn a_long_server_text_is_shown_cut_with_an_ellipsis() {
+        let mut failed = mailbox(MailboxStatus::Failed);
+        failed.last_error = Some(format!("source refused: {}", "é".repeat(100_000)));
+        let html = status_html(&failed, None);
+        assert!(html.contains("é…"), "ends with an ellipsis");
+        assert!(html.len() < 2_000, "{} bytes", html.len());
+    }
+
+    #[test]
     fn a_passed_trial_shows_its_pre_flight() {
         let report = r#"{"source":{"messages":2000,"folders":5,"bytes":207000000,"largest_message":9100000},
             "dest":{"quota_used":1000000,"quota_limit":5000000000},"estimated_seconds":11,"warnings":[]}"#;
@@ -615,19 +611,6 @@ mod tests {
         assert!(html.contains("Verify failed"));
         assert!(html.contains("status-verify-failed"));
         assert!(html.contains("&#60;check&#62;"), "{html}");
-    }
-
-    #[test]
-    fn a_long_server_text_is_cut_with_an_ellipsis() {
-        let mut failed = mailbox(MailboxStatus::Failed);
-        failed.last_error = Some(format!("source refused: {}", "é".repeat(100_000)));
-        let html = status_html(&failed, None);
-        assert!(html.contains("é…"), "ends with an ellipsis");
-        assert!(html.len() < 2_000, "{} bytes", html.len());
-        assert_eq!(server_text("short"), "short");
-        let long = "x".repeat(501);
-        assert_eq!(server_text(&long).chars().count(), SERVER_TEXT_LIMIT + 1);
-        assert_eq!(server_text(&"x".repeat(500)).len(), 500);
     }
 
     #[test]

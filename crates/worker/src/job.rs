@@ -7,7 +7,7 @@ use mailmove_engine::{
     Account, Event, FatalKind, MigrateSettings, PassKind as EnginePass, Progress, check, migrate,
 };
 use mailmove_engine::{ConnectOptions, TlsOptions};
-use mailmove_model::Endpoint;
+use mailmove_model::{Endpoint, server_text};
 use mailmove_net::Remedy;
 use mailmove_projects::{ProjectSettings, Side, secret_context};
 use mailmove_store::{
@@ -128,7 +128,13 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
                 })
             } else {
                 if let Err(e) = db
-                    .requeue_pass(pass.id, name, delay, error.as_deref(), count_attempt)
+                    .requeue_pass(
+                        pass.id,
+                        name,
+                        delay,
+                        error.as_deref().map(server_text).as_deref(),
+                        count_attempt,
+                    )
                     .await
                 {
                     warn!(pass = pass.id, "cannot put the pass back in the queue: {e}");
@@ -142,7 +148,9 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
         }),
         Ending::LeaseLost => None,
     };
-    if let Some(end) = end {
+    if let Some(mut end) = end {
+        // Reasons quote servers, which choose their length: stored cut.
+        end.error = end.error.map(|e| server_text(&e).into_owned());
         // False when the lease was lost meanwhile: the new holder reports.
         if let Err(e) = db.end_pass(pass.id, name, &end).await {
             warn!(pass = pass.id, "cannot record how the pass ended: {e}");

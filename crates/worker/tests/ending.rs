@@ -182,3 +182,69 @@ async fn a_stopped_worker_gives_its_running_passes_back_at_once() {
     assert_eq!(next.id, pass);
     drop(silent);
 }
+
+/// A server that answers the login with a refusal of a million characters: the reason
+/// stored for the mailbox is cut, whatever the server chose.
+#[tokio::test]
+async fn a_servers_endless_refusal_is_stored_cut() {
+    use std::io::{BufRead, BufReader, Write};
+    let (db, keyring, _dir) = database().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let _ = out.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n");
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let tag = line.split(' ').next().unwrap_or("*").to_string();
+                    let refusal = format!("{tag} NO {}\r\n", "no ".repeat(300_000));
+                    if out.write_all(refusal.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let url = format!("imap://127.0.0.1:{port}");
+    let project = db
+        .create_project("a@x", "p", &url, &url, "{}")
+        .await
+        .unwrap();
+    let secret = |side| {
+        Some(keyring.seal(
+            &Secret::new("pw".to_string()),
+            &secret_context(project.id, "a@old.example", side),
+        ))
+    };
+    let ids = db
+        .add_mailboxes(
+            project.id,
+            &[NewMailbox {
+                source_email: "a@old.example".into(),
+                source_login: "a".into(),
+                source_secret: secret(Side::Source),
+                dest_email: "a@new.example".into(),
+                dest_login: "a".into(),
+                dest_secret: secret(Side::Destination),
+            }],
+        )
+        .await
+        .unwrap();
+    db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    Worker::new(db.clone(), keyring, config())
+        .run_until_done(project.id)
+        .await;
+    let reason = db.mailbox(ids[0]).await.unwrap().last_error.unwrap();
+    assert!(
+        reason.starts_with("source: the server refused"),
+        "{}",
+        &reason[..200]
+    );
+    assert!(
+        reason.ends_with('…'),
+        "cut: {} characters",
+        reason.chars().count()
+    );
+    assert!(reason.chars().count() <= mailmove_model::SERVER_TEXT_LIMIT + 1);
+}
