@@ -4,8 +4,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -473,7 +472,6 @@ impl Dovecot {
 
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.imap));
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait().context("polling dovecot")?
@@ -486,7 +484,7 @@ impl Dovecot {
             }
             // The greeting names this instance, so an answer from some other
             // server that happens to hold the port is not mistaken for ours.
-            if let Ok(greeting) = read_greeting(addr)
+            if let Ok(greeting) = crate::daemon::read_greeting(self.ports.imap)
                 && greeting.contains(&self.instance_name)
             {
                 return Ok(());
@@ -496,7 +494,7 @@ impl Dovecot {
                 self.kill_daemon();
                 bail!(
                     "dovecot did not greet on port {} within {READY_TIMEOUT:?}; log:\n{log}",
-                    addr.port()
+                    self.ports.imap
                 );
             }
             sleep(Duration::from_millis(20));
@@ -770,15 +768,4 @@ fn render_oauth2(oauth2: &DovecotOAuth2) -> String {
         let _ = writeln!(c, "tls_ca_cert_file = {}", ca.display());
     }
     c
-}
-
-fn read_greeting(addr: SocketAddr) -> Result<String> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
-    if !line.starts_with("* OK") {
-        bail!("unexpected greeting {line:?}");
-    }
-    Ok(line)
 }
