@@ -66,8 +66,9 @@ pub(crate) async fn compare<S: Source, D: Destination>(
     for chunk in pairs.chunks(CHUNK) {
         let source_uids: Vec<u32> = chunk.iter().map(|(s, _)| *s).collect();
         let dest_uids: Vec<u32> = chunk.iter().map(|(_, d)| *d).collect();
-        let sent = read_source(src, &source_uids).await?;
-        let stored = read_dest(dst, &dest_uids).await?;
+        let (src, dst) = (&mut *src, &mut *dst);
+        let sent = read(|sink| async move { src.fetch(&source_uids, &sink).await }).await?;
+        let stored = read(|sink| async move { dst.read_back(&dest_uids, &sink).await }).await?;
         for (source_uid, dest_uid) in chunk {
             if let (Some(a), Some(b)) = (sent.get(source_uid), stored.get(dest_uid)) {
                 compared.push((*source_uid, difference(a, b)));
@@ -77,35 +78,15 @@ pub(crate) async fn compare<S: Source, D: Destination>(
     Ok(compared)
 }
 
-/// The source's bytes of `uids` in its open folder: UID -> bytes.
-async fn read_source<S: Source>(
-    src: &mut S,
-    uids: &[u32],
-) -> Result<HashMap<u32, Vec<u8>>, SideError> {
+/// One side's bytes of the messages `fetch` streams into the sink it is given: UID ->
+/// bytes. The fetch owns the sink, so the queue ends when the fetch does.
+async fn read<F, Fut>(fetch: F) -> Result<HashMap<u32, Vec<u8>>, SideError>
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: std::future::Future<Output = Result<(), SideError>>,
+{
     let (sender, queue) = mpsc::channel(CHUNK);
-    let sink = Sink::new(sender, BUDGET);
-    let fetching = async {
-        let result = src.fetch(uids, &sink).await;
-        drop(sink); // the queue ends once the last sender is gone
-        result
-    };
-    let (fetched, bodies) = tokio::join!(fetching, collect(queue));
-    fetched.map(|()| bodies)
-}
-
-/// The destination's bytes of `uids` in its open folder: UID -> bytes.
-async fn read_dest<D: Destination>(
-    dst: &mut D,
-    uids: &[u32],
-) -> Result<HashMap<u32, Vec<u8>>, SideError> {
-    let (sender, queue) = mpsc::channel(CHUNK);
-    let sink = Sink::new(sender, BUDGET);
-    let fetching = async {
-        let result = dst.read_back(uids, &sink).await;
-        drop(sink);
-        result
-    };
-    let (fetched, bodies) = tokio::join!(fetching, collect(queue));
+    let (fetched, bodies) = tokio::join!(fetch(Sink::new(sender, BUDGET)), collect(queue));
     fetched.map(|()| bodies)
 }
 
