@@ -142,19 +142,8 @@ impl Db {
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
         self.hold_active_project(&mut tx, project_id).await?;
-        let mailboxes: Vec<i64> =
-            sqlx::query("SELECT id FROM mailboxes WHERE project_id = $1 ORDER BY id")
-                .bind(project_id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<Result<_, _>>()?;
         let mut ids = Vec::new();
-        for mailbox_id in mailboxes
-            .into_iter()
-            .filter(|id| mailbox_ids.is_none_or(|chosen| chosen.contains(id)))
-        {
+        for mailbox_id in chosen_mailboxes(&mut tx, project_id, mailbox_ids).await? {
             let existing = sqlx::query(
                 "SELECT id FROM passes WHERE mailbox_id = $1 AND state IN ('queued', 'running')",
             )
@@ -468,19 +457,8 @@ impl Db {
         mailbox_ids: Option<&[i64]>,
     ) -> Result<usize, StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
-        let mailboxes: Vec<i64> =
-            sqlx::query("SELECT id FROM mailboxes WHERE project_id = $1 ORDER BY id")
-                .bind(project_id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<Result<_, _>>()?;
         let mut stopped = 0;
-        for mailbox_id in mailboxes
-            .into_iter()
-            .filter(|id| mailbox_ids.is_none_or(|chosen| chosen.contains(id)))
-        {
+        for mailbox_id in chosen_mailboxes(&mut tx, project_id, mailbox_ids).await? {
             self.stop_in(&mut tx, mailbox_id).await?;
             stopped += 1;
         }
@@ -617,6 +595,25 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// The ids of a project's mailboxes, in order; with `chosen`, only those among them.
+async fn chosen_mailboxes(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    project_id: i64,
+    chosen: Option<&[i64]>,
+) -> Result<Vec<i64>, StoreError> {
+    let all: Vec<i64> = sqlx::query("SELECT id FROM mailboxes WHERE project_id = $1 ORDER BY id")
+        .bind(project_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    Ok(all
+        .into_iter()
+        .filter(|id| chosen.is_none_or(|chosen| chosen.contains(id)))
+        .collect())
 }
 
 fn pass(row: &AnyRow) -> Result<PassRecord, StoreError> {
