@@ -24,26 +24,26 @@ fn config() -> WorkerConfig {
     }
 }
 
-/// Settings the worker cannot understand fail the pass with the reason, rather than
-/// running it with defaults (which would drop a CA or a POP3 folder without a word).
-#[tokio::test]
-async fn settings_that_cannot_be_read_fail_the_pass_with_the_reason() {
-    let (db, keyring, _dir) = database().await;
+/// A project from `source` to `dest` with one mailbox pair (passwords sealed when
+/// `sealed`) and a full pass queued for it: (project id, mailbox id, pass id).
+async fn one_pass(
+    db: &Db,
+    keyring: &Keyring,
+    (source, dest): (&str, &str),
+    settings: &str,
+    sealed: bool,
+) -> (i64, i64, i64) {
     let project = db
-        .create_project(
-            "a@x",
-            "p",
-            "imaps://127.0.0.1:1",
-            "imaps://127.0.0.1:2",
-            r#"{"allow_plaintext": "yes"}"#,
-        )
+        .create_project("a@x", "p", source, dest, settings)
         .await
         .unwrap();
     let secret = |side| {
-        Some(keyring.seal(
-            &Secret::new("pw".to_string()),
-            &secret_context(project.id, "a@old.example", side),
-        ))
+        sealed.then(|| {
+            keyring.seal(
+                &Secret::new("pw".to_string()),
+                &secret_context(project.id, "a@old.example", side),
+            )
+        })
     };
     let ids = db
         .add_mailboxes(
@@ -60,12 +60,28 @@ async fn settings_that_cannot_be_read_fail_the_pass_with_the_reason() {
         .await
         .unwrap();
     let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    (project.id, ids[0], pass)
+}
+
+/// Settings the worker cannot understand fail the pass with the reason, rather than
+/// running it with defaults (which would drop a CA or a POP3 folder without a word).
+#[tokio::test]
+async fn settings_that_cannot_be_read_fail_the_pass_with_the_reason() {
+    let (db, keyring, _dir) = database().await;
+    let (project, mailbox, pass) = one_pass(
+        &db,
+        &keyring,
+        ("imaps://127.0.0.1:1", "imaps://127.0.0.1:2"),
+        r#"{"allow_plaintext": "yes"}"#,
+        true,
+    )
+    .await;
     Worker::new(db.clone(), keyring, config())
-        .run_until_done(project.id)
+        .run_until_done(project)
         .await;
     let ended = db.pass(pass).await.unwrap();
     assert_eq!(ended.state, PassState::Failed);
-    let mailbox = db.mailbox(ids[0]).await.unwrap();
+    let mailbox = db.mailbox(mailbox).await.unwrap();
     assert_eq!(mailbox.status, MailboxStatus::Failed);
     let reason = mailbox.last_error.unwrap();
     assert!(
@@ -80,31 +96,14 @@ async fn settings_that_cannot_be_read_fail_the_pass_with_the_reason() {
 #[tokio::test]
 async fn a_pass_that_keeps_stopping_its_workers_is_failed_not_claimed_forever() {
     let (db, keyring, _dir) = database().await;
-    let project = db
-        .create_project(
-            "a@x",
-            "p",
-            "imaps://127.0.0.1:1",
-            "imaps://127.0.0.1:2",
-            "{}",
-        )
-        .await
-        .unwrap();
-    let ids = db
-        .add_mailboxes(
-            project.id,
-            &[NewMailbox {
-                source_email: "a@old.example".into(),
-                source_login: "a".into(),
-                source_secret: None,
-                dest_email: "a@new.example".into(),
-                dest_login: "a".into(),
-                dest_secret: None,
-            }],
-        )
-        .await
-        .unwrap();
-    let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let (project, mailbox, pass) = one_pass(
+        &db,
+        &keyring,
+        ("imaps://127.0.0.1:1", "imaps://127.0.0.1:2"),
+        "{}",
+        false,
+    )
+    .await;
     let config = config();
     // Workers that died with it: each claim's lease is already over.
     for _ in 0..config.max_attempts {
@@ -112,11 +111,11 @@ async fn a_pass_that_keeps_stopping_its_workers_is_failed_not_claimed_forever() 
         assert_eq!(claimed.id, pass);
     }
     Worker::new(db.clone(), keyring, config)
-        .run_until_done(project.id)
+        .run_until_done(project)
         .await;
     let ended = db.pass(pass).await.unwrap();
     assert_eq!(ended.state, PassState::Failed);
-    let reason = db.mailbox(ids[0]).await.unwrap().last_error.unwrap();
+    let reason = db.mailbox(mailbox).await.unwrap().last_error.unwrap();
     assert!(reason.contains("stopped its worker 5 times"), "{reason}");
     assert!(db.claim_pass("next", 30).await.unwrap().is_none());
 }
@@ -132,31 +131,14 @@ async fn a_stopped_worker_gives_its_running_passes_back_at_once() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let url = format!("imap://127.0.0.1:{port}");
-    let project = db
-        .create_project("a@x", "p", &url, &url, r#"{"allow_plaintext": true}"#)
-        .await
-        .unwrap();
-    let secret = |side| {
-        Some(keyring.seal(
-            &Secret::new("pw".to_string()),
-            &secret_context(project.id, "a@old.example", side),
-        ))
-    };
-    let ids = db
-        .add_mailboxes(
-            project.id,
-            &[NewMailbox {
-                source_email: "a@old.example".into(),
-                source_login: "a".into(),
-                source_secret: secret(Side::Source),
-                dest_email: "a@new.example".into(),
-                dest_login: "a".into(),
-                dest_secret: secret(Side::Destination),
-            }],
-        )
-        .await
-        .unwrap();
-    let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let (_, _, pass) = one_pass(
+        &db,
+        &keyring,
+        (&url, &url),
+        r#"{"allow_plaintext": true}"#,
+        true,
+    )
+    .await;
     let worker = Worker::new(db.clone(), keyring, config());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move { worker.run(stopped).await });
@@ -207,35 +189,11 @@ async fn a_servers_endless_refusal_is_stored_cut() {
         }
     });
     let url = format!("imap://127.0.0.1:{port}");
-    let project = db
-        .create_project("a@x", "p", &url, &url, "{}")
-        .await
-        .unwrap();
-    let secret = |side| {
-        Some(keyring.seal(
-            &Secret::new("pw".to_string()),
-            &secret_context(project.id, "a@old.example", side),
-        ))
-    };
-    let ids = db
-        .add_mailboxes(
-            project.id,
-            &[NewMailbox {
-                source_email: "a@old.example".into(),
-                source_login: "a".into(),
-                source_secret: secret(Side::Source),
-                dest_email: "a@new.example".into(),
-                dest_login: "a".into(),
-                dest_secret: secret(Side::Destination),
-            }],
-        )
-        .await
-        .unwrap();
-    db.queue_pass(ids[0], PassKind::Full).await.unwrap();
+    let (project, mailbox, _) = one_pass(&db, &keyring, (&url, &url), "{}", true).await;
     Worker::new(db.clone(), keyring, config())
-        .run_until_done(project.id)
+        .run_until_done(project)
         .await;
-    let reason = db.mailbox(ids[0]).await.unwrap().last_error.unwrap();
+    let reason = db.mailbox(mailbox).await.unwrap().last_error.unwrap();
     assert!(
         reason.starts_with("source: the server refused"),
         "{}",
