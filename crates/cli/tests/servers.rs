@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{SOURCE_PASSWORD, SOURCE_USER, finish};
+use common::{SOURCE_PASSWORD, SOURCE_USER, both_cas, finish};
 use mailmove_testkit::{Checker, Courier, Cyrus, Dovecot, DovecotOptions, messages};
 
 const DEST_USER: &str = "bob";
@@ -90,11 +90,7 @@ fn run_with(
     extra: &[&str],
 ) -> common::Run {
     let report = dir.join(format!("{subcommand}-{}.json", rand_suffix()));
-    // Both servers' CAs in one file, as a user would pass them with --tls-ca.
-    let ca = dir.join("ca.pem");
-    let mut pem = std::fs::read(source.ca_pem()).unwrap();
-    pem.extend(std::fs::read(&dest.ca_pem).unwrap());
-    std::fs::write(&ca, pem).unwrap();
+    let ca = both_cas(dir, source.ca_pem(), &dest.ca_pem);
     let output = Command::new(env!("CARGO_BIN_EXE_mailmove"))
         .arg(subcommand)
         .args([
@@ -302,10 +298,7 @@ fn from_another_server_to_dovecot(
     let dest = Dovecot::start(DovecotOptions::default()).expect("Dovecot starts");
     dest.add_user(DEST_USER, DEST_PASSWORD).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    let mut pem = std::fs::read(source_ca).unwrap();
-    pem.extend(std::fs::read(dest.ca_pem()).unwrap());
-    std::fs::write(&ca, pem).unwrap();
+    let ca = both_cas(dir.path(), source_ca, dest.ca_pem());
     let dest_url = format!("imap://{DEST_USER}@127.0.0.1:{}", dest.imap_port());
     let mailmove = |subcommand: &str, extra: &[&str]| {
         let report = dir

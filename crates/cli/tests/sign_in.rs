@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{DEST_PASSWORD, DEST_USER, finish};
+use common::{DEST_PASSWORD, DEST_USER, both_cas, finish};
 use mailmove_testkit::oidc::OidcProvider;
 use mailmove_testkit::{Dovecot, DovecotOptions, MasterUser, messages};
 
@@ -41,10 +41,7 @@ fn servers(provider: &OidcProvider) -> (Dovecot, Dovecot) {
 fn migrate(source: &Dovecot, dest: &Dovecot, secret: &str, args: &[&str]) -> common::Run {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let ca = dir.path().join("ca.pem");
-    let mut pem = std::fs::read(source.ca_pem()).unwrap();
-    pem.extend(std::fs::read(dest.ca_pem()).unwrap());
-    std::fs::write(&ca, pem).unwrap();
+    let ca = both_cas(dir.path(), source.ca_pem(), dest.ca_pem());
     let output = Command::new(env!("CARGO_BIN_EXE_mailmove"))
         .arg("migrate")
         .args([

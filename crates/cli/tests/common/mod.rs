@@ -65,11 +65,7 @@ impl Setup {
         source.add_user(SOURCE_USER, SOURCE_PASSWORD).unwrap();
         dest.add_user(DEST_USER, DEST_PASSWORD).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        // Both servers' CAs in one file, as a user would pass them with --tls-ca.
-        let ca = dir.path().join("ca.pem");
-        let mut pem = std::fs::read(source.ca_pem()).unwrap();
-        pem.extend(std::fs::read(dest.ca_pem()).unwrap());
-        std::fs::write(&ca, pem).unwrap();
+        let ca = both_cas(dir.path(), source.ca_pem(), dest.ca_pem());
         Setup {
             source,
             dest,
@@ -151,6 +147,19 @@ impl Setup {
             .expect("mailmove runs");
         finish(output, Some(report))
     }
+}
+
+/// Both servers' CAs in one file in `dir`, as a user would pass them with --tls-ca.
+pub fn both_cas(
+    dir: &std::path::Path,
+    source: &std::path::Path,
+    dest: &std::path::Path,
+) -> PathBuf {
+    let ca = dir.join("ca.pem");
+    let mut pem = std::fs::read(source).unwrap();
+    pem.extend(std::fs::read(dest).unwrap());
+    std::fs::write(&ca, pem).unwrap();
+    ca
 }
 
 pub fn finish(output: Output, report: Option<PathBuf>) -> Run {
