@@ -45,6 +45,70 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// OAuth2 sign-ins (Microsoft 365, Google, any OpenID Connect provider): sign a mailbox in once, list and forget the kept sign-ins.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Sign a mailbox in with a profile: prints a code and an address to open in any browser, waits for the mailbox's user to approve, and keeps the sign-in (sealed) for later passes
+    Login {
+        /// The sign-in profile (a [profile.NAME] table of the profiles file)
+        profile: String,
+        /// The mailbox signing in, as its server knows it (e.g. alice@contoso.com)
+        #[arg(long, value_name = "EMAIL")]
+        account: String,
+        #[command(flatten)]
+        store: SignInStore,
+    },
+    /// The profiles and the kept sign-ins (never a token)
+    List {
+        #[command(flatten)]
+        store: SignInStore,
+    },
+    /// Forget a kept sign-in, and revoke it at the provider where it can be
+    Logout {
+        profile: String,
+        #[arg(long, value_name = "EMAIL")]
+        account: String,
+        #[command(flatten)]
+        store: SignInStore,
+    },
+}
+
+/// Where sign-in profiles and kept sign-ins are.
+#[derive(Clone, Debug, Args)]
+pub struct SignInStore {
+    /// The sign-in profiles file (default: oauth.toml in the data directory)
+    #[arg(long, value_name = "FILE", env = "MAILMOVE_OAUTH_PROFILES")]
+    pub profiles: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+impl SignInStore {
+    pub fn profiles_file(&self) -> Result<PathBuf> {
+        match &self.profiles {
+            Some(path) => Ok(path.clone()),
+            None => Ok(self.database.data_dir()?.join("oauth.toml")),
+        }
+    }
+}
+
+/// Signing in with OAuth2 profiles instead of passwords.
+#[derive(Debug, Args)]
+pub struct OAuthArgs {
+    /// Sign in to the source with this OAuth2 profile (see `mailmove auth`): no password needed
+    #[arg(long, value_name = "PROFILE")]
+    pub source_oauth: Option<String>,
+    /// Sign in to the destination with this OAuth2 profile
+    #[arg(long, value_name = "PROFILE")]
+    pub dest_oauth: Option<String>,
+    #[command(flatten)]
+    pub store: SignInStore,
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +123,8 @@ pub struct Servers {
     pub passwords: PasswordArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
 }
 
 #[derive(Debug, Args)]
@@ -195,7 +261,7 @@ pub struct VerifyArgs {
     pub content: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct DatabaseArgs {
     /// The database: sqlite://PATH or postgres://USER@HOST/NAME (default: SQLite in the data directory)
     #[arg(long, value_name = "URL", env = "MAILMOVE_DATABASE")]
@@ -453,21 +519,27 @@ impl FolderArgs {
 }
 
 impl Servers {
-    /// Both sides with their logins and passwords.
+    /// Both sides with their logins and passwords (none for a side that signs in with
+    /// an OAuth2 profile: its tokens are attached by `auth::SignIns`).
     pub fn accounts(&self) -> Result<(Account, Account)> {
         let (source, dest) = self.endpoints()?;
         let account = |endpoint: Endpoint,
                        side: &str,
                        password: Option<Secret<String>>,
                        web_auth: WebAuth,
-                       admin: Option<Admin>| {
+                       admin: Option<Admin>,
+                       oauth: bool| {
             let Some(login) = endpoint.login.clone() else {
                 bail!(
                     "the {side} URL {endpoint} names no login: write it as imaps://LOGIN@HOST \
                      (a login with @ is written %40), or pass --mailboxes FILE"
                 );
             };
-            let password = password.ok_or_else(|| missing_password(side))?;
+            let password = match (password, oauth) {
+                (Some(password), _) => password,
+                (None, true) => Secret::new(String::new()),
+                (None, false) => return Err(missing_password(side)),
+            };
             Ok(Account {
                 endpoint,
                 login,
@@ -475,6 +547,7 @@ impl Servers {
                 options: self.connection.options(),
                 web_auth,
                 admin,
+                tokens: None,
             })
         };
         Ok((
@@ -484,6 +557,7 @@ impl Servers {
                 self.passwords.source()?,
                 self.connection.source_auth,
                 self.connection.source_admin(),
+                self.oauth.source_oauth.is_some(),
             )?,
             account(
                 dest,
@@ -491,6 +565,7 @@ impl Servers {
                 self.passwords.dest()?,
                 self.connection.dest_auth,
                 self.connection.dest_admin(),
+                self.oauth.dest_oauth.is_some(),
             )?,
         ))
     }

@@ -3,6 +3,7 @@
 //! passes, finish, delete and report status. Each operation that writes is one store
 //! transaction, so a crash or a concurrent request never leaves half of it done.
 
+mod grants;
 mod sealing;
 mod settings;
 mod status;
@@ -12,6 +13,7 @@ use mailmove_model::{PassKind, Secret};
 use mailmove_secrets::Keyring;
 use mailmove_store::{Db, MailboxRecord, NewProject, ProjectRecord, StoreError};
 
+pub use grants::{Grants, RotationWriter, grant_context};
 pub use mailmove_model::{TrialReport, TrialSide};
 pub use sealing::{FallbackPasswords, Side, seal, sealed_rows, secret_context};
 pub use settings::{ProjectSettings, SettingsError};

@@ -374,6 +374,19 @@ UPDATE passes SET notified_at = 0 WHERE state NOT IN ('queued', 'running')
     "
 ALTER TABLE mailboxes ADD COLUMN dest_byte_exact BIGINT
 ",
+    // OAuth2 grants (`mailmove auth login`): a refresh token per sign-in profile and
+    // account, sealed by the caller.
+    "
+CREATE TABLE oauth_grants (
+    profile TEXT NOT NULL,
+    account TEXT NOT NULL,
+    refresh_token BLOB NOT NULL,
+    scope TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (profile, account)
+)
+",
 ];
 
 /// Creating and dropping whole databases: for tests and for first-time setup.

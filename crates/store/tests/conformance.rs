@@ -134,6 +134,7 @@ conformance!(
     finishing_or_deleting_waits_for_passes_and_stops_new_ones,
     a_pass_counts_what_every_attempt_of_it_copied,
     queueing_racing_finishing_or_deleting_leaves_no_pass_behind,
+    grants_are_kept_replaced_and_forgotten,
 );
 
 async fn source_uids_are_stable(db: &Db) {
@@ -1411,4 +1412,51 @@ async fn two_handles_on_one_sqlite_file_write_at_once_without_busy_errors() {
         let again = second.queue_pass(id, PassKind::Full).await.unwrap();
         assert_eq!(first.queue_pass(id, PassKind::Full).await.unwrap(), again);
     }
+}
+
+async fn grants_are_kept_replaced_and_forgotten(db: &Db) {
+    assert_eq!(
+        db.grant_token("contoso", "alice@x.test").await.unwrap(),
+        None
+    );
+    db.save_grant("contoso", "alice@x.test", b"sealed-1", Some("imap"))
+        .await
+        .unwrap();
+    db.save_grant("contoso", "bob@x.test", b"sealed-b", None)
+        .await
+        .unwrap();
+    db.save_grant("other", "alice@x.test", b"sealed-o", None)
+        .await
+        .unwrap();
+    // A rotation replaces the token and keeps the scope it does not restate.
+    db.save_grant("contoso", "alice@x.test", b"sealed-2", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.grant_token("contoso", "alice@x.test").await.unwrap(),
+        Some(b"sealed-2".to_vec())
+    );
+    let listed = db.grants().await.unwrap();
+    let names: Vec<_> = listed
+        .iter()
+        .map(|g| (g.profile.as_str(), g.account.as_str(), g.scope.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("contoso", "alice@x.test", Some("imap")),
+            ("contoso", "bob@x.test", None),
+            ("other", "alice@x.test", None),
+        ]
+    );
+    assert!(db.delete_grant("contoso", "alice@x.test").await.unwrap());
+    assert!(!db.delete_grant("contoso", "alice@x.test").await.unwrap());
+    assert_eq!(
+        db.grant_token("contoso", "alice@x.test").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        db.grant_token("other", "alice@x.test").await.unwrap(),
+        Some(b"sealed-o".to_vec())
+    );
 }

@@ -221,6 +221,7 @@ async fn prepare(worker: &Worker, pass: &PassRecord) -> Result<Prepared, String>
             options: options.clone(),
             web_auth: Default::default(),
             admin: None,
+            tokens: None,
         })
     };
     let source = account(
