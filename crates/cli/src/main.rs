@@ -258,6 +258,10 @@ fn flag_hint(remedy: Remedy) -> Option<&'static str> {
             "use imaps://, pop3s:// or https://, or pass --allow-plaintext if you accept that \
              risk",
         ),
+        Remedy::PublicAddress => Some(
+            "serve and worker connect only to public addresses and the networks given with \
+             --allow-network CIDR",
+        ),
         // The error already says to check the password; where it comes from depends on
         // the command (environment, --source-password-file, a spreadsheet).
         Remedy::CheckPassword | Remedy::SignInAgain | Remedy::OtherSignIn => None,

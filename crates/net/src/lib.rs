@@ -1,5 +1,6 @@
 //! What every connector (IMAP, POP3, EWS) shares: one set of connection options, a TCP
-//! connection with errors a person can act on, TLS with verified certificates, the
+//! connection with errors a person can act on, to the addresses its policy permits
+//! (`policy.rs`: anywhere, or public addresses and an operator's allow-list), TLS with verified certificates, the
 //! set-up IMAP and POP3 have in common (TLS at once or after STARTTLS/STLS, plaintext
 //! refused), how a session signs in (`sasl.rs`: password, an administrator for a
 //! mailbox, an OAuth2 token), the remedies errors point to, and message bodies that stay in memory when
@@ -8,6 +9,7 @@
 mod body;
 mod connect;
 mod options;
+mod policy;
 mod remedy;
 pub mod sasl;
 mod setup;
@@ -16,6 +18,7 @@ mod tls;
 pub use body::{Body, BodySink};
 pub use connect::{NetError, connect_tcp, tls_handshake_within};
 pub use options::{CompressMode, ConnectOptions, DEFAULT_MAX_MESSAGE_SIZE, tolerated};
+pub use policy::{Cidr, CidrError, NetworkPolicy, is_internal};
 pub use remedy::Remedy;
 pub use sasl::{AdminForm, OAuthMechanism, SignIn};
 pub use setup::{

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::policy::NetworkPolicy;
 use crate::tls::TlsOptions;
 
 /// How to connect, beyond the endpoint itself. IMAP, POP3 and EWS take the same one;
@@ -25,6 +26,9 @@ pub struct ConnectOptions {
     pub max_message_size: u64,
     /// When to turn on IMAP COMPRESS=DEFLATE.
     pub compress: CompressMode,
+    /// Which addresses connections may go to: anywhere by default (the command line),
+    /// public ones and an allow-list for the portal's passes.
+    pub network: NetworkPolicy,
 }
 
 /// 512 MiB: far above what any mail server accepts (Exchange Online: 150 MB, Gmail:
@@ -49,6 +53,7 @@ impl Default for ConnectOptions {
             spill_threshold: 2 * 1024 * 1024,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             compress: CompressMode::default(),
+            network: NetworkPolicy::default(),
         }
     }
 }
