@@ -471,3 +471,22 @@ async fn an_endless_line_is_refused_at_the_response_cap() {
     let error = client.run("NOOP").await.unwrap_err();
     assert!(error.to_string().contains("longer than"), "{error}");
 }
+
+#[tokio::test]
+async fn another_services_banner_is_not_repeated_in_the_error() {
+    let (listener, endpoint) = listen().await;
+    tokio::spawn(async move {
+        let (_reader, _write) = accept(&listener, "SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n").await;
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    });
+    let error = Client::connect(&endpoint, &ConnectOptions::default())
+        .await
+        .err()
+        .expect("no IMAP session with an SSH server");
+    let text = error.to_string();
+    assert!(
+        text.contains("127.0.0.1 did not greet as an IMAP server does: is the port right?"),
+        "{text}"
+    );
+    assert!(!text.contains("SSH") && !text.contains("OpenSSH"), "{text}");
+}

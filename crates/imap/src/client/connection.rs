@@ -131,7 +131,16 @@ impl Client {
                     reason: format!("the server refused the connection: {}", status.describe()),
                 })),
             },
-            other => Err(Error::Protocol(format!("unexpected greeting {other:?}"))),
+            // What another service sends (an SSH or database banner) is not repeated
+            // in the error, which portal users read: it would make the portal a banner
+            // grabber. The log keeps it for whoever runs mailmove.
+            other => {
+                tracing::debug!(host = %self.host, "not an IMAP greeting: {other:?}");
+                Err(Error::Protocol(format!(
+                    "{} did not greet as an IMAP server does: is the port right?",
+                    self.host
+                )))
+            }
         }
     }
 
