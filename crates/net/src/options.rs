@@ -15,8 +15,10 @@ pub struct ConnectOptions {
     pub allow_plaintext: bool,
     /// Longest wait for the TCP connection and then for the TLS handshake.
     pub connect_timeout: Duration,
-    /// Longest wait for any single answer (or, while a message streams in, for its next
-    /// bytes) before the connection counts as lost.
+    /// Longest wait with no byte moving before the connection counts as lost: over IMAP
+    /// and POP3 a gap (a large message arriving slowly but steadily is read to its
+    /// end; IMAP's writes are held to it too, see `Watchdog`), over EWS the wait for
+    /// an answer's headers and then for each of its next bytes.
     pub response_timeout: Duration,
     /// Messages above this many bytes are spooled to an anonymous temporary file.
     pub spill_threshold: u64,
