@@ -339,6 +339,9 @@ before(async () => {
       '--smtp-url', `smtp://127.0.0.1:${smtpPort}`,
       '--smtp-from', 'mailmove <mailmove@localhost>',
       '--tls-ca', world.ca_pem,
+      // The test's servers are on loopback, which the portal's passes refuse unless allowed.
+      '--allow-network', '127.0.0.0/8',
+      '--allow-network', '::1/128',
       // One pass at a time, so the passes of a round follow one another on the page;
       // a heartbeat (with progress) every second.
       '--jobs', '1',

@@ -10,6 +10,7 @@ use mailmove_engine::{
 };
 use mailmove_engine::{CompressMode, ConnectOptions, TlsOptions};
 use mailmove_model::{Endpoint, Kind, Secret};
+use mailmove_net::{Cidr, NetworkPolicy};
 use regex::Regex;
 
 #[derive(Debug, Parser)]
@@ -313,6 +314,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     #[command(flatten)]
+    pub guard: PortalGuardArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
     pub runner: RunnerArgs,
 }
 
@@ -321,7 +326,82 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
     pub runner: RunnerArgs,
+}
+
+/// Where the passes of portal projects may connect (`serve` and `worker`).
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Let passes connect to this network (CIDR such as 10.0.0.0/8 or 192.0.2.10/32; repeatable, or comma-separated in the environment): by default they reach public addresses only, never this machine, private, link-local, carrier-grade NAT, multicast or cloud-metadata addresses
+    #[arg(
+        long = "allow-network",
+        value_name = "CIDR",
+        env = "MAILMOVE_ALLOW_NETWORK",
+        value_delimiter = ','
+    )]
+    pub allow_network: Vec<Cidr>,
+}
+
+impl NetworkArgs {
+    pub fn policy(&self) -> NetworkPolicy {
+        NetworkPolicy::public_only(self.allow_network.clone())
+    }
+
+    /// The policy in a line, for the start of `serve` and `worker`.
+    pub fn describe(&self) -> String {
+        if self.allow_network.is_empty() {
+            return "Passes connect to public addresses only (--allow-network CIDR opens one of \
+                    your networks)."
+                .into();
+        }
+        let networks: Vec<String> = self.allow_network.iter().map(Cidr::to_string).collect();
+        format!(
+            "Passes connect to public addresses and to {}.",
+            networks.join(", ")
+        )
+    }
+}
+
+/// What protects the portal from its visitors (`serve`).
+#[derive(Debug, Args)]
+pub struct PortalGuardArgs {
+    /// Read the client's address from X-Forwarded-For when the connection comes from this network (your reverse proxy; CIDR, repeatable, or comma-separated in the environment); otherwise the header is ignored
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "MAILMOVE_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<Cidr>,
+    /// A session ends this many seconds after its last use (an open progress page is not use)
+    #[arg(long, value_name = "SECONDS", default_value_t = 8 * 3600)]
+    pub session_idle_seconds: u32,
+    /// A session ends this many seconds after the login, used or not
+    #[arg(long, value_name = "SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub session_seconds: u32,
+    /// Login links sent to one email address per 15 minutes
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub logins_per_email: u32,
+    /// Login requests from one client address (an IPv6 /64) per 15 minutes
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub logins_per_address: u32,
+    /// The most mailboxes one migration of the portal may hold
+    #[arg(long, value_name = "N", default_value_t = mailmove_projects::DEFAULT_MAILBOXES_PER_PROJECT)]
+    pub mailboxes_per_project: usize,
+}
+
+impl PortalGuardArgs {
+    /// Puts these settings into the portal's configuration.
+    pub fn apply(&self, config: &mut mailmove_portal::PortalConfig) {
+        config.trusted_proxies = self.trusted_proxy.clone();
+        config.session_idle_seconds = i64::from(self.session_idle_seconds.max(60));
+        config.session_seconds = i64::from(self.session_seconds.max(60));
+        config.logins_per_email = self.logins_per_email as usize;
+        config.logins_per_address = self.logins_per_address as usize;
+        config.mailboxes_per_project = self.mailboxes_per_project;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -299,6 +299,10 @@ fn flag_hint(remedy: Remedy) -> Option<&'static str> {
             "sign the mailbox in again: mailmove auth login PROFILE --account MAILBOX \
              (or give a new access token)",
         ),
+        Remedy::PublicAddress => Some(
+            "serve and worker connect only to public addresses and the networks given with \
+             --allow-network CIDR",
+        ),
         // The error already says to check the password; where it comes from depends on
         // the command (environment, --source-password-file, a spreadsheet).
         Remedy::CheckPassword | Remedy::OtherSignIn => None,

@@ -387,6 +387,19 @@ CREATE TABLE oauth_grants (
     PRIMARY KEY (profile, account)
 )
 ",
+    // Sessions end after an idle time as well as at their expiry, and all of a user's
+    // at once ("log out everywhere"); login requests are counted here, so every portal
+    // process sharing the database applies one limit.
+    "
+ALTER TABLE sessions ADD COLUMN last_seen_at BIGINT NOT NULL DEFAULT 0;
+UPDATE sessions SET last_seen_at = created_at;
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE TABLE login_limits (
+    limit_key TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    hits BIGINT NOT NULL
+)
+",
 ];
 
 /// Creating and dropping whole databases: for tests and for first-time setup.
