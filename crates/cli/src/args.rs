@@ -11,6 +11,7 @@ use mailmove_engine::{
 use mailmove_engine::{CompressMode, ConnectOptions, TlsOptions};
 use mailmove_model::{Endpoint, Kind, Secret};
 use mailmove_net::{Cidr, NetworkPolicy};
+use mailmove_projects::SignInMethod;
 use regex::Regex;
 
 #[derive(Debug, Parser)]
@@ -283,6 +284,9 @@ pub struct RunnerArgs {
     /// Seconds after which a pass whose worker stopped answering is taken over by another
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub lease_seconds: u32,
+    /// The OAuth2 sign-in profiles for projects whose mailboxes sign in with one (default: oauth.toml in the data directory)
+    #[arg(long, value_name = "FILE", env = "MAILMOVE_OAUTH_PROFILES")]
+    pub profiles: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -413,6 +417,8 @@ pub enum PassArg {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `create`'s many flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ProjectCommand {
     /// Create a project between two servers, optionally with its mailboxes
     Create {
@@ -432,6 +438,12 @@ pub enum ProjectCommand {
         /// With a pop3:// source: the destination folder its messages go to (default INBOX)
         #[arg(long, value_name = "NAME")]
         pop_folder: Option<String>,
+        /// The source's mailboxes sign in with this OAuth2 profile of the workers' profiles file (each user signs in with `mailmove auth login PROFILE --account LOGIN`, unless the profile's application signs in by itself)
+        #[arg(long, value_name = "PROFILE", conflicts_with = "source_admin")]
+        source_oauth: Option<String>,
+        /// The destination's mailboxes sign in with this OAuth2 profile
+        #[arg(long, value_name = "PROFILE", conflicts_with = "dest_admin")]
+        dest_oauth: Option<String>,
         #[command(flatten)]
         passwords: PasswordArgs,
         #[command(flatten)]
@@ -718,6 +730,24 @@ fn read_password(
 }
 
 impl ConnectionArgs {
+    /// How a project's side signs in: a profile given, else an administrator given,
+    /// else each mailbox's password.
+    pub fn sign_in_method(&self, oauth: Option<String>, side: &str) -> SignInMethod {
+        let admin = if side == "source" {
+            &self.source_admin
+        } else {
+            &self.dest_admin
+        };
+        match (oauth, admin) {
+            (Some(profile), _) => SignInMethod::OAuth { profile },
+            (None, Some(login)) => SignInMethod::Admin {
+                login: login.clone(),
+                separator: self.admin_separator,
+            },
+            (None, None) => SignInMethod::Password,
+        }
+    }
+
     /// The administrator who signs in for the source's mailboxes, if one does.
     pub fn source_admin(&self) -> Option<Admin> {
         self.admin(&self.source_admin)

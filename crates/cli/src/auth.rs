@@ -1,14 +1,13 @@
 //! OAuth2 on the command line: `mailmove auth login|list|logout`, and the token
 //! sources that `--source-oauth` / `--dest-oauth` attach to a command's accounts.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use mailmove_engine::Account;
 use mailmove_oauth::{Access, Profile, Profiles};
 use mailmove_projects::{Grants, RotationWriter};
+use mailmove_worker::{SignInError, SignInProfiles};
 use time::OffsetDateTime;
 
 use crate::args::{AuthCommand, OAuthArgs, SignInStore};
@@ -188,14 +187,11 @@ fn oauth_failure(error: &mailmove_oauth::Error) -> u8 {
     }
 }
 
-/// The OAuth2 sign-ins of one command: profiles read once, each loaded once, the
-/// grants' database opened once, and every rotated refresh token kept before the
-/// command ends.
+/// The OAuth2 sign-ins of one command: the profiles and the kept sign-ins opened on
+/// first use, and every rotated refresh token kept before the command ends.
 pub struct SignIns {
     store: SignInStore,
-    profiles: Option<Profiles>,
-    loaded: HashMap<String, Profile>,
-    grants: Option<Grants>,
+    profiles: Option<SignInProfiles>,
     writers: Vec<RotationWriter>,
 }
 
@@ -204,36 +200,31 @@ impl SignIns {
         SignIns {
             store: args.store.clone(),
             profiles: None,
-            loaded: HashMap::new(),
-            grants: None,
             writers: Vec::new(),
         }
     }
 
-    /// Makes `account` sign in with the profile `name`: a token source for its
-    /// login, renewing the kept sign-in (user access) or the application's own.
+    /// Makes `account` sign in with the profile `name`.
     pub async fn attach(&mut self, account: &mut Account, name: &str) -> Result<()> {
-        let profile = self.profile(name).await?.clone();
-        let login = account.login.clone();
-        let source = match profile.access {
-            Access::User => {
-                let grants = self.grants().await?;
-                let refresh_token = grants.refresh_token(name, &login).await?.ok_or_else(|| {
-                    anyhow!(
-                        "no sign-in is kept for {login} with the profile {name}: run \
-                         `mailmove auth login {name} --account {login}` first"
-                    )
-                })?;
-                let (hook, writer) = grants.rotation_writer(name, &login);
-                self.writers.push(writer);
-                profile
-                    .token_source(&login, Some(refresh_token))?
-                    .on_rotation(hook)
+        if self.profiles.is_none() {
+            let (db, keyring) = open_database(&self.store.database)
+                .await
+                .context("the kept sign-ins")?;
+            let profiles = load_profiles(&self.store)?;
+            self.profiles = Some(SignInProfiles::new(profiles, Grants::new(db, keyring)));
+        }
+        let profiles = self.profiles.as_ref().expect("just opened");
+        match profiles.attach(account, name).await {
+            Ok(writer) => {
+                self.writers.extend(writer);
+                Ok(())
             }
-            _ => profile.token_source(&login, None)?,
-        };
-        account.tokens = Some(Arc::new(source));
-        Ok(())
+            Err(SignInError::NotSignedIn { profile, account }) => Err(anyhow!(
+                "no sign-in is kept for {account} with the profile {profile}: run \
+                 `mailmove auth login {profile} --account {account}` first"
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// [`Self::attach`] for each side that names a profile.
@@ -251,28 +242,6 @@ impl SignIns {
             self.attach(dest, &name).await?;
         }
         Ok(())
-    }
-
-    async fn profile(&mut self, name: &str) -> Result<&Profile> {
-        if !self.loaded.contains_key(name) {
-            if self.profiles.is_none() {
-                self.profiles = Some(load_profiles(&self.store)?);
-            }
-            let profiles = self.profiles.as_ref().expect("just loaded");
-            let profile = profiles.get(name).await?;
-            self.loaded.insert(name.to_string(), profile);
-        }
-        Ok(&self.loaded[name])
-    }
-
-    async fn grants(&mut self) -> Result<Grants> {
-        if self.grants.is_none() {
-            let (db, keyring) = open_database(&self.store.database)
-                .await
-                .context("the kept sign-ins")?;
-            self.grants = Some(Grants::new(db, keyring));
-        }
-        Ok(self.grants.clone().expect("just opened"))
     }
 
     /// Waits until every rotated refresh token is kept. Call it after the accounts

@@ -4,9 +4,10 @@
 use anyhow::{Context, Result};
 use mailmove_net::NetworkPolicy;
 use mailmove_portal::{AppState, Mailer, PortalConfig};
+use mailmove_projects::Grants;
 use mailmove_secrets::Keyring;
 use mailmove_store::{Db, Dialect};
-use mailmove_worker::{Worker, WorkerConfig, default_worker_name};
+use mailmove_worker::{SignInProfiles, Worker, WorkerConfig, default_worker_name};
 use tokio::sync::watch;
 
 use crate::OK;
@@ -30,9 +31,21 @@ pub async fn open_database(args: &DatabaseArgs) -> Result<(Db, Keyring)> {
 }
 
 /// A worker as `args` say, connecting where `network` allows (the portal's passes:
-/// public addresses and the operator's networks; `project run --wait`: anywhere).
-pub fn worker_config(args: &RunnerArgs, network: NetworkPolicy) -> WorkerConfig {
-    WorkerConfig {
+/// public addresses and the operator's networks; `project run --wait`: anywhere),
+/// signing mailboxes in with the operator's OAuth2 profiles where a project says so.
+pub fn worker_config(
+    args: &RunnerArgs,
+    network: NetworkPolicy,
+    database: &DatabaseArgs,
+    (db, keyring): (&Db, &Keyring),
+) -> Result<WorkerConfig> {
+    let profiles_file = match &args.profiles {
+        Some(path) => path.clone(),
+        None => database.data_dir()?.join("oauth.toml"),
+    };
+    let profiles = mailmove_oauth::Profiles::load(&profiles_file)?;
+    let sign_ins = SignInProfiles::new(profiles, Grants::new(db.clone(), keyring.clone()));
+    Ok(WorkerConfig {
         max_jobs: args.jobs.max(1),
         connections_per_host: args.connections_per_host.max(1),
         lease_seconds: i64::from(args.lease_seconds.max(3)),
@@ -40,8 +53,9 @@ pub fn worker_config(args: &RunnerArgs, network: NetworkPolicy) -> WorkerConfig 
         // Passes belong to projects, whose failures people read in the portal.
         advice: mailmove_portal::advice,
         network,
+        sign_ins: Some(std::sync::Arc::new(sign_ins)),
         ..WorkerConfig::named(default_worker_name())
-    }
+    })
 }
 
 /// The web portal on `--listen`, and with SQLite the passes of every project in this
@@ -91,11 +105,13 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         );
         None
     } else {
-        let worker = Worker::new(
-            db,
-            keyring,
-            worker_config(&args.runner, args.network.policy()),
-        );
+        let config = worker_config(
+            &args.runner,
+            args.network.policy(),
+            &args.database,
+            (&db, &keyring),
+        )?;
+        let worker = Worker::new(db, keyring, config);
         Some(tokio::spawn(async move { worker.run(stopped).await }))
     };
     let outcome = tokio::select! {
@@ -114,7 +130,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
 
 pub async fn worker(args: WorkerArgs) -> Result<u8> {
     let (db, keyring) = open_database(&args.database).await?;
-    let config = worker_config(&args.runner, args.network.policy());
+    let config = worker_config(
+        &args.runner,
+        args.network.policy(),
+        &args.database,
+        (&db, &keyring),
+    )?;
     eprintln!(
         "mailmove worker {} running passes ({} at once). Ctrl-C or SIGTERM stops.",
         config.name, config.max_jobs

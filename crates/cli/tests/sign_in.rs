@@ -538,3 +538,74 @@ fn a_service_account_signs_in_for_the_mailbox_without_any_kept_sign_in() {
         run.everything()
     );
 }
+
+#[test]
+fn a_project_whose_source_signs_in_with_a_profile_waits_for_the_sign_in_then_completes() {
+    let lab = Lab::start(OidcOptions::default());
+    let rows = lab.data_dir().join("rows.csv");
+    std::fs::write(
+        &rows,
+        format!("Source Email,Destination Email\n{ALICE},bob@new.example\n"),
+    )
+    .unwrap();
+    let project = |args: &[&str]| {
+        let mut command = lab.command(&["project"]);
+        command
+            .args(args)
+            .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD);
+        finish(command.output().unwrap(), None)
+    };
+    let created = project(&[
+        "create",
+        "moving",
+        "--source",
+        &format!("imap://127.0.0.1:{}", lab.source.imap_port()),
+        "--dest",
+        &format!("imap://127.0.0.1:{}", lab.dest.imap_port()),
+        "--mailboxes",
+        rows.to_str().unwrap(),
+        "--source-oauth",
+        "lab",
+        "--tls-ca",
+        lab.ca.to_str().unwrap(),
+    ]);
+    assert_eq!(created.code, 0, "{}", created.everything());
+
+    // Nobody signed in yet: the pass says it waits for the mailbox's user.
+    let early = project(&["run", "moving", "--pass", "full", "--wait"]);
+    assert_eq!(early.code, 1, "{}", early.everything());
+    let status = project(&["status", "moving", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let mailbox = &status["mailboxes"][0];
+    assert_eq!(mailbox["status"], "Failed", "{status}");
+    assert!(
+        mailbox["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("waiting for alice@example.test to sign in"),
+        "{status}"
+    );
+
+    let login = lab.log_in(ALICE);
+    assert_eq!(login.code, 0, "{}", login.everything());
+    let run = project(&["run", "moving", "--pass", "full", "--wait"]);
+    assert_eq!(run.code, 0, "{}", run.everything());
+    let status = project(&["status", "moving", "--json"]);
+    assert!(!status.everything().contains("Bearer "));
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["mailboxes"][0]["status"], "Completed", "{status}");
+    assert_eq!(lab.dest_count(), 3);
+
+    // A withdrawn consent fails the mailbox with the reason and what to do.
+    lab.provider.revoke_account(ALICE).unwrap();
+    let again = project(&["run", "moving", "--pass", "full", "--wait"]);
+    assert_eq!(again.code, 1, "{}", again.everything());
+    let status = project(&["status", "moving", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let mailbox = &status["mailboxes"][0];
+    assert_eq!(mailbox["status"], "Failed", "{status}");
+    let reason = mailbox["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("refused"), "{status}");
+    assert!(reason.contains("sign in again"), "{status}");
+    assert_eq!(lab.dest_count(), 3, "nothing twice");
+}

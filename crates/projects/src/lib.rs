@@ -16,7 +16,7 @@ use mailmove_store::{Db, MailboxRecord, NewProject, ProjectRecord, StoreError};
 pub use grants::{Grants, RotationWriter, grant_context};
 pub use mailmove_model::{TrialReport, TrialSide};
 pub use sealing::{FallbackPasswords, Side, seal, sealed_rows, secret_context};
-pub use settings::{ProjectSettings, SettingsError};
+pub use settings::{ProjectSettings, SettingsError, SignInMethod};
 pub use status::{MailboxState, MessageCounts, ProgressNow, ProjectStatus};
 
 /// What creating a project needs.

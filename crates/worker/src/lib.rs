@@ -5,6 +5,9 @@
 //! worker claims the pass and resumes it from the ledger, without duplicates.
 
 mod job;
+mod sign_in;
+
+pub use sign_in::{SignInError, SignInProfiles};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +42,9 @@ pub struct WorkerConfig {
     /// Which addresses passes may connect to: anywhere by default; `serve` and `worker`
     /// allow public addresses and the operator's networks only.
     pub network: mailmove_net::NetworkPolicy,
+    /// The operator's OAuth2 sign-in profiles, for projects whose mailboxes sign in
+    /// with one; none by default.
+    pub sign_ins: Option<std::sync::Arc<SignInProfiles>>,
 }
 
 impl WorkerConfig {
@@ -54,6 +60,7 @@ impl WorkerConfig {
             retry_delay_seconds: 5,
             advice: |_| None,
             network: mailmove_net::NetworkPolicy::Anywhere,
+            sign_ins: None,
         }
     }
 }
