@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use mailmove_net::{connect_tcp, tls_handshake_within};
+use mailmove_net::tls_handshake_within;
 use url::Url;
 
 use crate::Context;
@@ -47,15 +47,8 @@ async fn send(
     let port = url.port_or_known_default().unwrap_or(443);
     let settings = context.settings;
     let addresses = context.dns.socket_addresses(host, port).await?;
-    let mut last = String::new();
-    for address in addresses.iter().take(2) {
-        let tcp = match connect_tcp(&address.ip().to_string(), port, settings.timeout).await {
-            Ok(tcp) => tcp,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
+    let tcp = crate::probe::connect_any(&addresses, settings.timeout).await?;
+    {
         let tls = tls_handshake_within(tcp, host, &settings.tls, settings.timeout)
             .await
             .map_err(|e| e.to_string())?;
@@ -91,13 +84,12 @@ async fn send(
         let headers = response.headers().clone();
         let body = read_capped(response.into_body(), max_body).await;
         driver.abort();
-        return Ok(Answer {
+        Ok(Answer {
             status,
             headers,
             body: body?,
-        });
+        })
     }
-    Err(last)
 }
 
 async fn read_capped(mut body: hyper::body::Incoming, max: usize) -> Result<Vec<u8>, String> {

@@ -108,7 +108,7 @@ async fn check(context: &Context<'_>, candidate: &Candidate) -> (Check, bool) {
     let limit = settings.timeout * 3;
     let outcome = tokio::time::timeout(limit, async {
         match candidate.kind {
-            Kind::Imap | Kind::Pop3 => line_protocol(context, candidate, addresses[0]).await,
+            Kind::Imap | Kind::Pop3 => line_protocol(context, candidate, &addresses).await,
             Kind::Ews => ews(context, candidate).await.map(|c| (c, false)),
         }
     })
@@ -123,6 +123,22 @@ async fn check(context: &Context<'_>, candidate: &Candidate) -> (Check, bool) {
             false,
         ),
     }
+}
+
+/// A TCP connection to the first of (at most three of) `addresses` that accepts one:
+/// `localhost` is `::1` and `127.0.0.1`, and a server may listen on one only.
+pub(crate) async fn connect_any(
+    addresses: &[SocketAddr],
+    timeout: std::time::Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    let mut last = String::from("no address");
+    for address in addresses.iter().take(3) {
+        match connect_tcp(&address.ip().to_string(), address.port(), timeout).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
 }
 
 /// What differs between IMAP and POP3 here.
@@ -147,7 +163,7 @@ const POP3: Dialect = Dialect {
 async fn line_protocol(
     context: &Context<'_>,
     candidate: &Candidate,
-    address: SocketAddr,
+    addresses: &[SocketAddr],
 ) -> Result<(Check, bool), String> {
     let settings = context.settings;
     let dialect = if candidate.kind == Kind::Pop3 {
@@ -155,9 +171,7 @@ async fn line_protocol(
     } else {
         &IMAP
     };
-    let tcp = connect_tcp(&address.ip().to_string(), address.port(), settings.timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = connect_any(addresses, settings.timeout).await?;
     let stream: Box<dyn Stream> = match candidate.security {
         Security::Tls => Box::new(
             tls_handshake_within(tcp, &candidate.host, &settings.tls, settings.timeout)
