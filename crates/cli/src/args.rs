@@ -250,6 +250,11 @@ pub struct ServeArgs {
     /// Also trust the certificate authorities in this PEM file, for the servers of every project created in the portal
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Let "Find my settings" reach servers at private and loopback addresses (off by default: portal users could otherwise make this server probe its own network)
+    #[arg(long)]
+    pub discovery_allow_private: bool,
+    #[command(flatten)]
+    pub discovery: crate::discover::DiscoveryArgs,
     #[command(flatten)]
     pub runner: RunnerArgs,
 }
