@@ -87,8 +87,15 @@ async fn bases(context: &Context<'_>) -> (Vec<(Url, String)>, Vec<SourceReport>)
 }
 
 /// The unauthenticated POX request: where Autodiscover answers (it asks to sign in, or
-/// answers), after at most three `https://` redirections.
+/// answers), after at most three `https://` redirections, all within twice the timeout.
 async fn unauthenticated(context: &Context<'_>, base: &Url) -> Result<Url, String> {
+    let limit = context.settings.timeout * 2;
+    tokio::time::timeout(limit, follow(context, base))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", limit.as_secs())))
+}
+
+async fn follow(context: &Context<'_>, base: &Url) -> Result<Url, String> {
     let mut url = base.join(POX_PATH).map_err(|e| e.to_string())?;
     let body = pox_request(context.target.address.as_deref().unwrap_or(""));
     for _ in 0..=MAX_REDIRECTS {

@@ -46,6 +46,11 @@ async fn send(
     let host = url.host_str().ok_or("the address has no host")?;
     let port = url.port_or_known_default().unwrap_or(443);
     let settings = context.settings;
+    if settings.conventional_ports_only && !settings.ports.conventional(port) {
+        return Err(format!(
+            "port {port} is not a mail or web port; it is not tried here"
+        ));
+    }
     let addresses = context.dns.socket_addresses(host, port).await?;
     let tcp = crate::probe::connect_any(&addresses, settings.timeout).await?;
     {

@@ -19,6 +19,9 @@ use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::presets::{PRESETS, Side};
 
+/// A discovery's answer is waited for at most this many of its steps' timeouts.
+const OVERALL_STEPS: u32 = 6;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct DiscoverQuery {
@@ -71,9 +74,15 @@ pub(crate) async fn find(
     };
     let mut settings = config.discovery.clone();
     settings.tls.extra_ca = config.tls_ca.clone();
-    match discover(&query.address, &settings, None).await {
-        Ok(found) => answer(StatusCode::OK, &describe(&found, side)),
-        Err(e) => answer(StatusCode::BAD_REQUEST, &refusal(&e.to_string())),
+    // Every step has its own deadline; this bounds the whole, whatever the sources do.
+    let limit = settings.timeout * OVERALL_STEPS;
+    match tokio::time::timeout(limit, discover(&query.address, &settings, None)).await {
+        Ok(Ok(found)) => answer(StatusCode::OK, &describe(&found, side)),
+        Ok(Err(e)) => answer(StatusCode::BAD_REQUEST, &refusal(&e.to_string())),
+        Err(_) => answer(
+            StatusCode::OK,
+            &refusal("Looking up the settings took too long: fill in the server below."),
+        ),
     }
 }
 
