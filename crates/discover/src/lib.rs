@@ -15,6 +15,8 @@ mod address;
 mod autoconfig;
 mod dns;
 mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod probe;
 mod providers;
