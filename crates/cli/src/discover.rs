@@ -248,11 +248,14 @@ fn parse_ports(text: &str) -> Result<Ports> {
             .with_context(|| format!("`{value}` is not a port"))?;
         match name {
             "https" => ports.https = port,
+            "http" => ports.http = port,
             "imaps" => ports.imaps = port,
             "imap" => ports.imap = port,
             "pop3s" => ports.pop3s = port,
             "pop3" => ports.pop3 = port,
-            other => bail!("unknown port name `{other}`: use https, imaps, imap, pop3s or pop3"),
+            other => {
+                bail!("unknown port name `{other}`: use https, http, imaps, imap, pop3s or pop3")
+            }
         }
     }
     Ok(ports)

@@ -66,8 +66,9 @@ impl World {
             .env(
                 "MAILMOVE_DISCOVERY_PORTS",
                 format!(
-                    "https={},imaps={},imap={}",
+                    "https={},http={},imaps={},imap={}",
                     self.site.port(),
+                    free_port(),
                     free_port(),
                     free_port()
                 ),

@@ -1,5 +1,7 @@
-//! Exchange Autodiscover: the hosts `autodiscover.DOMAIN` and `DOMAIN`, and the targets
-//! of the `_autodiscover._tcp` SRV record, over HTTPS only. Without a password the
+//! Exchange Autodiscover: the hosts `autodiscover.DOMAIN` and `DOMAIN`, the targets of
+//! the `_autodiscover._tcp` SRV record, and where a plain-HTTP GET to
+//! `autodiscover.DOMAIN` redirects to (the redirect method, whose `https://` target
+//! alone is used); the requests themselves over HTTPS only. Without a password the
 //! unauthenticated POX request shows whether Autodiscover answers there (Exchange asks
 //! to sign in) and redirections are followed, at most three, to `https://` only; with
 //! a password `mailmove-ews`'s POX-then-SOAP autodiscover names the exact EWS address.
@@ -71,7 +73,30 @@ async fn bases(context: &Context<'_>) -> (Vec<(Url, String)>, Vec<SourceReport>)
         }
     }
     let name = format!("_autodiscover._tcp.{domain}");
-    match context.dns.srv(&name).await {
+    let redirect_host = format!("autodiscover.{domain}");
+    let redirect_url = Url::parse(&format!(
+        "http://{redirect_host}:{}{POX_PATH}",
+        context.settings.ports.http
+    ));
+    let (srv, redirected) = tokio::join!(context.dns.srv(&name), async {
+        match &redirect_url {
+            Ok(url) => crate::http::https_redirect(context, url).await,
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    match redirected {
+        Ok(mut next) => {
+            let to = next.host_str().unwrap_or_default().to_string();
+            next.set_path("/");
+            next.set_query(None);
+            let origin = format!("HTTP redirect at {redirect_host} → {to}");
+            bases.insert(0, (next, origin));
+        }
+        Err(e) => reports.push(said(format!(
+            "redirect method at http://{redirect_host}: {e}"
+        ))),
+    }
+    match srv {
         Ok(records) => {
             for record in records.iter().take(2) {
                 let url = format!("https://{}:{}/", record.target, record.port);

@@ -1,12 +1,13 @@
 //! One HTTPS request, bounded in time and size: the host resolved through discovery's
 //! resolver and checked against the network policy, TCP and verified TLS from
-//! `mailmove-net`, HTTP/1.1 from hyper, the answer's body read up to a cap.
+//! `mailmove-net`, HTTP/1.1 from hyper, the answer's body read up to a cap. Plain HTTP
+//! only for Autodiscover's redirect method, and only its `https://` redirection is used.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use mailmove_net::tls_handshake_within;
+use mailmove_net::{Stream, tls_handshake_within};
 use url::Url;
 
 use crate::Context;
@@ -33,6 +34,28 @@ pub(crate) async fn request(
         .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs_f64())))
 }
 
+/// Autodiscover's redirect method (MS-OXDSCLI 3.1.5): a GET over plain HTTP whose only
+/// use is the `https://` address it redirects to; anything else it says is ignored.
+pub(crate) async fn https_redirect(context: &Context<'_>, url: &Url) -> Result<Url, String> {
+    let timeout = context.settings.timeout;
+    let answer = tokio::time::timeout(timeout, send(context, Method::GET, url, None, 16 * 1024))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs_f64())))?;
+    if !matches!(answer.status, 301 | 302 | 307 | 308) {
+        return Err(format!("HTTP {} (no redirection)", answer.status));
+    }
+    let next = answer
+        .headers
+        .get(http::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| url.join(l).ok())
+        .ok_or("a redirection without a valid Location")?;
+    if next.scheme() != "https" {
+        return Err(format!("redirected to {next}, which is not https://"));
+    }
+    Ok(next)
+}
+
 async fn send(
     context: &Context<'_>,
     method: Method,
@@ -40,9 +63,12 @@ async fn send(
     body: Option<(&'static str, String)>,
     max_body: usize,
 ) -> Result<Answer, String> {
-    if url.scheme() != "https" {
-        return Err("only https:// is followed".into());
-    }
+    let plain = match url.scheme() {
+        "https" => false,
+        // Only `https_redirect` sends a GET over plain HTTP.
+        "http" if method == Method::GET && body.is_none() => true,
+        _ => return Err("only https:// is followed".into()),
+    };
     let host = url.host_str().ok_or("the address has no host")?;
     let port = url.port_or_known_default().unwrap_or(443);
     let settings = context.settings;
@@ -54,10 +80,16 @@ async fn send(
     let addresses = context.dns.socket_addresses(host, port).await?;
     let tcp = crate::probe::connect_any(&addresses, settings.timeout).await?;
     {
-        let tls = tls_handshake_within(tcp, host, &settings.tls, settings.timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let stream: Box<dyn Stream> = if plain {
+            Box::new(tcp)
+        } else {
+            Box::new(
+                tls_handshake_within(tcp, host, &settings.tls, settings.timeout)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         let driver = tokio::spawn(connection);

@@ -74,6 +74,8 @@ impl Default for Settings {
 pub struct Ports {
     /// Autoconfig and Autodiscover over HTTPS.
     pub https: u16,
+    /// Autodiscover's redirect method, over plain HTTP.
+    pub http: u16,
     pub imaps: u16,
     pub imap: u16,
     pub pop3s: u16,
@@ -84,6 +86,7 @@ impl Default for Ports {
     fn default() -> Self {
         Ports {
             https: 443,
+            http: 80,
             imaps: 993,
             imap: 143,
             pop3s: 995,
@@ -94,8 +97,11 @@ impl Default for Ports {
 
 impl Ports {
     fn conventional(&self, port: u16) -> bool {
-        [443, 993, 143, 995, 110].contains(&port)
-            || [self.https, self.imaps, self.imap, self.pop3s, self.pop3].contains(&port)
+        [443, 80, 993, 143, 995, 110].contains(&port)
+            || [
+                self.https, self.http, self.imaps, self.imap, self.pop3s, self.pop3,
+            ]
+            .contains(&port)
     }
 }
 

@@ -38,6 +38,7 @@ fn settings(dns: &DnsServer, cas: &[&std::path::Path], dir: &tempfile::TempDir) 
         timeout: Duration::from_secs(3),
         ports: Ports {
             https: closed_port(),
+            http: closed_port(),
             imaps: closed_port(),
             imap: closed_port(),
             pop3s: closed_port(),
@@ -246,6 +247,53 @@ async fn autodiscover_through_srv_and_through_a_redirect() {
         site.requests()
             .iter()
             .any(|r| r.starts_with("POST autodiscover.redir.test"))
+    );
+}
+
+#[tokio::test]
+async fn autodiscover_by_the_http_redirect_method_follows_only_https() {
+    let ews = EwsServer::start(EwsConfig::basic().with_https()).unwrap();
+    let ews_port = ews.addr().port();
+    let plain = WebSite::start_plain(&[(
+        "/autodiscover/autodiscover.xml",
+        WebAnswer::Redirect(format!(
+            "https://localhost:{ews_port}/autodiscover/autodiscover.xml"
+        )),
+    )])
+    .unwrap();
+    let dns = DnsServer::start(&[DnsRecord::loopback("autodiscover.plain.test")]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&dns, &[ews.ca_pem().unwrap()], &dir);
+    settings.ports.http = plain.port();
+    let found = discover("kim@plain.test", &settings, None).await.unwrap();
+    let best = found.best().expect("the redirect was followed");
+    assert_eq!(
+        (best.kind, best.host.as_str(), best.port),
+        (Kind::Ews, "localhost", ews_port)
+    );
+    assert!(
+        best.found_via_text()
+            .starts_with("HTTP redirect at autodiscover.plain.test → localhost"),
+        "{}",
+        best.found_via_text()
+    );
+    assert!(best.is_verified(), "{:?}", best.check);
+
+    // A redirection to plain HTTP is not followed.
+    let to_plain = WebSite::start_plain(&[(
+        "/autodiscover/autodiscover.xml",
+        WebAnswer::Redirect(format!(
+            "http://localhost:{ews_port}/autodiscover/autodiscover.xml"
+        )),
+    )])
+    .unwrap();
+    settings.ports.http = to_plain.port();
+    let found = discover("kim@plain.test", &settings, None).await.unwrap();
+    assert!(found.best().is_none(), "{:?}", found.best());
+    assert!(
+        said(&found, Source::Autodiscover).contains("which is not https://"),
+        "{}",
+        said(&found, Source::Autodiscover)
     );
 }
 

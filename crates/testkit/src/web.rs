@@ -1,5 +1,5 @@
 //! A private HTTPS site per test, with its own CA and a certificate for the names the
-//! test gives (`autoconfig.example.test`): fixed answers by path, redirects, an answer
+//! test gives (`autoconfig.example.test`), or a plain HTTP one: fixed answers by path, redirects, an answer
 //! that never comes (a source that times out), and the list of requests it received.
 
 use std::collections::HashMap;
@@ -59,9 +59,20 @@ impl WebSite {
     /// Serves `answers` (path → answer) over HTTPS on a free loopback port, with a
     /// certificate for `localhost`, `127.0.0.1` and `names`; anything else is a 404.
     pub fn start(names: &[&str], answers: &[(&str, WebAnswer)]) -> Result<WebSite> {
+        WebSite::start_with(names, answers, true)
+    }
+
+    /// The same over plain HTTP (Autodiscover's redirect method).
+    pub fn start_plain(answers: &[(&str, WebAnswer)]) -> Result<WebSite> {
+        WebSite::start_with(&[], answers, false)
+    }
+
+    fn start_with(names: &[&str], answers: &[(&str, WebAnswer)], tls: bool) -> Result<WebSite> {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let generated = certs::generate_for(&names)?;
-        let acceptor = acceptor(&generated.server_cert_pem, &generated.server_key_pem)?;
+        let acceptor = tls
+            .then(|| acceptor(&generated.server_cert_pem, &generated.server_key_pem))
+            .transpose()?;
         let mut ca_file = tempfile::Builder::new()
             .prefix("web-ca-")
             .suffix(".pem")
@@ -145,7 +156,7 @@ fn acceptor(cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor> {
 
 async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     site: Arc<Site>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -160,14 +171,18 @@ async fn serve(
                 let acceptor = acceptor.clone();
                 let site = site.clone();
                 tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else { return };
                     let service = service_fn(move |request: Request<Incoming>| {
                         let site = site.clone();
                         async move { Ok::<_, Infallible>(answer(request, &site).await) }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = http1::Builder::new();
+                    let _ = match acceptor {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            builder.serve_connection(TokioIo::new(stream), service).await
+                        }
+                        None => builder.serve_connection(TokioIo::new(stream), service).await,
+                    };
                 });
             }
         }

@@ -24,6 +24,7 @@ async fn portal(dns: &DnsServer, ca: Option<&std::path::Path>, allow_private: bo
         config.discovery.conventional_ports_only = false;
         config.discovery.ports = Ports {
             https: free_port(),
+            http: free_port(),
             imaps: free_port(),
             imap: free_port(),
             pop3s: free_port(),
