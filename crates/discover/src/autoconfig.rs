@@ -33,7 +33,8 @@ pub(crate) async fn find(context: &Context<'_>) -> Found {
                         .candidates
                         .push(server.candidate(context.target, host));
                 }
-                format!("autoconfig at {host}: {count} servers")
+                let plural = if count == 1 { "" } else { "s" };
+                format!("autoconfig at {host}: {count} incoming server{plural}")
             }
             Err(e) => format!("autoconfig at {host}: {e}"),
         };

@@ -46,7 +46,9 @@ pub(crate) async fn find(context: &Context<'_>) -> Found {
     let report = if found.candidates.is_empty() && said.is_empty() {
         format!("no SRV records for {domain}")
     } else if said.is_empty() {
-        format!("{} SRV records for {domain}", found.candidates.len())
+        let count = found.candidates.len();
+        let plural = if count == 1 { "" } else { "s" };
+        format!("{count} SRV record{plural} for {domain}")
     } else {
         said.join("; ")
     };
