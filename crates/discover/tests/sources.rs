@@ -361,6 +361,54 @@ async fn a_plaintext_only_server_is_shown_and_not_chosen() {
     );
 }
 
+/// A hostile server on loopback: `greeting`, then `answer` to anything.
+fn hostile_server(greeting: Vec<u8>, answer: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.write_all(&greeting);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = stream.write_all(&answer);
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn what_a_hostile_server_sends_is_bounded() {
+    let endless_line = hostile_server(vec![b'*'; 100_000], Vec::new());
+    let endless_answer = hostile_server(
+        b"* OK hello\r\n".to_vec(),
+        b"* CAPABILITY IMAP4rev1\r\n".repeat(1_000),
+    );
+    let dns = DnsServer::start(&[
+        DnsRecord::srv("_imap._tcp.hostile.test", "localhost", endless_line, 0),
+        DnsRecord::srv("_imap._tcp.hostile.test", "localhost", endless_answer, 1),
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&dns, &[], &dir);
+    let found = discover("lee@hostile.test", &settings, None).await.unwrap();
+    assert!(found.best().is_none());
+    let reason = |port: u16| match &found
+        .candidates
+        .iter()
+        .find(|c| c.port == port)
+        .unwrap()
+        .check
+    {
+        Check::Failed { reason } => reason.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reason(endless_line), "a line longer than 8 KiB");
+    assert_eq!(reason(endless_answer), "more than 64 lines in one answer");
+}
+
 #[tokio::test]
 async fn a_source_that_never_answers_does_not_hold_the_others() {
     let dovecot = Dovecot::start_default().unwrap();
