@@ -382,3 +382,66 @@ impl Found {
         self.reports.extend(other.reports);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(kind: Kind, host: &str, port: u16, security: Security) -> Candidate {
+        let origin = Origin {
+            source: Source::Srv,
+            detail: "SRV record".into(),
+        };
+        Candidate::new(kind, host, port, security, origin)
+    }
+
+    #[test]
+    fn urls_name_the_login_escaped_and_ipv6_in_brackets() {
+        let imap = candidate(Kind::Imap, "Mail.Example.COM.", 993, Security::Tls);
+        assert_eq!(
+            imap.url(Some("alice@example.com")),
+            "imaps://alice%40example.com@mail.example.com:993"
+        );
+        let pop = candidate(Kind::Pop3, "2001:db8::1", 110, Security::StartTls);
+        assert_eq!(pop.url(Some("50%off")), "pop3://50%25off@[2001:db8::1]:110");
+        let mut ews = candidate(Kind::Ews, "ex.example.com", 443, Security::Tls);
+        ews.path = Some("/EWS/Exchange.asmx".into());
+        assert_eq!(
+            ews.url(None),
+            "ews+https://ex.example.com:443/EWS/Exchange.asmx"
+        );
+        for url in [imap.url(Some("a@b.example")), pop.url(None), ews.url(None)] {
+            mailmove_model::Endpoint::parse(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_destination_is_never_pop() {
+        let verified = |mut c: Candidate| {
+            c.check = Check::Verified {
+                capabilities: Vec::new(),
+            };
+            c
+        };
+        let found = Discovery {
+            address: Some("a@example.com".into()),
+            domain: "example.com".into(),
+            candidates: vec![
+                verified(candidate(Kind::Pop3, "pop.example.com", 995, Security::Tls)),
+                verified(candidate(
+                    Kind::Imap,
+                    "imap.example.com",
+                    143,
+                    Security::StartTls,
+                )),
+            ],
+            best: Some(0),
+            sources: Vec::new(),
+        };
+        assert_eq!(found.best().unwrap().kind, Kind::Pop3);
+        assert_eq!(
+            found.best_for_destination().unwrap().host,
+            "imap.example.com"
+        );
+    }
+}
