@@ -1,7 +1,11 @@
 //! Mozilla autoconfig (the `clientConfig` XML, version 1.1, as Thunderbird reads it):
-//! `https://autoconfig.DOMAIN/mail/config-v1.1.xml?emailaddress=ADDRESS`, then
-//! `https://DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml`, asked at once, HTTPS
-//! only (a document over plain HTTP could name any server). The document is hostile:
+//! `https://autoconfig.DOMAIN/mail/config-v1.1.xml?emailaddress=ADDRESS`,
+//! `https://DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml`, and, as Thunderbird
+//! does, `http://autoconfig.DOMAIN/mail/config-v1.1.xml` (without the address, which
+//! would travel in clear), all asked at once. Anyone on the path can write a document
+//! fetched over plain HTTP, so its servers are used only when their TLS verifies: they
+//! never come with the provider table's trust, and a check that fails or finds no
+//! encryption leaves them unchosen (`rank::choosable`). The document is hostile:
 //! at most 64 KiB, 16 levels, 500 elements and 8 incoming servers are read, and each
 //! text at most 255 characters.
 
@@ -20,18 +24,22 @@ const MAX_SERVERS: usize = 8;
 const MAX_TEXT: usize = 255;
 
 pub(crate) async fn find(context: &Context<'_>) -> Found {
-    let urls = urls(context.target, context.settings.ports.https);
+    let ports = context.settings.ports;
+    let urls = urls(context.target, ports.https, ports.http);
     let fetched = futures_util::future::join_all(urls.iter().map(|url| fetch(context, url))).await;
     let mut found = Found::default();
     for (url, result) in urls.iter().zip(fetched) {
-        let host = url.host_str().unwrap_or_default();
+        let host = match url.scheme() {
+            "http" => format!("http://{} (plain HTTP)", url.host_str().unwrap_or_default()),
+            _ => url.host_str().unwrap_or_default().to_string(),
+        };
         let said = match result {
             Ok(servers) => {
                 let count = servers.len();
                 for server in servers {
                     found
                         .candidates
-                        .push(server.candidate(context.target, host));
+                        .push(server.candidate(context.target, &host));
                 }
                 let plural = if count == 1 { "" } else { "s" };
                 format!("autoconfig at {host}: {count} incoming server{plural}")
@@ -46,12 +54,17 @@ pub(crate) async fn find(context: &Context<'_>) -> Found {
     found
 }
 
-fn urls(target: &Target, https_port: u16) -> Vec<Url> {
+fn urls(target: &Target, https_port: u16, http_port: u16) -> Vec<Url> {
     let domain = &target.domain;
     let port = if https_port == 443 {
         String::new()
     } else {
         format!(":{https_port}")
+    };
+    let plain_port = if http_port == 80 {
+        String::new()
+    } else {
+        format!(":{http_port}")
     };
     let mut first = format!("https://autoconfig.{domain}{port}/mail/config-v1.1.xml");
     if let Some(address) = &target.address {
@@ -61,7 +74,8 @@ fn urls(target: &Target, https_port: u16) -> Vec<Url> {
         first = format!("{first}?{query}");
     }
     let second = format!("https://{domain}{port}/.well-known/autoconfig/mail/config-v1.1.xml");
-    [first, second]
+    let plain = format!("http://autoconfig.{domain}{plain_port}/mail/config-v1.1.xml");
+    [first, second, plain]
         .iter()
         .filter_map(|u| Url::parse(u).ok())
         .collect()
@@ -356,12 +370,16 @@ mod tests {
     #[test]
     fn both_addresses_and_the_port_override() {
         let target = Target::parse("a+b@example.com").unwrap();
-        let urls: Vec<String> = urls(&target, 8443).iter().map(Url::to_string).collect();
+        let urls: Vec<String> = urls(&target, 8443, 8080)
+            .iter()
+            .map(Url::to_string)
+            .collect();
         assert_eq!(
             urls,
             [
                 "https://autoconfig.example.com:8443/mail/config-v1.1.xml?emailaddress=a%2Bb%40example.com",
                 "https://example.com:8443/.well-known/autoconfig/mail/config-v1.1.xml",
+                "http://autoconfig.example.com:8080/mail/config-v1.1.xml",
             ]
         );
     }

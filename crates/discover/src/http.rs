@@ -1,7 +1,8 @@
 //! One HTTPS request, bounded in time and size: the host resolved through discovery's
 //! resolver and checked against the network policy, TCP and verified TLS from
 //! `mailmove-net`, HTTP/1.1 from hyper, the answer's body read up to a cap. Plain HTTP
-//! only for Autodiscover's redirect method, and only its `https://` redirection is used.
+//! only for a GET: Autodiscover's redirect method (only its `https://` redirection is
+//! used) and autoconfig's plain address (its servers used only when their TLS verifies).
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
@@ -65,7 +66,6 @@ async fn send(
 ) -> Result<Answer, String> {
     let plain = match url.scheme() {
         "https" => false,
-        // Only `https_redirect` sends a GET over plain HTTP.
         "http" if method == Method::GET && body.is_none() => true,
         _ => return Err("only https:// is followed".into()),
     };

@@ -141,6 +141,41 @@ async fn autoconfig_only() {
 }
 
 #[tokio::test]
+async fn autoconfig_over_plain_http_is_used_only_when_its_server_verifies() {
+    let dovecot = Dovecot::start_default().unwrap();
+    let xml = AUTOCONFIG.replace("PORT", &dovecot.imaps_port().to_string());
+    let plain = WebSite::start_plain(&[("/mail/config-v1.1.xml", WebAnswer::Xml(xml))]).unwrap();
+    let dns = DnsServer::start(&[DnsRecord::loopback("autoconfig.ac.test")]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&dns, &[dovecot.ca_pem()], &dir);
+    settings.ports.http = plain.port();
+    let found = discover("alice@ac.test", &settings, None).await.unwrap();
+    let best = found.best().expect("the server verified");
+    assert_eq!(best.port, dovecot.imaps_port());
+    assert_eq!(
+        best.found_via_text(),
+        "autoconfig at http://autoconfig.ac.test (plain HTTP)"
+    );
+    assert!(
+        plain.requests().iter().all(|r| !r.contains("alice")),
+        "the address does not travel in clear: {:?}",
+        plain.requests()
+    );
+
+    // The same document, the server's certificate not trusted here: not chosen.
+    let untrusted = Settings {
+        tls: TlsOptions::default(),
+        ..settings
+    };
+    let found = discover("alice@ac.test", &untrusted, None).await.unwrap();
+    assert!(found.best().is_none(), "{:?}", found.best());
+    let Check::Failed { reason } = &found.candidates[0].check else {
+        panic!("{:?}", found.candidates[0].check)
+    };
+    assert!(reason.contains("not trusted"), "{reason}");
+}
+
+#[tokio::test]
 async fn mx_on_a_known_provider_is_recognised_with_its_oauth_sign_in() {
     let dns = DnsServer::start(&[
         DnsRecord::mx("corp.test", "aspmx.l.google.com"),
