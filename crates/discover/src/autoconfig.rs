@@ -3,9 +3,10 @@
 //! `https://DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml`, and, as Thunderbird
 //! does, `http://autoconfig.DOMAIN/mail/config-v1.1.xml` (without the address, which
 //! would travel in clear), all asked at once. Anyone on the path can write a document
-//! fetched over plain HTTP, so its servers are used only when their TLS verifies: they
-//! never come with the provider table's trust, and a check that fails or finds no
-//! encryption leaves them unchosen (`rank::choosable`). The document is hostile:
+//! fetched over plain HTTP, so only the servers it names in the domain itself
+//! (`imap.example.com` for `example.com`) are kept, and those are used only when their
+//! TLS verifies: a check that fails or finds no encryption leaves them unchosen
+//! (`rank::choosable`). The document is hostile:
 //! at most 64 KiB, 16 levels, 500 elements and 8 incoming servers are read, and each
 //! text at most 255 characters.
 
@@ -37,9 +38,19 @@ pub(crate) async fn find(context: &Context<'_>) -> Found {
             Ok(servers) => {
                 let count = servers.len();
                 for server in servers {
-                    found
-                        .candidates
-                        .push(server.candidate(context.target, &host));
+                    let candidate = server.candidate(context.target, &host);
+                    if url.scheme() == "http" && !within(&candidate.host, &context.target.domain) {
+                        found.reports.push(SourceReport {
+                            source: Source::Autoconfig,
+                            said: format!(
+                                "autoconfig at {host} names {}, outside {}: ignored (a document \
+                                 sent in clear may only name the domain's own servers)",
+                                candidate.host, context.target.domain
+                            ),
+                        });
+                        continue;
+                    }
+                    found.candidates.push(candidate);
                 }
                 let plural = if count == 1 { "" } else { "s" };
                 format!("autoconfig at {host}: {count} incoming server{plural}")
@@ -274,6 +285,11 @@ fn push_text(text: &mut String, more: &str) -> Result<(), String> {
     }
     text.push_str(more);
     Ok(())
+}
+
+/// `host` is `domain` or a name under it.
+fn within(host: &str, domain: &str) -> bool {
+    host == domain || host.ends_with(&format!(".{domain}"))
 }
 
 fn is_host_name(host: &str) -> bool {

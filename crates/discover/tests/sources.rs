@@ -141,17 +141,29 @@ async fn autoconfig_only() {
 }
 
 #[tokio::test]
-async fn autoconfig_over_plain_http_is_used_only_when_its_server_verifies() {
-    let dovecot = Dovecot::start_default().unwrap();
-    let xml = AUTOCONFIG.replace("PORT", &dovecot.imaps_port().to_string());
+async fn autoconfig_over_plain_http_names_only_the_domains_servers_and_only_verified() {
+    let dovecot = Dovecot::start(DovecotOptions {
+        tls_names: vec!["imap.ac.test".into()],
+        ..DovecotOptions::default()
+    })
+    .unwrap();
+    let port = dovecot.imaps_port().to_string();
+    let xml = AUTOCONFIG.replace("PORT", &port).replace(
+        "<hostname>localhost</hostname>",
+        "<hostname>imap.%EMAILDOMAIN%</hostname>",
+    );
     let plain = WebSite::start_plain(&[("/mail/config-v1.1.xml", WebAnswer::Xml(xml))]).unwrap();
-    let dns = DnsServer::start(&[DnsRecord::loopback("autoconfig.ac.test")]).unwrap();
+    let dns = DnsServer::start(&[
+        DnsRecord::loopback("autoconfig.ac.test"),
+        DnsRecord::loopback("imap.ac.test"),
+    ])
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(&dns, &[dovecot.ca_pem()], &dir);
     settings.ports.http = plain.port();
     let found = discover("alice@ac.test", &settings, None).await.unwrap();
     let best = found.best().expect("the server verified");
-    assert_eq!(best.port, dovecot.imaps_port());
+    assert_eq!(best.url(None), format!("imaps://imap.ac.test:{port}"));
     assert_eq!(
         best.found_via_text(),
         "autoconfig at http://autoconfig.ac.test (plain HTTP)"
@@ -165,7 +177,7 @@ async fn autoconfig_over_plain_http_is_used_only_when_its_server_verifies() {
     // The same document, the server's certificate not trusted here: not chosen.
     let untrusted = Settings {
         tls: TlsOptions::default(),
-        ..settings
+        ..settings.clone()
     };
     let found = discover("alice@ac.test", &untrusted, None).await.unwrap();
     assert!(found.best().is_none(), "{:?}", found.best());
@@ -173,6 +185,21 @@ async fn autoconfig_over_plain_http_is_used_only_when_its_server_verifies() {
         panic!("{:?}", found.candidates[0].check)
     };
     assert!(reason.contains("not trusted"), "{reason}");
+
+    // A document sent in clear that names another domain's server is ignored.
+    let elsewhere = WebSite::start_plain(&[(
+        "/mail/config-v1.1.xml",
+        WebAnswer::Xml(AUTOCONFIG.replace("PORT", &port)),
+    )])
+    .unwrap();
+    settings.ports.http = elsewhere.port();
+    let found = discover("alice@ac.test", &settings, None).await.unwrap();
+    assert!(found.candidates.iter().all(|c| c.host != "localhost"));
+    assert!(
+        said(&found, Source::Autoconfig).contains("names localhost, outside ac.test: ignored"),
+        "{}",
+        said(&found, Source::Autoconfig)
+    );
 }
 
 #[tokio::test]
