@@ -339,10 +339,13 @@ before(async () => {
       '--smtp-url', `smtp://127.0.0.1:${smtpPort}`,
       '--smtp-from', 'mailmove <mailmove@localhost>',
       '--tls-ca', world.ca_pem,
-      // "Find my settings" asks the servers' DNS, and may reach them on loopback; the
-      // source's test port counts as its IMAPS port.
+      // The test's servers are on loopback, which the portal's passes (and its "Find my
+      // settings") refuse unless allowed.
+      '--allow-network', '127.0.0.0/8',
+      '--allow-network', '::1/128',
+      // "Find my settings" asks the servers' DNS; the source's test port counts as its
+      // IMAPS port.
       '--dns-server', world.dns,
-      '--discovery-allow-private',
       // One pass at a time, so the passes of a round follow one another on the page;
       // a heartbeat (with progress) every second.
       '--jobs', '1',

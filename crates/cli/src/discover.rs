@@ -47,7 +47,7 @@ impl DiscoveryArgs {
                 Some(text) => parse_ports(text)?,
                 None => Ports::default(),
             },
-            allow_private: true,
+            policy: mailmove_net::NetworkPolicy::Anywhere,
             conventional_ports_only: false,
         })
     }

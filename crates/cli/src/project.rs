@@ -13,6 +13,7 @@ use mailmove_worker::Worker;
 use crate::args::{PassArg, PasswordArgs, ProjectCommand, dest_endpoint, source_endpoint};
 use crate::runner::{open_database, worker_config};
 use crate::{ITEM_ERRORS, OK, USAGE};
+use mailmove_net::NetworkPolicy;
 
 pub async fn run(command: ProjectCommand) -> Result<u8> {
     match command {
@@ -106,7 +107,11 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
                 return Ok(OK);
             }
             if db.dialect() == mailmove_store::Dialect::Sqlite {
-                let worker = Worker::new(db.clone(), keyring, worker_config(&runner));
+                let worker = Worker::new(
+                    db.clone(),
+                    keyring,
+                    worker_config(&runner, NetworkPolicy::Anywhere),
+                );
                 worker.run_until_done(project.id).await;
             } else {
                 eprintln!(

@@ -2,6 +2,7 @@
 //! long-running processes, around the database.
 
 use anyhow::{Context, Result};
+use mailmove_net::NetworkPolicy;
 use mailmove_portal::{AppState, Mailer, PortalConfig};
 use mailmove_secrets::Keyring;
 use mailmove_store::{Db, Dialect};
@@ -28,7 +29,9 @@ pub async fn open_database(args: &DatabaseArgs) -> Result<(Db, Keyring)> {
     Ok((db, keyring))
 }
 
-pub fn worker_config(args: &RunnerArgs) -> WorkerConfig {
+/// A worker as `args` say, connecting where `network` allows (the portal's passes:
+/// public addresses and the operator's networks; `project run --wait`: anywhere).
+pub fn worker_config(args: &RunnerArgs, network: NetworkPolicy) -> WorkerConfig {
     WorkerConfig {
         max_jobs: args.jobs.max(1),
         connections_per_host: args.connections_per_host.max(1),
@@ -36,6 +39,7 @@ pub fn worker_config(args: &RunnerArgs) -> WorkerConfig {
         heartbeat: std::time::Duration::from_secs(u64::from(args.lease_seconds.max(3) / 3)),
         // Passes belong to projects, whose failures people read in the portal.
         advice: mailmove_portal::advice,
+        network,
         ..WorkerConfig::named(default_worker_name())
     }
 }
@@ -49,6 +53,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         .with_context(|| format!("cannot listen on {} (--listen ADDR)", args.listen))?;
     let address = listener.local_addr()?;
     let mut config = PortalConfig::for_listen(address);
+    args.guard.apply(&mut config);
     if let Some(url) = &args.public_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("--public-url {url}: write it as http://HOST[:PORT] or https://HOST");
@@ -64,7 +69,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         .transpose()?;
     let defaults = config.discovery.clone();
     config.discovery = mailmove_discover::Settings {
-        allow_private: args.discovery_allow_private,
+        policy: args.network.policy(),
         conventional_ports_only: true,
         ..args.discovery.settings(defaults.tls)?
     };
@@ -83,6 +88,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
              send them over HTTPS only: put it behind an HTTPS proxy and pass --public-url https://..."
         );
     }
+    eprintln!("{}", args.network.describe());
     let state = AppState::new(db.clone(), keyring.clone(), mailer, config);
     let (stop, stopped) = watch::channel(false);
     let worker = if db.dialect() == Dialect::Postgres {
@@ -91,7 +97,11 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         );
         None
     } else {
-        let worker = Worker::new(db, keyring, worker_config(&args.runner));
+        let worker = Worker::new(
+            db,
+            keyring,
+            worker_config(&args.runner, args.network.policy()),
+        );
         Some(tokio::spawn(async move { worker.run(stopped).await }))
     };
     let outcome = tokio::select! {
@@ -110,11 +120,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
 
 pub async fn worker(args: WorkerArgs) -> Result<u8> {
     let (db, keyring) = open_database(&args.database).await?;
-    let config = worker_config(&args.runner);
+    let config = worker_config(&args.runner, args.network.policy());
     eprintln!(
         "mailmove worker {} running passes ({} at once). Ctrl-C or SIGTERM stops.",
         config.name, config.max_jobs
     );
+    eprintln!("{}", args.network.describe());
     run_worker(db, keyring, config).await
 }
 

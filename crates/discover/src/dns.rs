@@ -11,6 +11,8 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
+use mailmove_net::NetworkPolicy;
+
 use crate::{DiscoverError, Settings};
 
 /// The most records of one answer that are used.
@@ -19,7 +21,7 @@ const MAX_RECORDS: usize = 16;
 pub(crate) struct Dns {
     resolver: TokioResolver,
     timeout: Duration,
-    allow_private: bool,
+    policy: NetworkPolicy,
 }
 
 /// One SRV record (RFC 2782).
@@ -57,7 +59,7 @@ impl Dns {
         Ok(Dns {
             resolver,
             timeout: settings.timeout,
-            allow_private: settings.allow_private,
+            policy: settings.policy.clone(),
         })
     }
 
@@ -122,11 +124,11 @@ impl Dns {
         let allowed: Vec<IpAddr> = all
             .iter()
             .copied()
-            .filter(|ip| self.allow_private || is_public(*ip))
+            .filter(|ip| self.policy.permits(*ip))
             .collect();
         if allowed.is_empty() && !all.is_empty() {
             return Err(format!(
-                "{host} is on a private or local network, which discovery here does not reach"
+                "{host} is on a private or local network, which discovery here may not reach"
             ));
         }
         if allowed.is_empty() {
@@ -182,57 +184,9 @@ fn name_text(name: &str) -> String {
     if plain { name } else { String::new() }
 }
 
-/// Neither loopback, private, link-local, unspecified, multicast nor documentation.
-pub(crate) fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || v4.octets()[0] == 0
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || v6.is_unique_local()
-                || v6.is_unicast_link_local())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn which_addresses_are_public() {
-        for (ip, public) in [
-            ("127.0.0.1", false),
-            ("10.0.0.1", false),
-            ("172.16.5.4", false),
-            ("192.168.1.1", false),
-            ("169.254.169.254", false),
-            ("100.64.0.1", false),
-            ("0.0.0.0", false),
-            ("::1", false),
-            ("fd00::1", false),
-            ("fe80::1", false),
-            ("::ffff:10.0.0.1", false),
-            ("8.8.8.8", true),
-            ("2a00:1450:4001::1", true),
-        ] {
-            assert_eq!(is_public(ip.parse().unwrap()), public, "{ip}");
-        }
-    }
 
     #[test]
     fn names_from_dns() {

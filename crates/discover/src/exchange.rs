@@ -173,6 +173,7 @@ async fn signed_in(
     let options = mailmove_ews::Options {
         connect: mailmove_net::ConnectOptions {
             tls: context.settings.tls.clone(),
+            network: context.settings.policy.clone(),
             connect_timeout: context.settings.timeout,
             response_timeout: context.settings.timeout,
             ..Default::default()

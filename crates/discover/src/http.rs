@@ -78,7 +78,7 @@ async fn send(
         ));
     }
     let addresses = context.dns.socket_addresses(host, port).await?;
-    let tcp = crate::probe::connect_any(&addresses, settings.timeout).await?;
+    let tcp = crate::probe::connect_any(context, &addresses).await?;
     {
         let stream: Box<dyn Stream> = if plain {
             Box::new(tcp)

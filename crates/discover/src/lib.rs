@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mailmove_model::{Kind, Secret, Security};
-use mailmove_net::TlsOptions;
+use mailmove_net::{NetworkPolicy, TlsOptions};
 use serde::Serialize;
 
 pub use address::{Target, TargetError};
@@ -48,9 +48,11 @@ pub struct Settings {
     pub timeout: Duration,
     /// The ports used where a source names none.
     pub ports: Ports,
-    /// Connect to loopback, private and link-local addresses. The command line allows
-    /// it (the user's own network); the portal only when its operator does.
-    pub allow_private: bool,
+    /// Where discovery may connect: anywhere from the command line (the user's own
+    /// network); from the portal, public addresses and the operator's `--allow-network`
+    /// networks, as for its passes. Checked on each resolved address before connecting
+    /// to that very address.
+    pub policy: NetworkPolicy,
     /// Check only candidates on the conventional ports (or those in `ports`): a server
     /// that makes requests for strangers (the portal) is then no port scanner.
     pub conventional_ports_only: bool,
@@ -63,7 +65,7 @@ impl Default for Settings {
             tls: TlsOptions::default(),
             timeout: Duration::from_secs(5),
             ports: Ports::default(),
-            allow_private: true,
+            policy: NetworkPolicy::Anywhere,
             conventional_ports_only: false,
         }
     }

@@ -128,12 +128,14 @@ async fn check(context: &Context<'_>, candidate: &Candidate) -> (Check, bool) {
 /// A TCP connection to the first of (at most three of) `addresses` that accepts one:
 /// `localhost` is `::1` and `127.0.0.1`, and a server may listen on one only.
 pub(crate) async fn connect_any(
+    context: &Context<'_>,
     addresses: &[SocketAddr],
-    timeout: std::time::Duration,
 ) -> Result<tokio::net::TcpStream, String> {
+    let settings = context.settings;
     let mut last = String::from("no address");
     for address in addresses.iter().take(3) {
-        match connect_tcp(&address.ip().to_string(), address.port(), timeout).await {
+        let ip = address.ip().to_string();
+        match connect_tcp(&ip, address.port(), settings.timeout, &settings.policy).await {
             Ok(tcp) => return Ok(tcp),
             Err(e) => last = e.to_string(),
         }
@@ -171,7 +173,7 @@ async fn line_protocol(
     } else {
         &IMAP
     };
-    let tcp = connect_any(addresses, settings.timeout).await?;
+    let tcp = connect_any(context, addresses).await?;
     let stream: Box<dyn Stream> = match candidate.security {
         Security::Tls => Box::new(
             tls_handshake_within(tcp, &candidate.host, &settings.tls, settings.timeout)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mailmove_discover::{Check, Discovery, Ports, Service, Settings, SignIn, Source, discover};
 use mailmove_model::{Kind, Secret, Security};
-use mailmove_net::TlsOptions;
+use mailmove_net::{NetworkPolicy, TlsOptions};
 use mailmove_testkit::ews::{EwsConfig, EwsServer};
 use mailmove_testkit::{
     DnsRecord, DnsServer, Dovecot, DovecotOptions, WebAnswer, WebSite, free_port,
@@ -44,7 +44,7 @@ fn settings(dns: &DnsServer, cas: &[&std::path::Path], dir: &tempfile::TempDir) 
             pop3s: closed_port(),
             pop3: closed_port(),
         },
-        allow_private: true,
+        policy: NetworkPolicy::Anywhere,
         conventional_ports_only: false,
     }
 }
@@ -549,15 +549,19 @@ async fn private_addresses_are_not_reached_unless_allowed() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(&dns, &[dovecot.ca_pem()], &dir);
-    settings.allow_private = false;
+    settings.policy = NetworkPolicy::public_only(Vec::new());
     let found = discover("ivy@inside.test", &settings, None).await.unwrap();
     assert!(found.best().is_none());
     let Check::Failed { reason } = &found.candidates[0].check else {
         panic!("{:?}", found.candidates[0].check)
     };
     assert!(reason.contains("private or local network"), "{reason}");
-    // And a port that is no mail port is not even tried where only those are allowed.
-    settings.allow_private = true;
+    // The operator's allowed networks are reached, but a port that is no mail port is
+    // not even tried where only those are allowed.
+    settings.policy = NetworkPolicy::public_only(vec![
+        "127.0.0.0/8".parse().unwrap(),
+        "::1/128".parse().unwrap(),
+    ]);
     settings.conventional_ports_only = true;
     let found = discover("ivy@inside.test", &settings, None).await.unwrap();
     assert!(matches!(

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod db;
+mod grants;
 mod ledger;
 mod passes;
 mod projects;
@@ -16,6 +17,7 @@ pub use accounts::{
     EndedRound, FailedItem, LoginTokenUse, OwnedProject, PassSnapshot, SessionRecord,
 };
 pub use db::{Db, Dialect, now};
+pub use grants::GrantRecord;
 pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
 pub use passes::{Claimed, PassCopies, PassEnd, PassKind, PassProgress, PassRecord, PassState};
 pub use projects::{

@@ -196,6 +196,7 @@ async fn prepare(worker: &Worker, pass: &PassRecord) -> Result<Prepared, String>
             accept_invalid_certs: settings.accept_invalid_certs,
         },
         allow_plaintext: settings.allow_plaintext,
+        network: worker.config.network.clone(),
         ..ConnectOptions::default()
     };
     let account = |url: &str, login: &str, email: &str, sealed: &Option<Vec<u8>>, side: Side| {
@@ -221,6 +222,7 @@ async fn prepare(worker: &Worker, pass: &PassRecord) -> Result<Prepared, String>
             options: options.clone(),
             web_auth: Default::default(),
             admin: None,
+            tokens: None,
         })
     };
     let source = account(

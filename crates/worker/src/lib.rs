@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     /// Words for what to do about a failure, added to the reason stored for people to
     /// read (the portal's, given by whoever starts the worker); none by default.
     pub advice: fn(mailmove_net::Remedy) -> Option<&'static str>,
+    /// Which addresses passes may connect to: anywhere by default; `serve` and `worker`
+    /// allow public addresses and the operator's networks only.
+    pub network: mailmove_net::NetworkPolicy,
 }
 
 impl WorkerConfig {
@@ -50,6 +53,7 @@ impl WorkerConfig {
             max_attempts: 5,
             retry_delay_seconds: 5,
             advice: |_| None,
+            network: mailmove_net::NetworkPolicy::Anywhere,
         }
     }
 }

@@ -58,11 +58,22 @@ pub(crate) async fn find(
         return answer(StatusCode::BAD_REQUEST, &refusal(&e.to_string()));
     }
     let config = state.config();
-    let key = format!("discover:{}", session.user_id);
-    if !state.limiter().allow(
-        &[(key, config.discoveries_per_user)],
-        config.discovery_window,
-    ) {
+    // The store's request counter, as for logins: counted across portal processes.
+    let key = format!("discover:user:{}", session.user_id);
+    let window = config
+        .discovery_window
+        .as_secs()
+        .try_into()
+        .unwrap_or(i64::MAX);
+    let counted = match state.db().count_login_request(&key, window).await {
+        Ok(counted) => counted,
+        Err(e) => {
+            tracing::error!("the database failed: {e}");
+            let text = "The settings could not be looked up: fill in the server below.";
+            return answer(StatusCode::INTERNAL_SERVER_ERROR, &refusal(text));
+        }
+    };
+    if counted > config.discoveries_per_user as u64 {
         let text = "You asked for settings many times in a short while: wait a few minutes, \
                     or fill the server in yourself.";
         return answer(StatusCode::TOO_MANY_REQUESTS, &refusal(text));

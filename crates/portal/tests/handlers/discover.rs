@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use mailmove_discover::Ports;
+use mailmove_net::NetworkPolicy;
 use mailmove_testkit::{DnsRecord, DnsServer, Dovecot, free_port};
 use serde_json::Value;
 
@@ -19,7 +20,14 @@ async fn portal(dns: &DnsServer, ca: Option<&std::path::Path>, allow_private: bo
         config.tls_ca = ca;
         config.discovery.dns_server = Some(dns_server);
         config.discovery.timeout = Duration::from_secs(3);
-        config.discovery.allow_private = allow_private;
+        config.discovery.policy = if allow_private {
+            NetworkPolicy::public_only(vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "::1/128".parse().unwrap(),
+            ])
+        } else {
+            NetworkPolicy::public_only(Vec::new())
+        };
         // The test servers' ports are no mail ports; the policy is tested on its own.
         config.discovery.conventional_ports_only = false;
         config.discovery.ports = Ports {
