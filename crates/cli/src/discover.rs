@@ -209,12 +209,13 @@ async fn chosen_url(
     );
     if best.sign_in != mailmove_discover::SignIn::Password {
         let flag = if side == "source" {
-            "--source-auth"
+            "--source-oauth"
         } else {
-            "--dest-auth"
+            "--dest-oauth"
         };
         eprintln!(
-            "note: {} signs in with {}: pass {flag} oauth2 with an access token as the password",
+            "note: {} signs in with {}: pass {flag} PROFILE (a profile of that provider, see \
+             mailmove auth login)",
             best.host,
             best.sign_in.label()
         );
