@@ -38,6 +38,8 @@ pub enum Command {
     Check(CheckArgs),
     /// The proof: list every source message that is not at the destination, and why.
     Verify(VerifyArgs),
+    /// Find a mailbox's server settings from its address: autoconfig, known providers (also by MX), SRV records, Exchange Autodiscover, the usual names; each checked by connecting.
+    Discover(crate::discover::DiscoverArgs),
     /// Serve the web portal and, with SQLite, run the passes of every project in this process.
     Serve(ServeArgs),
     /// Run passes from a shared PostgreSQL database; start as many workers as you like, on any machine.
@@ -115,16 +117,18 @@ pub struct OAuthArgs {
 
 #[derive(Debug, Args)]
 pub struct Servers {
-    /// Source: imaps://LOGIN@HOST:PORT, imap://..., pop3s://..., or Exchange as ews+https://LOGIN@HOST/EWS/Exchange.asmx or https://LOGIN@HOST/owa (a login with @ is written %40); with --mailboxes, the server only
+    /// Source: imaps://LOGIN@HOST:PORT, imap://..., pop3s://..., or Exchange as ews+https://LOGIN@HOST/EWS/Exchange.asmx or https://LOGIN@HOST/owa (a login with @ is written %40), or auto:ADDRESS to use the settings found for that address; with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub source: String,
-    /// Destination: imaps://LOGIN@HOST:PORT, imap://..., or Exchange (ews+https://... or https://.../owa); with --mailboxes, the server only
+    /// Destination: imaps://LOGIN@HOST:PORT, imap://..., or Exchange (ews+https://... or https://.../owa), or auto:ADDRESS; with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub dest: String,
     #[command(flatten)]
     pub passwords: PasswordArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub discovery: crate::discover::DiscoveryArgs,
     #[command(flatten)]
     pub oauth: OAuthArgs,
 }
@@ -317,6 +321,8 @@ pub struct ServeArgs {
     /// Also trust the certificate authorities in this PEM file, for the servers of every project created in the portal
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub discovery: crate::discover::DiscoveryArgs,
     #[command(flatten)]
     pub guard: PortalGuardArgs,
     #[command(flatten)]

@@ -4,6 +4,7 @@
 mod args;
 mod auth;
 mod bulk;
+mod discover;
 mod progress;
 mod project;
 mod runner;
@@ -53,8 +54,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<u8> {
+async fn run(mut cli: Cli) -> Result<u8> {
+    match &mut cli.command {
+        Command::Migrate(args) => discover::resolve_auto(&mut args.servers).await?,
+        Command::Verify(args) => discover::resolve_auto(&mut args.migrate.servers).await?,
+        Command::Check(args) => discover::resolve_auto(&mut args.servers).await?,
+        _ => {}
+    }
     match cli.command {
+        Command::Discover(args) => discover::run(args).await,
         Command::Migrate(args) => {
             if let Some(file) = args.mailboxes.clone() {
                 return bulk::run(args, &file).await;

@@ -81,6 +81,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
             std::path::absolute(path).with_context(|| format!("--tls-ca {}", path.display()))
         })
         .transpose()?;
+    let defaults = config.discovery.clone();
+    config.discovery = mailmove_discover::Settings {
+        policy: args.network.policy(),
+        conventional_ports_only: true,
+        ..args.discovery.settings(defaults.tls)?
+    };
     let mailer = match &args.smtp_url {
         Some(url) => Mailer::smtp(url, &args.smtp_from).context("--smtp-url")?,
         None => Mailer::Log,

@@ -77,6 +77,13 @@ pub struct PortalConfig {
     /// How long reading one uploaded spreadsheet may take (on a blocking thread); the
     /// limits on its size keep a read far below the default 20 s.
     pub spreadsheet_read_limit: Duration,
+    /// How "Find my settings" looks servers up: DNS server, ports, time limits, and
+    /// where it may connect (public addresses and the operator's networks, as the
+    /// passes). The CA of `tls_ca` is added when it runs.
+    pub discovery: mailmove_discover::Settings,
+    /// Discoveries one user may ask for in `discovery_window`.
+    pub discoveries_per_user: usize,
+    pub discovery_window: Duration,
 }
 
 impl PortalConfig {
@@ -107,6 +114,14 @@ impl PortalConfig {
             progress_every: Duration::from_secs(1),
             notify_every: Duration::from_secs(5),
             spreadsheet_read_limit: Duration::from_secs(20),
+            discovery: mailmove_discover::Settings {
+                timeout: Duration::from_secs(4),
+                policy: mailmove_net::NetworkPolicy::public_only(Vec::new()),
+                conventional_ports_only: true,
+                ..mailmove_discover::Settings::default()
+            },
+            discoveries_per_user: 10,
+            discovery_window: Duration::from_secs(10 * 60),
         }
     }
 
@@ -132,6 +147,8 @@ struct Shared {
     mailer: Mailer,
     config: PortalConfig,
     streams: sse::OpenStreams,
+    /// Discoveries running at once for the whole portal.
+    discovery_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -143,6 +160,7 @@ impl AppState {
                 mailer,
                 config,
                 streams: sse::OpenStreams::default(),
+                discovery_slots: tokio::sync::Semaphore::new(DISCOVERIES_AT_ONCE),
             }),
         }
     }
@@ -167,6 +185,10 @@ impl AppState {
     pub(crate) fn streams(&self) -> &sse::OpenStreams {
         &self.shared.streams
     }
+
+    pub(crate) fn discovery_slots(&self) -> &tokio::sync::Semaphore {
+        &self.shared.discovery_slots
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -176,6 +198,10 @@ impl std::fmt::Debug for AppState {
             .finish_non_exhaustive()
     }
 }
+
+/// Discoveries ("Find my settings") running at once for the whole portal: each makes
+/// a few dozen DNS questions and connections.
+const DISCOVERIES_AT_ONCE: usize = 4;
 
 /// The largest spreadsheet upload: 5,000 mailboxes (the most one list may add, see
 /// [`mailmove_import::Limits::UPLOAD`]) take well under 1 MB as CSV or XLSX.
@@ -205,7 +231,7 @@ const UPLOAD_BODY_LIMIT: usize = UPLOAD_LIMIT + 64 * 1024;
 
 /// Every page and action of the portal.
 pub fn router(state: AppState) -> Router {
-    use routes::{login, mailboxes, migrations, project, reports};
+    use routes::{discover, login, mailboxes, migrations, project, reports};
     Router::new()
         .route("/", get(routes::home))
         .route("/login", get(login::form).post(login::request_link))
@@ -221,6 +247,7 @@ pub fn router(state: AppState) -> Router {
             get(migrations::list).post(migrations::create),
         )
         .route("/migrations/new", get(migrations::new_form))
+        .route("/discover", get(discover::find))
         .route("/projects/{id}", get(project::show))
         .route(
             "/projects/{id}/passes",

@@ -28,18 +28,22 @@ mod checker;
 mod courier;
 mod cyrus;
 mod daemon;
+mod dns;
 mod dovecot;
 pub mod ews;
 pub mod messages;
 pub mod oidc;
 mod ports;
 mod process;
+mod web;
 
 pub use checker::{AuthRefusal, CheckedMessage, Checker, ListedFolder, Sasl};
 pub use courier::Courier;
 pub use cyrus::Cyrus;
+pub use dns::{DnsRecord, DnsServer};
 pub use dovecot::{Dovecot, DovecotOAuth2, DovecotOptions, MasterUser};
 pub use ports::free_port;
+pub use web::{WebAnswer, WebSite};
 
 /// A file of the testkit's own directory (`oidc/`, a test's script). Found through
 /// the crate directory of the test that runs (cargo sets `CARGO_MANIFEST_DIR` when it

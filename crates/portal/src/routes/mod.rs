@@ -2,6 +2,7 @@
 //! headers, the one way to look up a project (through its owner), and the notices shown
 //! after an action.
 
+pub(crate) mod discover;
 pub(crate) mod login;
 pub(crate) mod mailboxes;
 pub(crate) mod migrations;
