@@ -597,3 +597,38 @@ fn a_project_pass_run_by_the_worker_copies_into_exchange() {
     assert_eq!(again.code, 0, "{}", again.everything());
     assert_eq!(setup.ews_messages(&["Inbox"]).len(), bodies.len());
 }
+
+#[test]
+fn an_administrator_impersonates_each_exchange_mailbox_once_granted_the_role() {
+    let setup = Setup::new(EwsConfig::ntlm());
+    setup.ews.add_user("admin@exchange.example", "admin-secret");
+    fill_imap(&setup, 3);
+    let as_admin = [("MAILMOVE_DEST_PASSWORD", "admin-secret")];
+    let admin = ["--dest-admin", "admin@exchange.example"];
+
+    // Without the ApplicationImpersonation role, Exchange refuses to act for bob.
+    let denied = setup.run_with("migrate", &Direction::ImapToEws, &admin, &as_admin);
+    assert_ne!(denied.code, 0, "{}", denied.everything());
+    assert!(
+        denied.everything().contains("ErrorImpersonateUserDenied"),
+        "{}",
+        denied.everything()
+    );
+    assert!(setup.ews_messages(&["Inbox"]).is_empty());
+
+    setup.ews.allow_impersonation("admin@exchange.example");
+    let run = setup.run_with("migrate", &Direction::ImapToEws, &admin, &as_admin);
+    assert_eq!(run.code, 0, "{}", run.everything());
+    // Into bob's mailbox, not the administrator's own.
+    assert_eq!(setup.ews_messages(&["Inbox"]).len(), 3);
+    assert!(
+        setup
+            .ews
+            .messages("admin@exchange.example", &["Inbox"])
+            .is_empty()
+    );
+    // And back out of it, acting for bob again.
+    let back = setup.run_with("verify", &Direction::ImapToEws, &admin, &as_admin);
+    assert_eq!(back.code, 0, "{}", back.everything());
+    assert!(!run.everything().contains("admin-secret"));
+}

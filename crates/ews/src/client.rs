@@ -403,7 +403,7 @@ async fn call(
     body: String,
     throttle: &mut Throttle,
 ) -> Result<Document, Error> {
-    let body = Bytes::from(body);
+    let body = Bytes::from(transport.request_body(body));
     loop {
         let mut answer = transport.post(body.clone()).await?;
         let doc = match answer.status {

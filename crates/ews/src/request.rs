@@ -44,6 +44,18 @@ pub(crate) fn envelope(body: &str) -> String {
     )
 }
 
+/// `envelope` acting for `mailbox` through Exchange impersonation: the
+/// `ExchangeImpersonation` SOAP header naming the mailbox by its primary SMTP address
+/// (Microsoft Learn, "ExchangeImpersonation" and "Configure impersonation").
+pub(crate) fn impersonating(envelope: String, mailbox: &str) -> String {
+    let header = format!(
+        "<soap:Header><t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{}\
+         </t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>",
+        escape(mailbox)
+    );
+    envelope.replacen("<soap:Header>", &header, 1)
+}
+
 /// Where a request points: a folder by id, or a distinguished folder.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum FolderRef<'a> {
@@ -338,6 +350,24 @@ pub(crate) fn format_time(time: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impersonation_names_the_mailbox_in_the_header_before_the_version() {
+        let xml = impersonating(
+            get_folder(&[FolderRef::Distinguished("inbox")]),
+            "a&b@x.test",
+        );
+        assert_in_order(
+            &xml,
+            &[
+                "<soap:Header><t:ExchangeImpersonation><t:ConnectingSID>",
+                "<t:PrimarySmtpAddress>a&amp;b@x.test</t:PrimarySmtpAddress>",
+                "</t:ExchangeImpersonation>",
+                "<t:RequestServerVersion",
+                "<soap:Body>",
+            ],
+        );
+    }
     use time::macros::datetime;
 
     /// The local names of the elements in document order, for order checks.

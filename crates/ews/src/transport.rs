@@ -85,6 +85,8 @@ pub(crate) struct Transport {
     login: String,
     password: Secret<String>,
     bearer: Option<Secret<String>>,
+    /// The mailbox impersonated, if not the login's own.
+    impersonate: Option<String>,
     requested: AuthKind,
     scheme: Mutex<Option<Scheme>>,
     idle: Pool,
@@ -163,6 +165,7 @@ impl Transport {
             login: login.to_string(),
             password: password.clone(),
             bearer: options.bearer_token.clone(),
+            impersonate: options.impersonate.clone(),
             requested: options.auth,
             scheme: Mutex::new(None),
             idle: Arc::new(Mutex::new(Vec::new())),
@@ -171,6 +174,14 @@ impl Transport {
 
     pub(crate) fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// The request as sent: with the impersonation header when acting for a mailbox.
+    pub(crate) fn request_body(&self, body: String) -> String {
+        match &self.impersonate {
+            Some(mailbox) => crate::request::impersonating(body, mailbox),
+            None => body,
+        }
     }
 
     pub(crate) fn max_message_size(&self) -> u64 {
@@ -375,7 +386,11 @@ impl Transport {
             .header(CONTENT_TYPE, "text/xml; charset=utf-8")
             .header(CONTENT_LENGTH, body.len())
             .header(USER_AGENT, concat!("mailmove/", env!("CARGO_PKG_VERSION")));
-        if authorization
+        if let Some(mailbox) = &self.impersonate {
+            // Microsoft asks impersonating clients to name the mailbox acted for, so
+            // the request goes to the server that holds it.
+            request = request.header("X-AnchorMailbox", mailbox.as_str());
+        } else if authorization
             .as_deref()
             .is_some_and(|a| a.starts_with("Bearer "))
         {

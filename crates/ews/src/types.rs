@@ -200,6 +200,10 @@ pub struct Options {
     pub connect: ConnectOptions,
     pub auth: AuthKind,
     pub bearer_token: Option<Secret<String>>,
+    /// Act for this mailbox (its SMTP address) through Exchange impersonation: the
+    /// login (an administrator with the ApplicationImpersonation role, or an
+    /// application's token) is not the mailbox's.
+    pub impersonate: Option<String>,
     /// Total sleep allowed per request while Exchange throttles, before giving up with
     /// [`crate::Error::Throttled`].
     pub max_throttle_wait: Duration,
@@ -211,6 +215,7 @@ impl Default for Options {
             connect: ConnectOptions::default(),
             auth: AuthKind::Auto,
             bearer_token: None,
+            impersonate: None,
             max_throttle_wait: Duration::from_secs(300),
         }
     }

@@ -18,6 +18,7 @@ import sys
 from exchangelib import (
     BASIC,
     DELEGATE,
+    IMPERSONATION,
     NTLM,
     Account,
     Build,
@@ -170,6 +171,25 @@ def main():
             api_version=discovered.version.api_version,
             inbox_total=discovered.inbox.total_count,
         )
+
+    # 5. Impersonation: an administrator with the ApplicationImpersonation role acts
+    # for the mailbox; one without it is refused.
+    for kind, admin in (("impersonated", "EWS_ADMIN_LOGIN"), ("not_impersonated", "EWS_OTHER_LOGIN")):
+        acting = Account(
+            primary_smtp_address=email,
+            config=Configuration(
+                service_endpoint=url,
+                credentials=Credentials(os.environ[admin], os.environ["EWS_ADMIN_PASSWORD"]),
+                auth_type=auth_type,
+                version=Version(build=Build(15, 1)),
+            ),
+            autodiscover=False,
+            access_type=IMPERSONATION,
+        )
+        try:
+            emit(kind, inbox_total=acting.inbox.total_count)
+        except Exception as error:  # exchangelib raises one class per response code
+            emit(kind, error=type(error).__name__)
 
     emit("done")
 

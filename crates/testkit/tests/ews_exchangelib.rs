@@ -29,8 +29,15 @@ fn exchangelib_over_http_with_basic() {
     run_and_check(&server, USER, "BASIC");
 }
 
+/// An administrator with the ApplicationImpersonation role, and one without it.
+const ADMIN: &str = "admin@example.com";
+const OTHER: &str = "other@example.com";
+
 fn run_and_check(server: &EwsServer, login: &str, auth: &str) {
     server.add_user(USER, PASSWORD);
+    server.add_user(ADMIN, PASSWORD);
+    server.add_user(OTHER, PASSWORD);
+    server.allow_impersonation(ADMIN);
     server.create_folder(USER, &["Inbox", "Projects"]).unwrap();
     let seeded = [
         messages::simple("one@example.com", "First", 1_000),
@@ -157,6 +164,13 @@ fn run_and_check(server: &EwsServer, login: &str, auth: &str) {
     assert_eq!(discovered[0]["ews_url"], server.url().as_str());
     assert_eq!(discovered[0]["inbox_total"], 4);
 
+    // exchangelib's impersonation reaches the mailbox only with the role.
+    assert_eq!(of_kind("impersonated")[0]["inbox_total"], 4);
+    assert_eq!(
+        of_kind("not_impersonated")[0]["error"],
+        "ErrorImpersonateUserDenied"
+    );
+
     assert_eq!(server.requests("CreateFolder"), 1);
     assert_eq!(server.requests("CreateItem"), 2);
     assert!(server.requests("GetItem") >= 1);
@@ -187,6 +201,9 @@ fn run_script(server: &EwsServer, login: &str, auth: &str) -> Vec<Value> {
         .env("EWS_LOGIN", login)
         .env("EWS_PASSWORD", PASSWORD)
         .env("EWS_AUTH", auth)
+        .env("EWS_ADMIN_LOGIN", ADMIN)
+        .env("EWS_OTHER_LOGIN", OTHER)
+        .env("EWS_ADMIN_PASSWORD", PASSWORD)
         .env(
             "EWS_AUTODISCOVER_URL",
             format!("{base}/autodiscover/autodiscover.svc"),

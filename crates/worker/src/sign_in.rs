@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mailmove_engine::Account;
+use mailmove_engine::{Account, Admin, AdminForm};
 use mailmove_oauth::{Access, Profile, Profiles};
 use mailmove_projects::{Grants, RotationWriter};
 use mailmove_store::StoreError;
@@ -77,7 +77,17 @@ impl SignInProfiles {
                     .on_rotation(hook);
                 (source, Some(writer))
             }
-            _ => (profile.token_source(&login, None)?, None),
+            Access::App => {
+                // The application's token names no mailbox: Exchange Web Services acts
+                // for this one through impersonation (IMAP and POP3 name it in the
+                // SASL exchange whatever this says).
+                account.admin.get_or_insert_with(|| Admin {
+                    login: format!("the application {}", profile.client.client_id()),
+                    form: AdminForm::AuthorizationIdentity,
+                });
+                (profile.token_source(&login, None)?, None)
+            }
+            Access::ServiceAccount(_) => (profile.token_source(&login, None)?, None),
         };
         account.tokens = Some(Arc::new(source));
         Ok(writer)

@@ -81,32 +81,29 @@ impl EwsSide {
         ledger: Option<&Ledger>,
     ) -> Result<EwsSide, SideError> {
         let wrap = |error: mailmove_ews::Error| SideError::new(side, error);
-        if account.admin.is_some() {
-            // Logging in as the administrator would open the administrator's own
-            // mailbox: refuse rather than copy the wrong one.
-            return Err(SideError::new(
-                side,
-                ConnectorError::new(
-                    Failure::Setup,
-                    "an administrator cannot sign in for a mailbox over Exchange Web \
-                     Services yet (impersonation): use the mailbox's own login",
-                ),
-            ));
-        }
         let bearer_token = account
             .bearer_token()
             .await
             .map_err(|e| SideError::new(side, e))?;
-        let options = options(account, bearer_token);
+        let mut options = options(account, bearer_token);
+        // An administrator (or an application) acts for the mailbox through Exchange
+        // impersonation, signing in as itself.
+        let login = match &account.admin {
+            Some(admin) => {
+                options.impersonate = Some(account.login.clone());
+                admin.login.as_str()
+            }
+            None => account.login.as_str(),
+        };
         let url = match account.endpoint.web_url() {
             Some(url) => url::Url::parse(&url).map_err(|e| {
                 wrap(mailmove_ews::Error::Protocol(format!(
                     "the Exchange address {url} is not a URL: {e}"
                 )))
             })?,
-            None => discover(account, &options).await.map_err(wrap)?,
+            None => discover(account, login, &options).await.map_err(wrap)?,
         };
-        let client = Client::connect(&url, &account.login, &account.password, &options)
+        let client = Client::connect(&url, login, &account.password, &options)
             .await
             .map_err(wrap)?;
         Ok(EwsSide {
@@ -527,8 +524,10 @@ fn options(account: &Account, bearer_token: Option<Secret<String>>) -> mailmove_
 
 /// Finds the EWS address from the login's email address: autodiscover on the server
 /// named in the URL first, then at the places Exchange publishes it for the domain.
+/// `login` signs in (the mailbox's, or an administrator's acting for it).
 async fn discover(
     account: &Account,
+    login: &str,
     options: &mailmove_ews::Options,
 ) -> Result<url::Url, mailmove_ews::Error> {
     let endpoint = &account.endpoint;
@@ -539,14 +538,10 @@ async fn discover(
     };
     let base = url::Url::parse(&format!("{}/", endpoint.web_origin()))
         .map_err(|e| mailmove_ews::Error::Protocol(e.to_string()))?;
-    match mailmove_ews::autodiscover_at(&[base], &email, &account.login, &account.password, options)
-        .await
-    {
+    match mailmove_ews::autodiscover_at(&[base], &email, login, &account.password, options).await {
         Ok(url) => Ok(url),
         Err(e @ mailmove_ews::Error::AuthFailed { .. }) => Err(e),
-        Err(_) => {
-            mailmove_ews::autodiscover(&email, &account.login, &account.password, options).await
-        }
+        Err(_) => mailmove_ews::autodiscover(&email, login, &account.password, options).await,
     }
 }
 

@@ -384,6 +384,15 @@ impl EwsServer {
         self.shared.store().add_user(email, password);
     }
 
+    /// Gives `email` Exchange's ApplicationImpersonation role: its requests may carry
+    /// an `ExchangeImpersonation` header and act for any mailbox.
+    pub fn allow_impersonation(&self, email: &str) {
+        self.shared
+            .store()
+            .impersonators
+            .insert(email.to_lowercase());
+    }
+
     /// Changes a user's password (existing NTLM connections stay authenticated).
     pub fn set_password(&self, email: &str, password: &str) -> Result<()> {
         let mut store = self.shared.store();

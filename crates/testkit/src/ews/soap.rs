@@ -60,9 +60,13 @@ pub(crate) fn handle(shared: &Shared, user: &str, envelope: &Element) -> Fault {
     };
     let max_message_size = shared.faults().max_message_size;
     let mut store = shared.store();
+    let user = match acting_user(&store, user, envelope) {
+        Ok(user) => user,
+        Err(fault) => return fault,
+    };
     let mut ctx = Ctx {
         store: &mut store,
-        user: user.to_lowercase(),
+        user,
         max_message_size,
     };
     let name = operation.name.as_str();
@@ -87,6 +91,42 @@ pub(crate) fn handle(shared: &Shared, user: &str, envelope: &Element) -> Fault {
         Ok(messages) => (StatusCode::OK, envelope_with(name, &messages)),
         Err(fault) => fault,
     }
+}
+
+/// Whom a request acts for: the authenticated user, or the mailbox its
+/// `ExchangeImpersonation` header names, if the user holds the ApplicationImpersonation
+/// role (Microsoft Learn, "ExchangeImpersonation", "Impersonation and EWS in
+/// Exchange"): `ErrorImpersonateUserDenied` otherwise, `ErrorNonExistentMailbox` for
+/// an address with no mailbox.
+fn acting_user(store: &Store, user: &str, envelope: &Element) -> Result<String, Fault> {
+    let user = user.to_lowercase();
+    let Some(sid) = envelope.path(&["Header", "ExchangeImpersonation", "ConnectingSID"]) else {
+        return Ok(user);
+    };
+    let Some(target) = sid
+        .child_text("PrimarySmtpAddress")
+        .or_else(|| sid.child_text("SmtpAddress"))
+        .map(|t| t.trim().to_lowercase())
+    else {
+        return Err(schema_fault(
+            "ConnectingSID names no PrimarySmtpAddress or SmtpAddress.",
+        ));
+    };
+    if target != user && !store.impersonators.contains(&user) {
+        return Err(fault(
+            "ErrorImpersonateUserDenied",
+            "The account does not have permission to impersonate the requested user.",
+            "",
+        ));
+    }
+    if !store.users.contains_key(&target) {
+        return Err(fault(
+            "ErrorNonExistentMailbox",
+            "The SMTP address has no mailbox associated with it.",
+            "",
+        ));
+    }
+    Ok(target)
 }
 
 fn envelope_with(operation: &str, messages: &str) -> String {

@@ -31,6 +31,8 @@ const DEFAULT_FOLDERS: &[(&str, &str, &str)] = &[
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     pub users: BTreeMap<String, Mailbox>,
+    /// Users holding the ApplicationImpersonation role: they may act for any mailbox.
+    pub impersonators: std::collections::BTreeSet<String>,
     next_key: u64,
 }
 
