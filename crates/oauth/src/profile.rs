@@ -212,15 +212,19 @@ impl Profiles {
     pub async fn get(&self, name: &str) -> Result<Profile, Error> {
         let spec = self.specs.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.names().collect();
-            config(format!(
-                "no sign-in profile named {name} in {} (profiles there: {})",
-                self.path.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
+            config(if known.is_empty() {
+                format!(
+                    "no sign-in profile named {name}: {} holds none; describe it there in a \
+                     [profile.{name}] table (provider, client_id; see README)",
+                    self.path.display()
+                )
+            } else {
+                format!(
+                    "no sign-in profile named {name} in {} (profiles there: {})",
+                    self.path.display(),
                     known.join(", ")
-                }
-            ))
+                )
+            })
         })?;
         let base = self.path.parent().unwrap_or(Path::new("."));
         spec.build(name, base).await
