@@ -15,7 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{CountingProxy, DEST_PASSWORD, DEST_USER, both_cas, finish};
-use mailmove_testkit::oidc::{OidcOptions, OidcProvider, PUBLIC_CLIENT, SERVICE_ACCOUNT};
+use mailmove_testkit::oidc::{
+    CONFIDENTIAL_CLIENT, OidcOptions, OidcProvider, PUBLIC_CLIENT, SERVICE_ACCOUNT,
+};
 use mailmove_testkit::{Dovecot, DovecotOptions, MasterUser, messages};
 
 const ALICE: &str = "alice@example.test";
@@ -165,6 +167,11 @@ impl Lab {
             "private_key_id": "service-account-key",
         });
         std::fs::write(dir.path().join("service.json"), service_key.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("app.secret"),
+            format!("{}\n", provider.confidential_secret()),
+        )
+        .unwrap();
         let profiles = format!(
             "[profile.lab]\n\
              provider = \"{issuer}\"\n\
@@ -178,6 +185,14 @@ impl Lab {
              access = \"service-account\"\n\
              service_account_file = \"service.json\"\n\
              scopes = [\"https://mail.google.com/\"]\n\
+             tls_ca = \"{ca}\"\n\
+             \n\
+             [profile.app]\n\
+             provider = \"{issuer}\"\n\
+             client_id = \"{CONFIDENTIAL_CLIENT}\"\n\
+             access = \"app\"\n\
+             client_secret_file = \"app.secret\"\n\
+             scopes = [\"https://outlook.office365.com/.default\"]\n\
              tls_ca = \"{ca}\"\n",
             issuer = provider.issuer(),
             ca = provider.ca_pem().display(),
@@ -520,7 +535,7 @@ fn a_pass_outliving_its_tokens_renews_them_and_a_revoked_sign_in_stops_it() {
 }
 
 #[test]
-fn a_service_account_signs_in_for_the_mailbox_without_any_kept_sign_in() {
+fn a_service_account_and_an_application_sign_in_by_themselves_without_any_kept_sign_in() {
     let lab = Lab::start(OidcOptions::default());
     let login = lab.log_in_app("delegated");
     assert_eq!(login.code, 0, "{}", login.everything());
