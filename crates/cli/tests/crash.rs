@@ -1,12 +1,14 @@
-//! End-to-end: no duplicate and no loss after `kill -9` at several moments, or after
-//! the destination server restarts in the middle of a pass.
+//! End-to-end: no duplicate and no loss after `kill -9` at several moments, after the
+//! destination server restarts or stays down for seconds in the middle of a pass, or
+//! through a network that cuts every connection again and again.
 
 mod common;
 
 use std::process::{Child, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Setup, bodies};
+use common::{CountingProxy, DEST_USER, SOURCE_USER, Setup, bodies};
 use mailmove_testkit::{Checker, messages};
 
 /// A source big enough that a pass takes a while: two folders, mixed sizes, two
@@ -138,5 +140,62 @@ fn a_destination_restart_mid_pass_is_survived_without_duplicates() {
     setup.dest.restart().unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "the pass recovers by itself");
+    assert_complete_without_duplicates(&setup, total);
+}
+
+#[test]
+fn a_destination_down_for_several_seconds_is_waited_for() {
+    let mut setup = Setup::new();
+    let total = fill(&setup);
+    let mut checker = setup.dst();
+    let mut child = spawn(&setup);
+    let mid_pass = wait_for(&mut child, &mut checker, 40);
+    assert!(mid_pass, "the pass ended before the outage");
+    drop(checker);
+    setup.dest.stop().unwrap();
+    // Longer than the first reconnections' waits: the pass keeps trying with backoff.
+    std::thread::sleep(Duration::from_secs(6));
+    setup.dest.restart().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the pass waits the outage out");
+    assert_complete_without_duplicates(&setup, total);
+}
+
+#[test]
+fn a_network_that_cuts_every_connection_again_and_again_still_ends_exact() {
+    let setup = Setup::new();
+    // 16 MB in 800 messages over two folders.
+    let mut src = setup.src();
+    src.create("Second").unwrap();
+    for i in 0..800 {
+        let folder = if i % 2 == 0 { "Second" } else { "INBOX" };
+        let body = messages::simple(&format!("c{i}@x"), &format!("cut {i}"), 20_000);
+        src.append(folder, &[], None, &body).unwrap();
+    }
+    drop(src);
+    let total = 800;
+    // Both sides' connections are cut 3 s after they open, on a link slow enough that
+    // the pass takes several times that: it goes through a dozen cuts and more, each
+    // connection making some progress before its cut.
+    let lifetime = Some(Duration::from_secs(3));
+    let delay = Duration::from_millis(50);
+    let source = CountingProxy::cutting(setup.source.imap_port(), delay, lifetime);
+    let dest = CountingProxy::cutting(setup.dest.imap_port(), delay, lifetime);
+    let run = setup.run_via(
+        &format!("imap://{SOURCE_USER}@127.0.0.1:{}", source.port),
+        &format!(
+            "imap://{}@127.0.0.1:{}",
+            DEST_USER.replace('@', "%40"),
+            dest.port
+        ),
+        "migrate",
+        &LANES,
+    );
+    assert_eq!(run.code, 0, "{}", run.everything());
+    let cuts = source.total.load(Ordering::SeqCst) + dest.total.load(Ordering::SeqCst);
+    assert!(
+        cuts >= 12 + 4,
+        "only {cuts} connections: the link is too fast to cut a dozen times"
+    );
     assert_complete_without_duplicates(&setup, total);
 }

@@ -126,6 +126,8 @@ struct Fatal {
     kind: FatalKind,
     message: String,
     remedy: Option<Remedy>,
+    /// Worth trying again: the connection dropped, the server was away.
+    transient: bool,
 }
 
 impl Fatal {
@@ -139,6 +141,7 @@ impl Fatal {
             kind,
             message,
             remedy: error.remedy(),
+            transient: error.is_transient(),
         }
     }
 }
@@ -182,30 +185,10 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
     }
 
     async fn run(&self, report: &mut Report) -> Option<Fatal> {
-        let opened = session::open(
-            self.source,
-            self.dest,
-            Some(self.ledger),
-            &self.settings.rules,
-            self.progress,
-        )
-        .await;
-        let mut session = match opened {
-            Ok(session) => session,
-            Err(OpenError::Connect(e)) => return Some(Fatal::of(&e)),
-            Err(OpenError::List(e)) => {
-                return Some(Fatal::new(FatalKind::Other, e.to_string(), &e));
-            }
+        let (mut session, plan) = match self.prepared(report).await {
+            Ok(prepared) => prepared,
+            Err(fatal) => return Some(fatal),
         };
-        let mut plan = std::mem::take(&mut session.plan);
-        report.folders_excluded = plan.excluded.clone();
-        if !self.settings.dry_run
-            && let Err(fatal) = self
-                .create_folders(&mut session.dest, &mut plan, &session.dest_tree, report)
-                .await
-        {
-            return Some(fatal);
-        }
         // Several connection pairs ("lanes") copy whole folders at once, largest first,
         // so each folder keeps its order while the destination works on several.
         let most = self
@@ -255,6 +238,66 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
         }
         sort_like_plan(report, &plan);
         fatal
+    }
+
+    /// Both sides connected, the folders listed and planned, and the folders the
+    /// destination lacks created. A connection that drops meanwhile, or a server that
+    /// is away for a while, is tried again with backoff like a folder's copy: all of
+    /// it can be done again (folders created before are found).
+    async fn prepared(
+        &self,
+        report: &mut Report,
+    ) -> Result<(session::Session<SC::Source, DC::Destination>, FolderPlan), Fatal> {
+        let mut attempt = 1;
+        loop {
+            let fatal = match self.prepare(report).await {
+                Ok(prepared) => return Ok(prepared),
+                Err(fatal) if fatal.transient && attempt < self.settings.max_attempts => fatal,
+                Err(fatal) => return Err(fatal),
+            };
+            let wait = self.settings.first_backoff * 2u32.pow(attempt - 1);
+            self.progress.event(Event::Retrying {
+                reason: fatal.message,
+                attempt,
+                wait_seconds: wait.as_secs(),
+            });
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn prepare(
+        &self,
+        report: &mut Report,
+    ) -> Result<(session::Session<SC::Source, DC::Destination>, FolderPlan), Fatal> {
+        let opened = session::open(
+            self.source,
+            self.dest,
+            Some(self.ledger),
+            &self.settings.rules,
+            self.progress,
+        )
+        .await;
+        let mut session = match opened {
+            Ok(session) => session,
+            Err(OpenError::Connect(e)) => return Err(Fatal::of(&e)),
+            Err(OpenError::List(e)) => {
+                return Err(Fatal::new(FatalKind::Other, e.to_string(), &e));
+            }
+        };
+        let mut plan = std::mem::take(&mut session.plan);
+        // Warnings of an attempt that did not finish are said again by the next one.
+        let warnings = report.warnings.len();
+        report.folders_excluded = plan.excluded.clone();
+        if !self.settings.dry_run
+            && let Err(fatal) = self
+                .create_folders(&mut session.dest, &mut plan, &session.dest_tree, report)
+                .await
+        {
+            report.warnings.truncate(warnings);
+            return Err(fatal);
+        }
+        Ok((session, plan))
     }
 
     /// Creates the folders the destination lacks, and subscribes where the source is.
@@ -417,6 +460,7 @@ impl<SC: Connector, DC: Connector> Pass<'_, SC, DC> {
                             kind: FatalKind::Other,
                             message,
                             remedy: None,
+                            transient: false,
                         },
                     });
                 }
