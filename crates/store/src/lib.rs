@@ -7,6 +7,7 @@
 //! destination is known as `appending` and is looked for there before it is sent again.
 
 mod accounts;
+mod claim;
 mod db;
 mod ledger;
 mod passes;
@@ -15,9 +16,12 @@ mod projects;
 pub use accounts::{
     EndedRound, FailedItem, LoginTokenUse, OwnedProject, PassSnapshot, SessionRecord,
 };
-pub use db::{Db, Dialect, now};
+pub use claim::{Claimer, QueueLimits, RunLimits};
+pub use db::{Db, Dialect, now, now_ms};
 pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
-pub use passes::{Claimed, PassCopies, PassEnd, PassKind, PassProgress, PassRecord, PassState};
+pub use passes::{
+    Claimed, PassCopies, PassEnd, PassKind, PassProgress, PassRecord, PassState, PassTimings,
+};
 pub use projects::{
     MailboxRecord, MailboxResults, MailboxStatus, NewMailbox, NewProject, ProjectRecord,
 };
