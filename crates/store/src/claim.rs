@@ -77,6 +77,32 @@ impl Claimer {
     }
 }
 
+/// The PostgreSQL channel on which a pass that may have become claimable is announced:
+/// a pass queued, a pass ended or put back in the queue (its slots free).
+const WAKE_CHANNEL: &str = "mailmove_passes";
+
+/// Announcements that a pass may be claimable now. On PostgreSQL a `LISTEN` on its own
+/// connection, so a worker waiting for a slot claims as soon as one frees, whichever
+/// worker freed it; on SQLite nothing comes (one process runs the passes, and its own
+/// ended passes wake it).
+pub struct Wakeups {
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl Wakeups {
+    /// Waits for the next announcement, and takes every one already waiting with it.
+    /// Never returns on SQLite, or after the listener failed (the worker polls).
+    pub async fn next(&mut self) {
+        let Some(listener) = &mut self.listener else {
+            return std::future::pending().await;
+        };
+        match listener.recv().await {
+            Ok(_) => while listener.next_buffered().is_some() {},
+            Err(_) => self.listener = None,
+        }
+    }
+}
+
 /// Passes read per claim: enough to find one that fits among many whose server is full.
 const CANDIDATES: i64 = 200;
 /// Claims lost to another worker's (PostgreSQL: both chose the same free slot) before
@@ -285,6 +311,31 @@ impl Db {
         .bind(now_ms)
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    /// A listener for [`Wakeups`]; none on SQLite.
+    pub async fn wakeups(&self) -> Result<Wakeups, StoreError> {
+        let Some(url) = &self.listen_url else {
+            return Ok(Wakeups { listener: None });
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        Ok(Wakeups {
+            listener: Some(listener),
+        })
+    }
+
+    /// Announces, when the transaction commits, that a pass may be claimable now.
+    pub(crate) async fn wake_claimers(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        if self.dialect == crate::db::Dialect::Postgres {
+            sqlx::query(AssertSqlSafe(format!("NOTIFY {WAKE_CHANNEL}")))
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
     }
 

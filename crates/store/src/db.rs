@@ -35,6 +35,8 @@ pub struct Db {
     /// How many passes may wait at once per user and per project (see
     /// [`Db::with_queue_limits`]).
     pub(crate) queue_limits: QueueLimits,
+    /// The PostgreSQL URL connected to, for the listener of [`Db::wakeups`].
+    pub(crate) listen_url: Option<Arc<str>>,
 }
 
 impl Db {
@@ -101,6 +103,7 @@ impl Db {
             dialect,
             fail_at: Arc::default(),
             queue_limits: QueueLimits::default(),
+            listen_url: (dialect == Dialect::Postgres).then(|| Arc::from(url.as_str())),
         };
         db.migrate().await?;
         Ok(db)
@@ -467,6 +470,7 @@ impl Db {
             dialect: Dialect::Postgres,
             fail_at: Arc::default(),
             queue_limits: QueueLimits::default(),
+            listen_url: None,
         })
     }
 

@@ -16,7 +16,7 @@ mod projects;
 pub use accounts::{
     EndedRound, FailedItem, LoginTokenUse, OwnedProject, PassSnapshot, SessionRecord,
 };
-pub use claim::{Claimer, QueueLimits, RunLimits};
+pub use claim::{Claimer, QueueLimits, RunLimits, Wakeups};
 pub use db::{Db, Dialect, now, now_ms};
 pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
 pub use passes::{

@@ -192,6 +192,9 @@ impl Db {
         let chosen = chosen_mailboxes(&mut tx, project_id, mailbox_ids).await?;
         let adding = chosen.iter().filter(|id| !active.contains_key(id)).count();
         self.check_queue_limits(&mut tx, project_id, adding).await?;
+        if adding > 0 {
+            self.wake_claimers(&mut tx).await?;
+        }
         let mut ids = Vec::new();
         for mailbox_id in chosen {
             if let Some(id) = active.get(&mailbox_id) {
@@ -411,6 +414,7 @@ impl Db {
             .bind(pass_id)
             .execute(&mut *tx)
             .await?;
+        self.wake_claimers(&mut tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -462,6 +466,7 @@ impl Db {
                 .bind(pass_id)
                 .execute(&mut *tx)
                 .await?;
+            self.wake_claimers(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use mailmove_store::{
-    Claimer, Db, EndedRound, Intent, ItemState, Ledger, LoginTokenUse, MailboxResults,
+    Claimer, Db, Dialect, EndedRound, Intent, ItemState, Ledger, LoginTokenUse, MailboxResults,
     MailboxStatus, NewMailbox, NewProject, Outcome, PassCopies, PassEnd, PassKind, PassProgress,
     PassState, QueueLimits, RunLimits, StoreError,
 };
@@ -118,6 +118,7 @@ conformance!(
     stopping_a_queued_pass,
     no_pass_is_claimed_while_its_host_is_full,
     claiming_with_slots_is_atomic,
+    a_freed_slot_wakes_waiting_claimers,
     an_unreachable_server_holds_no_slot_while_its_pass_waits,
     a_pass_has_a_time_for_each_state,
     claims_are_fair_across_users,
@@ -664,6 +665,30 @@ async fn no_pass_is_claimed_while_its_host_is_full(db: &Db) {
     assert_eq!(
         db.mailbox(next.mailbox_id).await.unwrap().status,
         MailboxStatus::Migrating
+    );
+}
+
+/// On PostgreSQL a claimer waiting for a slot hears at once that one freed (LISTEN and
+/// NOTIFY), whichever worker freed it; on either database the next claim takes it.
+async fn a_freed_slot_wakes_waiting_claimers(db: &Db) {
+    let passes = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 2).await;
+    let mut wakeups = db.wakeups().await.unwrap();
+    let running = db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    assert!(db.claim(&capped("w", 1)).await.unwrap().is_none());
+    assert!(
+        db.finish_pass(running.id, "w", PassState::Done, None, None)
+            .await
+            .unwrap()
+    );
+    if db.dialect() == Dialect::Postgres {
+        // A guard against hanging, not a measure of speed.
+        tokio::time::timeout(std::time::Duration::from_secs(60), wakeups.next())
+            .await
+            .expect("the end of a pass is announced");
+    }
+    assert_eq!(
+        db.claim(&capped("w", 1)).await.unwrap().map(|p| p.id),
+        Some(passes[1])
     );
 }
 

@@ -105,6 +105,15 @@ impl Worker {
         let mut running = JoinSet::new();
         let mut passes: HashMap<tokio::task::Id, i64> = HashMap::new();
         let claimer = self.claimer();
+        // With PostgreSQL, a slot freed or a pass queued by any worker wakes this one
+        // at once; the poll is the fallback (and SQLite's only way).
+        let mut wakeups = match self.db.wakeups().await {
+            Ok(wakeups) => Some(wakeups),
+            Err(e) => {
+                warn!("cannot listen for queued passes and freed slots; polling: {e}");
+                None
+            }
+        };
         loop {
             if *stop.borrow() {
                 break;
@@ -137,6 +146,12 @@ impl Worker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll) => {}
+                _ = async {
+                    match wakeups.as_mut() {
+                        Some(wakeups) => wakeups.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 _ = stop.changed() => {}
                 Some(Ok((id, ()))) = running.join_next_with_id(), if !running.is_empty() => {
                     passes.remove(&id);
