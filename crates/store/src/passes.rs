@@ -1,9 +1,10 @@
-//! Passes are jobs. A worker claims one with a lease (`FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL), keeps it with heartbeats, and a pass whose lease ran out (its worker
-//! died) is claimed again by another worker, which resumes it from the ledger.
+//! Passes are jobs. A worker claims one with a lease (see `claim.rs`), keeps it with
+//! heartbeats, and a pass whose lease ran out (its worker died) is claimed again by
+//! another worker, which resumes it from the ledger.
 //!
 //! Host slots cap the connections to one server across every worker: a pass holds a
-//! leased slot on its source and destination hosts while it runs.
+//! leased slot on its source and destination hosts from its claim until it ends or goes
+//! back to the queue, when they are given back in the same transaction.
 
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -557,14 +558,6 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<i64, _>(0)? as u64)
-    }
-
-    pub async fn release_host_slots(&self, pass_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE host_slots SET lease_until = 0, pass_id = NULL WHERE pass_id = $1")
-            .bind(pass_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }
 
