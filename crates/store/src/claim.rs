@@ -120,6 +120,8 @@ struct Candidate {
     /// (the worker then fails the pass with the reason, holding no slot).
     hosts: Vec<String>,
     waiting: bool,
+    /// Running under a lease that ran out: its dead worker's slot rows still name it.
+    taken_over: bool,
     turn: i64,
 }
 
@@ -197,6 +199,14 @@ impl Db {
             return Ok(Try::Nothing);
         };
         let until = now + claimer.lease_seconds;
+        if candidate.taken_over {
+            // Its dead worker's slots (their lease ran out with the pass's) are let go,
+            // or heartbeats would renew them beside the new ones.
+            sqlx::query("UPDATE host_slots SET lease_until = 0, pass_id = NULL WHERE pass_id = $1")
+                .bind(candidate.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (host, slot) in &slots {
             let took = sqlx::query(
                 "INSERT INTO host_slots (host, slot, pass_id, lease_until) VALUES ($1, $2, $3, $4) \
@@ -255,9 +265,11 @@ impl Db {
         now: i64,
     ) -> Result<Vec<Candidate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, mailbox_id, kind, project_id, owner_id, source, dest, waiting, turn FROM ( \
+            "SELECT id, mailbox_id, kind, project_id, owner_id, source, dest, waiting, turn, \
+                    taken_over FROM ( \
                  SELECT s.id, s.mailbox_id, s.kind, m.project_id, p.owner_id, p.source, p.dest, \
                         CASE WHEN s.waiting_since_ms IS NULL THEN 0 ELSE 1 END AS waiting, \
+                        CASE WHEN s.state = 'running' THEN 1 ELSE 0 END AS taken_over, \
                         ROW_NUMBER() OVER (PARTITION BY p.owner_id ORDER BY s.id) AS turn \
                  FROM passes s JOIN mailboxes m ON m.id = s.mailbox_id \
                  JOIN projects p ON p.id = m.project_id \
@@ -491,6 +503,7 @@ fn candidate(row: &AnyRow) -> Result<Candidate, StoreError> {
         hosts,
         waiting: row.try_get::<i64, _>(7)? != 0,
         turn: row.try_get(8)?,
+        taken_over: row.try_get::<i64, _>(9)? != 0,
     })
 }
 

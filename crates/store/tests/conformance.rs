@@ -113,6 +113,7 @@ conformance!(
     passes_are_queued_once_per_mailbox,
     a_pass_is_claimed_by_one_worker_at_a_time,
     an_expired_lease_is_taken_over,
+    a_pass_taken_over_holds_only_its_new_slots,
     a_lost_lease_cannot_finish_or_heartbeat,
     requeued_passes_wait_their_turn,
     stopping_a_queued_pass,
@@ -499,6 +500,34 @@ async fn an_expired_lease_is_taken_over(db: &Db) {
     assert!(
         db.claim_pass("third", 60).await.unwrap().is_none(),
         "a live lease is respected"
+    );
+}
+
+/// A pass taken over from a dead worker holds one slot on each server, not its dead
+/// worker's too: heartbeats renew only what the new claim took.
+async fn a_pass_taken_over_holds_only_its_new_slots(db: &Db) {
+    let passes = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 3).await;
+    // The first pass holds slot 0 on each server while the second's worker dies with
+    // slot 1; then the first ends, and the second is taken over onto slot 0.
+    let first = db.claim(&capped("w", 2)).await.unwrap().unwrap();
+    let dead = Claimer {
+        lease_seconds: -1,
+        ..capped("dead", 2)
+    };
+    assert_eq!(db.claim(&dead).await.unwrap().unwrap().id, passes[1]);
+    db.finish_pass(first.id, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    let live = db.claim(&capped("live", 2)).await.unwrap().unwrap();
+    assert_eq!(live.id, passes[1], "the expired lease is taken over first");
+    db.heartbeat(live.id, "live", 60, &PassProgress::default())
+        .await
+        .unwrap();
+    let third = db.claim(&capped("other", 2)).await.unwrap().map(|p| p.id);
+    assert_eq!(
+        third,
+        Some(passes[2]),
+        "the dead worker's slots were let go"
     );
 }
 
