@@ -4,8 +4,9 @@
 //! waiting, and runs as soon as a claim finds a slot free: nothing is requeued for a
 //! later second, and a claim that finds nothing runs a few reads.
 //!
-//! Claims are fair across portal users: among the passes due, each user's are taken in
-//! turn (the user with the fewest running first), within the operator's limits on
+//! Claims are fair across portal users and their projects: among the passes due, each
+//! user's are taken in turn (the user with the fewest running first), a user's projects
+//! taking turns too, within the operator's limits on
 //! running passes per user and per project. Queueing is bounded too, per user and per
 //! project ([`QueueLimits`]).
 
@@ -122,7 +123,8 @@ struct Candidate {
     waiting: bool,
     /// Running under a lease that ran out: its dead worker's slot rows still name it.
     taken_over: bool,
-    turn: i64,
+    /// Its place among its project's due passes (1: the oldest).
+    project_turn: i64,
 }
 
 /// What one try found.
@@ -170,8 +172,7 @@ impl Db {
         let running = running_counts(&mut tx, now).await?;
         let mut taken = taken_slots(&mut tx, now).await?;
         let cap = claimer.connections_per_host.max(1);
-        let mut order: Vec<&Candidate> = candidates.iter().collect();
-        order.sort_by_key(|c| (running.of_user(c.owner_id) + c.turn, c.id));
+        let order = fair_order(&candidates, &running);
         // Passes that find their server full start waiting (recorded once each).
         let full: Vec<i64> = order
             .iter()
@@ -258,23 +259,28 @@ impl Db {
         Ok(Try::Claimed(Box::new(claimed)))
     }
 
-    /// The passes due now, each user's numbered in turn (its oldest first).
+    /// The passes due now, each user's numbered in turn: its projects take turns, each
+    /// project's oldest first.
     async fn due_passes(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         now: i64,
     ) -> Result<Vec<Candidate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, mailbox_id, kind, project_id, owner_id, source, dest, waiting, turn, \
-                    taken_over FROM ( \
-                 SELECT s.id, s.mailbox_id, s.kind, m.project_id, p.owner_id, p.source, p.dest, \
-                        CASE WHEN s.waiting_since_ms IS NULL THEN 0 ELSE 1 END AS waiting, \
-                        CASE WHEN s.state = 'running' THEN 1 ELSE 0 END AS taken_over, \
-                        ROW_NUMBER() OVER (PARTITION BY p.owner_id ORDER BY s.id) AS turn \
-                 FROM passes s JOIN mailboxes m ON m.id = s.mailbox_id \
-                 JOIN projects p ON p.id = m.project_id \
-                 WHERE (s.state = 'queued' AND s.not_before <= $1) \
-                    OR (s.state = 'running' AND s.lease_until < $1)) due \
+            "SELECT id, mailbox_id, kind, project_id, owner_id, source, dest, waiting, \
+                    project_turn, taken_over FROM ( \
+                 SELECT *, ROW_NUMBER() OVER (PARTITION BY owner_id \
+                                              ORDER BY project_turn, id) AS turn FROM ( \
+                     SELECT s.id, s.mailbox_id, s.kind, m.project_id, p.owner_id, p.source, \
+                            p.dest, \
+                            CASE WHEN s.waiting_since_ms IS NULL THEN 0 ELSE 1 END AS waiting, \
+                            CASE WHEN s.state = 'running' THEN 1 ELSE 0 END AS taken_over, \
+                            ROW_NUMBER() OVER (PARTITION BY m.project_id ORDER BY s.id) \
+                                AS project_turn \
+                     FROM passes s JOIN mailboxes m ON m.id = s.mailbox_id \
+                     JOIN projects p ON p.id = m.project_id \
+                     WHERE (s.state = 'queued' AND s.not_before <= $1) \
+                        OR (s.state = 'running' AND s.lease_until < $1)) by_project) due \
              ORDER BY turn, id LIMIT $2",
         )
         .bind(now)
@@ -392,6 +398,31 @@ impl Db {
     }
 }
 
+/// The candidates in the order they are offered: each user's in turn, the user with
+/// the fewest running first; within a user, its projects in turn, the one with the
+/// fewest running first; within a project, the oldest first.
+fn fair_order<'c>(candidates: &'c [Candidate], running: &Running) -> Vec<&'c Candidate> {
+    let mut by_user: HashMap<i64, Vec<&Candidate>> = HashMap::new();
+    for candidate in candidates {
+        by_user
+            .entry(candidate.owner_id)
+            .or_default()
+            .push(candidate);
+    }
+    let mut order: Vec<(i64, &Candidate)> = Vec::with_capacity(candidates.len());
+    for (owner, mut mine) in by_user {
+        mine.sort_by_key(|c| (running.of_project(c.project_id) + c.project_turn, c.id));
+        let base = running.of_user(owner);
+        order.extend(
+            mine.into_iter()
+                .enumerate()
+                .map(|(rank, c)| (base + rank as i64 + 1, c)),
+        );
+    }
+    order.sort_by_key(|(turn, c)| (*turn, c.id));
+    order.into_iter().map(|(_, c)| c).collect()
+}
+
 /// Running passes per user and per project.
 struct Running {
     users: HashMap<i64, i64>,
@@ -403,14 +434,13 @@ impl Running {
         self.users.get(&owner_id).copied().unwrap_or(0)
     }
 
+    fn of_project(&self, project_id: i64) -> i64 {
+        self.projects.get(&project_id).copied().unwrap_or(0)
+    }
+
     fn allows(&self, candidate: &Candidate, limits: RunLimits) -> bool {
-        let project = self
-            .projects
-            .get(&candidate.project_id)
-            .copied()
-            .unwrap_or(0);
         self.of_user(candidate.owner_id) < i64::from(limits.per_user)
-            && project < i64::from(limits.per_project)
+            && self.of_project(candidate.project_id) < i64::from(limits.per_project)
     }
 }
 
@@ -502,7 +532,7 @@ fn candidate(row: &AnyRow) -> Result<Candidate, StoreError> {
         owner_id: row.try_get(4)?,
         hosts,
         waiting: row.try_get::<i64, _>(7)? != 0,
-        turn: row.try_get(8)?,
+        project_turn: row.try_get(8)?,
         taken_over: row.try_get::<i64, _>(9)? != 0,
     })
 }

@@ -123,6 +123,7 @@ conformance!(
     an_unreachable_server_holds_no_slot_while_its_pass_waits,
     a_pass_has_a_time_for_each_state,
     claims_are_fair_across_users,
+    claims_are_fair_across_a_users_projects,
     queueing_is_limited_per_project_and_user,
     deleting_a_project_deletes_its_secrets_and_ledgers,
     mailbox_results_are_kept,
@@ -875,6 +876,22 @@ async fn claims_are_fair_across_users(db: &Db) {
         Some(true)
     );
     assert!(db.claim(&per_project).await.unwrap().is_none());
+}
+
+/// One user's projects take turns too: a project of two mailboxes queued after one of
+/// a thousand is not left until the thousand are done.
+async fn claims_are_fair_across_a_users_projects(db: &Db) {
+    let big = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 1000).await;
+    let small = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 2).await;
+    let claimer = Claimer {
+        connections_per_host: 100,
+        ..Claimer::new("w", 60)
+    };
+    let mut claimed = Vec::new();
+    for _ in 0..4 {
+        claimed.push(db.claim(&claimer).await.unwrap().unwrap().id);
+    }
+    assert_eq!(claimed, vec![big[0], small[0], big[1], small[1]]);
 }
 
 /// Queueing past the limits per project and per user is refused whole.
