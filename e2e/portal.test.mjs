@@ -339,12 +339,19 @@ before(async () => {
       '--smtp-url', `smtp://127.0.0.1:${smtpPort}`,
       '--smtp-from', 'mailmove <mailmove@localhost>',
       '--tls-ca', world.ca_pem,
+      // The test's servers are on loopback, which the portal's passes (and its "Find my
+      // settings") refuse unless allowed.
+      '--allow-network', '127.0.0.0/8',
+      '--allow-network', '::1/128',
+      // "Find my settings" asks the servers' DNS; the source's test port counts as its
+      // IMAPS port.
+      '--dns-server', world.dns,
       // One pass at a time, so the passes of a round follow one another on the page;
       // a heartbeat (with progress) every second.
       '--jobs', '1',
       '--lease-seconds', '3',
     ],
-    { env },
+    { env: { ...env, MAILMOVE_DISCOVERY_PORTS: `imaps=${world.source.imaps_port}` } },
   );
   const { found: at } = await portal.waitFor(
     (l) => l.stream === 'stderr' && /the portal is at (http:\/\/\S+) /.exec(l.line),
@@ -409,10 +416,18 @@ test('the portal, end to end in Chromium', { timeout: 240_000 }, async (t) => {
     await page.getByRole('link', { name: 'Start a new migration' }).click();
     await page.getByRole('heading', { name: 'Start a new migration' }).waitFor();
     await page.getByLabel('Migration name').fill(PROJECT);
-    const sides = [
-      ['Source', world.source, world.source.imaps_port, 'tls'],
-      ['Destination', world.dest, world.dest.imap_port, 'starttls'],
-    ];
+    // The source from its address: the SRV record of old.example names it.
+    await page.getByLabel('Source mailbox address', { exact: true }).fill(users[0].source_email);
+    await page.getByRole('button', { name: 'Find my settings' }).first().click();
+    await until(async () => /via SRV record _imaps\._tcp\.old\.example/.test(
+      await page.locator('#source_found').innerText()), { what: 'the source settings found' });
+    assert.equal(await page.getByLabel('Source server address', { exact: true }).inputValue(), 'localhost');
+    assert.equal(await page.getByLabel('Source port', { exact: true }).inputValue(), String(world.source.imaps_port));
+    assert.equal(await page.getByLabel('Source security', { exact: true }).inputValue(), 'tls');
+    assert.ok(await page.getByRole('group', { name: 'Source kind', exact: true })
+      .getByRole('radio', { name: 'IMAP', exact: true }).isChecked());
+    await shot(page, 'new-migration-settings-found');
+    const sides = [['Destination', world.dest, world.dest.imap_port, 'starttls']];
     for (const [side, server, port, security] of sides) {
       const kinds = page.getByRole('group', { name: `${side} kind`, exact: true });
       await kinds.getByRole('radio', { name: 'IMAP', exact: true }).check();

@@ -10,6 +10,8 @@ use mailmove_engine::{
 };
 use mailmove_engine::{CompressMode, ConnectOptions, TlsOptions};
 use mailmove_model::{Endpoint, Kind, Secret};
+use mailmove_net::{Cidr, NetworkPolicy};
+use mailmove_projects::SignInMethod;
 use regex::Regex;
 
 #[derive(Debug, Parser)]
@@ -36,6 +38,8 @@ pub enum Command {
     Check(CheckArgs),
     /// The proof: list every source message that is not at the destination, and why.
     Verify(VerifyArgs),
+    /// Find a mailbox's server settings from its address: autoconfig, known providers (also by MX), SRV records, Exchange Autodiscover, the usual names; each checked by connecting.
+    Discover(crate::discover::DiscoverArgs),
     /// Serve the web portal and, with SQLite, run the passes of every project in this process.
     Serve(ServeArgs),
     /// Run passes from a shared PostgreSQL database; start as many workers as you like, on any machine.
@@ -45,20 +49,88 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// OAuth2 sign-ins (Microsoft 365, Google, any OpenID Connect provider): sign a mailbox in once, list and forget the kept sign-ins.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Sign a mailbox in with a profile: prints a code and an address to open in any browser, waits for the mailbox's user to approve, and keeps the sign-in (sealed) for later passes
+    Login {
+        /// The sign-in profile (a [profile.NAME] table of the profiles file)
+        profile: String,
+        /// The mailbox signing in, as its server knows it (e.g. alice@contoso.com)
+        #[arg(long, value_name = "EMAIL")]
+        account: String,
+        #[command(flatten)]
+        store: SignInStore,
+    },
+    /// The profiles and the kept sign-ins (never a token)
+    List {
+        #[command(flatten)]
+        store: SignInStore,
+    },
+    /// Forget a kept sign-in, and revoke it at the provider where it can be
+    Logout {
+        profile: String,
+        #[arg(long, value_name = "EMAIL")]
+        account: String,
+        #[command(flatten)]
+        store: SignInStore,
+    },
+}
+
+/// Where sign-in profiles and kept sign-ins are.
+#[derive(Clone, Debug, Args)]
+pub struct SignInStore {
+    /// The sign-in profiles file (default: oauth.toml in the data directory)
+    #[arg(long, value_name = "FILE", env = "MAILMOVE_OAUTH_PROFILES")]
+    pub profiles: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+impl SignInStore {
+    pub fn profiles_file(&self) -> Result<PathBuf> {
+        match &self.profiles {
+            Some(path) => Ok(path.clone()),
+            None => Ok(self.database.data_dir()?.join("oauth.toml")),
+        }
+    }
+}
+
+/// Signing in with OAuth2 profiles instead of passwords.
+#[derive(Debug, Args)]
+pub struct OAuthArgs {
+    /// Sign in to the source with this OAuth2 profile (see `mailmove auth`): no password needed
+    #[arg(long, value_name = "PROFILE")]
+    pub source_oauth: Option<String>,
+    /// Sign in to the destination with this OAuth2 profile
+    #[arg(long, value_name = "PROFILE")]
+    pub dest_oauth: Option<String>,
+    #[command(flatten)]
+    pub store: SignInStore,
 }
 
 #[derive(Debug, Args)]
 pub struct Servers {
-    /// Source: imaps://LOGIN@HOST:PORT, imap://..., pop3s://..., or Exchange as ews+https://LOGIN@HOST/EWS/Exchange.asmx or https://LOGIN@HOST/owa (a login with @ is written %40); with --mailboxes, the server only
+    /// Source: imaps://LOGIN@HOST:PORT, imap://..., pop3s://..., or Exchange as ews+https://LOGIN@HOST/EWS/Exchange.asmx or https://LOGIN@HOST/owa (a login with @ is written %40), or auto:ADDRESS to use the settings found for that address; with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub source: String,
-    /// Destination: imaps://LOGIN@HOST:PORT, imap://..., or Exchange (ews+https://... or https://.../owa); with --mailboxes, the server only
+    /// Destination: imaps://LOGIN@HOST:PORT, imap://..., or Exchange (ews+https://... or https://.../owa), or auto:ADDRESS; with --mailboxes, the server only
     #[arg(long, value_name = "URL")]
     pub dest: String,
     #[command(flatten)]
     pub passwords: PasswordArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub discovery: crate::discover::DiscoveryArgs,
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
 }
 
 #[derive(Debug, Args)]
@@ -195,7 +267,7 @@ pub struct VerifyArgs {
     pub content: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct DatabaseArgs {
     /// The database: sqlite://PATH or postgres://USER@HOST/NAME (default: SQLite in the data directory)
     #[arg(long, value_name = "URL", env = "MAILMOVE_DATABASE")]
@@ -225,6 +297,9 @@ pub struct RunnerArgs {
     /// Seconds without progress (no folder started, no message copied) after which a pass is interrupted and tried again later
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub stall_seconds: u32,
+    /// The OAuth2 sign-in profiles for projects whose mailboxes sign in with one (default: oauth.toml in the data directory)
+    #[arg(long, value_name = "FILE", env = "MAILMOVE_OAUTH_PROFILES")]
+    pub profiles: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +337,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = mailmove_store::QueueLimits::default().per_project)]
     pub max_queued_per_project: u32,
     #[command(flatten)]
+    pub discovery: crate::discover::DiscoveryArgs,
+    #[command(flatten)]
+    pub guard: PortalGuardArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
     pub runner: RunnerArgs,
 }
 
@@ -270,7 +351,82 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
     pub runner: RunnerArgs,
+}
+
+/// Where the passes of portal projects may connect (`serve` and `worker`).
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Let passes connect to this network (CIDR such as 10.0.0.0/8 or 192.0.2.10/32; repeatable, or comma-separated in the environment): by default they reach public addresses only, never this machine, private, link-local, carrier-grade NAT, multicast or cloud-metadata addresses
+    #[arg(
+        long = "allow-network",
+        value_name = "CIDR",
+        env = "MAILMOVE_ALLOW_NETWORK",
+        value_delimiter = ','
+    )]
+    pub allow_network: Vec<Cidr>,
+}
+
+impl NetworkArgs {
+    pub fn policy(&self) -> NetworkPolicy {
+        NetworkPolicy::public_only(self.allow_network.clone())
+    }
+
+    /// The policy in a line, for the start of `serve` and `worker`.
+    pub fn describe(&self) -> String {
+        if self.allow_network.is_empty() {
+            return "Passes connect to public addresses only (--allow-network CIDR opens one of \
+                    your networks)."
+                .into();
+        }
+        let networks: Vec<String> = self.allow_network.iter().map(Cidr::to_string).collect();
+        format!(
+            "Passes connect to public addresses and to {}.",
+            networks.join(", ")
+        )
+    }
+}
+
+/// What protects the portal from its visitors (`serve`).
+#[derive(Debug, Args)]
+pub struct PortalGuardArgs {
+    /// Read the client's address from X-Forwarded-For when the connection comes from this network (your reverse proxy; CIDR, repeatable, or comma-separated in the environment); otherwise the header is ignored
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "MAILMOVE_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<Cidr>,
+    /// A session ends this many seconds after its last use (an open progress page is not use)
+    #[arg(long, value_name = "SECONDS", default_value_t = 8 * 3600)]
+    pub session_idle_seconds: u32,
+    /// A session ends this many seconds after the login, used or not
+    #[arg(long, value_name = "SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub session_seconds: u32,
+    /// Login links sent to one email address per 15 minutes
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub logins_per_email: u32,
+    /// Login requests from one client address (an IPv6 /64) per 15 minutes
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub logins_per_address: u32,
+    /// The most mailboxes one migration of the portal may hold
+    #[arg(long, value_name = "N", default_value_t = mailmove_projects::DEFAULT_MAILBOXES_PER_PROJECT)]
+    pub mailboxes_per_project: usize,
+}
+
+impl PortalGuardArgs {
+    /// Puts these settings into the portal's configuration.
+    pub fn apply(&self, config: &mut mailmove_portal::PortalConfig) {
+        config.trusted_proxies = self.trusted_proxy.clone();
+        config.session_idle_seconds = i64::from(self.session_idle_seconds.max(60));
+        config.session_seconds = i64::from(self.session_seconds.max(60));
+        config.logins_per_email = self.logins_per_email as usize;
+        config.logins_per_address = self.logins_per_address as usize;
+        config.mailboxes_per_project = self.mailboxes_per_project;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -282,6 +438,8 @@ pub enum PassArg {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `create`'s many flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ProjectCommand {
     /// Create a project between two servers, optionally with its mailboxes
     Create {
@@ -301,6 +459,12 @@ pub enum ProjectCommand {
         /// With a pop3:// source: the destination folder its messages go to (default INBOX)
         #[arg(long, value_name = "NAME")]
         pop_folder: Option<String>,
+        /// The source's mailboxes sign in with this OAuth2 profile of the workers' profiles file (each user signs in with `mailmove auth login PROFILE --account LOGIN`, unless the profile's application signs in by itself)
+        #[arg(long, value_name = "PROFILE", conflicts_with = "source_admin")]
+        source_oauth: Option<String>,
+        /// The destination's mailboxes sign in with this OAuth2 profile
+        #[arg(long, value_name = "PROFILE", conflicts_with = "dest_admin")]
+        dest_oauth: Option<String>,
         #[command(flatten)]
         passwords: PasswordArgs,
         #[command(flatten)]
@@ -468,21 +632,27 @@ impl FolderArgs {
 }
 
 impl Servers {
-    /// Both sides with their logins and passwords.
+    /// Both sides with their logins and passwords (none for a side that signs in with
+    /// an OAuth2 profile: its tokens are attached by `auth::SignIns`).
     pub fn accounts(&self) -> Result<(Account, Account)> {
         let (source, dest) = self.endpoints()?;
         let account = |endpoint: Endpoint,
                        side: &str,
                        password: Option<Secret<String>>,
                        web_auth: WebAuth,
-                       admin: Option<Admin>| {
+                       admin: Option<Admin>,
+                       oauth: bool| {
             let Some(login) = endpoint.login.clone() else {
                 bail!(
                     "the {side} URL {endpoint} names no login: write it as imaps://LOGIN@HOST \
                      (a login with @ is written %40), or pass --mailboxes FILE"
                 );
             };
-            let password = password.ok_or_else(|| missing_password(side))?;
+            let password = match (password, oauth) {
+                (Some(password), _) => password,
+                (None, true) => Secret::new(String::new()),
+                (None, false) => return Err(missing_password(side)),
+            };
             Ok(Account {
                 endpoint,
                 login,
@@ -490,6 +660,7 @@ impl Servers {
                 options: self.connection.options(),
                 web_auth,
                 admin,
+                tokens: None,
             })
         };
         Ok((
@@ -499,6 +670,7 @@ impl Servers {
                 self.passwords.source()?,
                 self.connection.source_auth,
                 self.connection.source_admin(),
+                self.oauth.source_oauth.is_some(),
             )?,
             account(
                 dest,
@@ -506,6 +678,7 @@ impl Servers {
                 self.passwords.dest()?,
                 self.connection.dest_auth,
                 self.connection.dest_admin(),
+                self.oauth.dest_oauth.is_some(),
             )?,
         ))
     }
@@ -578,6 +751,24 @@ fn read_password(
 }
 
 impl ConnectionArgs {
+    /// How a project's side signs in: a profile given, else an administrator given,
+    /// else each mailbox's password.
+    pub fn sign_in_method(&self, oauth: Option<String>, side: &str) -> SignInMethod {
+        let admin = if side == "source" {
+            &self.source_admin
+        } else {
+            &self.dest_admin
+        };
+        match (oauth, admin) {
+            (Some(profile), _) => SignInMethod::OAuth { profile },
+            (None, Some(login)) => SignInMethod::Admin {
+                login: login.clone(),
+                separator: self.admin_separator,
+            },
+            (None, None) => SignInMethod::Password,
+        }
+    }
+
     /// The administrator who signs in for the source's mailboxes, if one does.
     pub fn source_admin(&self) -> Option<Admin> {
         self.admin(&self.source_admin)

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use mailmove_engine::report::Report;
 use mailmove_engine::{Account, FatalKind, migrate};
+use mailmove_model::Secret;
 use mailmove_store::Ledger;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::args::{MigrateArgs, default_state_file, ensure_parent, ledger_key, missing_password};
+use crate::auth::SignIns;
 use crate::progress::Display;
 use crate::{CONNECTION, ITEM_ERRORS, OK, print_summary, write_json};
 
@@ -35,22 +37,28 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
     let options = args.servers.connection.options();
     let fallback_source = args.servers.passwords.source()?;
     let fallback_dest = args.servers.passwords.dest()?;
+    let oauth = &args.servers.oauth;
+    // A side that signs in with a profile needs no password.
+    let no_password =
+        |profile: &Option<String>| profile.as_ref().map(|_| Secret::new(String::new()));
+    let mut sign_ins = SignIns::new(oauth);
     let mut pairs = Vec::new();
     for row in &rows {
         let source_password = row
             .source_password
             .clone()
             .or_else(|| fallback_source.clone())
+            .or_else(|| no_password(&oauth.source_oauth))
             .ok_or_else(|| missing_password("source"))
             .with_context(|| format!("line {}: {}", row.line, row.source_email))?;
         let dest_password = row
             .dest_password
             .clone()
             .or_else(|| fallback_dest.clone())
+            .or_else(|| no_password(&oauth.dest_oauth))
             .ok_or_else(|| missing_password("destination"))
             .with_context(|| format!("line {}: {}", row.line, row.dest_email))?;
-        pairs.push((
-            row.source_email.clone(),
+        let mut pair = (
             Account {
                 endpoint: source.with_login(&row.source_login),
                 login: row.source_login.clone(),
@@ -58,6 +66,7 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
                 options: options.clone(),
                 web_auth: args.servers.connection.source_auth,
                 admin: args.servers.connection.source_admin(),
+                tokens: None,
             },
             Account {
                 endpoint: dest.with_login(&row.dest_login),
@@ -66,8 +75,19 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
                 options: options.clone(),
                 web_auth: args.servers.connection.dest_auth,
                 admin: args.servers.connection.dest_admin(),
+                tokens: None,
             },
-        ));
+        );
+        sign_ins
+            .attach_both(
+                &mut pair.0,
+                &mut pair.1,
+                oauth.source_oauth.clone(),
+                oauth.dest_oauth.clone(),
+            )
+            .await
+            .with_context(|| format!("line {}: {}", row.line, row.source_email))?;
+        pairs.push((row.source_email.clone(), pair.0, pair.1));
     }
 
     let display = Arc::new(Display::for_stderr());
@@ -107,6 +127,7 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
         reports.push(report);
     }
     display.finish();
+    sign_ins.finish().await?;
     for report in &reports {
         println!("== {} -> {}", report.source, report.dest);
         print_summary(report, settings.dry_run);

@@ -2,7 +2,9 @@
 //! wires the engine to the ledger and the terminal, and maps outcomes to exit codes.
 
 mod args;
+mod auth;
 mod bulk;
+mod discover;
 mod progress;
 mod project;
 mod runner;
@@ -52,13 +54,26 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<u8> {
+async fn run(mut cli: Cli) -> Result<u8> {
+    match &mut cli.command {
+        Command::Migrate(args) => discover::resolve_auto(&mut args.servers).await?,
+        Command::Verify(args) => discover::resolve_auto(&mut args.migrate.servers).await?,
+        Command::Check(args) => discover::resolve_auto(&mut args.servers).await?,
+        _ => {}
+    }
     match cli.command {
+        Command::Discover(args) => discover::run(args).await,
         Command::Migrate(args) => {
             if let Some(file) = args.mailboxes.clone() {
                 return bulk::run(args, &file).await;
             }
-            let job = args.into_job()?;
+            let mut sign_ins = auth::SignIns::new(&args.servers.oauth);
+            let oauth = &args.servers.oauth;
+            let (source_oauth, dest_oauth) = (oauth.source_oauth.clone(), oauth.dest_oauth.clone());
+            let mut job = args.into_job()?;
+            sign_ins
+                .attach_both(&mut job.source, &mut job.dest, source_oauth, dest_oauth)
+                .await?;
             let ledger = open_ledger(&job).await?;
             let display = progress::Display::for_stderr();
             let progress = display.single();
@@ -72,26 +87,55 @@ async fn run(cli: Cli) -> Result<u8> {
             .await;
             ledger.close().await;
             display.finish();
-            finish(&job, &report, fatal)
+            let code = finish(&job, &report, fatal);
+            drop(job);
+            sign_ins.finish().await?;
+            code
         }
         Command::Verify(args) => {
+            let mut sign_ins = auth::SignIns::new(&args.migrate.servers.oauth);
+            let oauth = &args.migrate.servers.oauth;
+            let (source_oauth, dest_oauth) = (oauth.source_oauth.clone(), oauth.dest_oauth.clone());
             let mut job = args.migrate.into_job()?;
+            sign_ins
+                .attach_both(&mut job.source, &mut job.dest, source_oauth, dest_oauth)
+                .await?;
             job.settings.compare_bytes = args.content;
             let ledger = open_ledger(&job).await?;
             let (report, fatal) = verify(&job.source, &job.dest, &ledger, &job.settings).await;
             ledger.close().await;
-            finish(&job, &report, fatal)
+            let code = finish(&job, &report, fatal);
+            drop(job);
+            sign_ins.finish().await?;
+            code
         }
         Command::Check(args) => {
-            let (source, dest) = args.servers.accounts()?;
+            let (mut source, mut dest) = args.servers.accounts()?;
+            let oauth = &args.servers.oauth;
+            let mut sign_ins = auth::SignIns::new(oauth);
+            sign_ins
+                .attach_both(
+                    &mut source,
+                    &mut dest,
+                    oauth.source_oauth.clone(),
+                    oauth.dest_oauth.clone(),
+                )
+                .await?;
             let rules = args.folders.rules_for(
                 mailmove_model::Endpoint::parse(&args.servers.source)
                     .map(|e| e.kind)
                     .ok(),
             )?;
-            match check(&source, &dest, &rules).await {
+            let found = check(&source, &dest, &rules).await;
+            let signed_in = (
+                auth::describe(&source, oauth.source_oauth.as_deref()).await,
+                auth::describe(&dest, oauth.dest_oauth.as_deref()).await,
+            );
+            drop((source, dest));
+            sign_ins.finish().await?;
+            match found {
                 Ok(found) => {
-                    print_check(&found);
+                    print_check(&found, signed_in);
                     if let Some(path) = &args.report {
                         write_json(path, &found)?;
                     }
@@ -110,6 +154,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => runner::serve(args).await,
         Command::Worker(args) => runner::worker(args).await,
         Command::Project { command } => project::run(command).await,
+        Command::Auth { command } => auth::run(command).await,
     }
 }
 
@@ -258,14 +303,25 @@ fn flag_hint(remedy: Remedy) -> Option<&'static str> {
             "use imaps://, pop3s:// or https://, or pass --allow-plaintext if you accept that \
              risk",
         ),
+        Remedy::SignInAgain => Some(
+            "sign the mailbox in again: mailmove auth login PROFILE --account MAILBOX \
+             (or give a new access token)",
+        ),
+        Remedy::PublicAddress => Some(
+            "serve and worker connect only to public addresses and the networks given with \
+             --allow-network CIDR",
+        ),
         // The error already says to check the password; where it comes from depends on
         // the command (environment, --source-password-file, a spreadsheet).
-        Remedy::CheckPassword | Remedy::SignInAgain | Remedy::OtherSignIn => None,
+        Remedy::CheckPassword | Remedy::OtherSignIn => None,
     }
 }
 
-fn print_check(found: &mailmove_engine::CheckReport) {
-    println!("Source      {}: logged in", found.source.server);
+/// The trial's findings; `signed_in` says how each side signed in where it was not
+/// with a password (source, destination).
+fn print_check(found: &mailmove_engine::CheckReport, signed_in: (Option<String>, Option<String>)) {
+    let how = |side: Option<String>| side.unwrap_or_else(|| "logged in".to_string());
+    println!("Source      {}: {}", found.source.server, how(signed_in.0));
     println!(
         "  {} folders, {} messages, {}; largest message {}",
         found.source.folders,
@@ -273,7 +329,7 @@ fn print_check(found: &mailmove_engine::CheckReport) {
         human_size(found.source.bytes),
         human_size(found.source.largest_message)
     );
-    println!("Destination {}: logged in", found.dest.server);
+    println!("Destination {}: {}", found.dest.server, how(signed_in.1));
     match (found.dest.quota_used, found.dest.quota_limit) {
         (Some(used), Some(limit)) => println!(
             "  quota: {} used of {}",

@@ -13,6 +13,7 @@ use mailmove_worker::Worker;
 use crate::args::{PassArg, PasswordArgs, ProjectCommand, dest_endpoint, source_endpoint};
 use crate::runner::{open_database, worker_config};
 use crate::{ITEM_ERRORS, OK, USAGE};
+use mailmove_net::NetworkPolicy;
 
 pub async fn run(command: ProjectCommand) -> Result<u8> {
     match command {
@@ -23,10 +24,14 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
             mailboxes,
             owner,
             pop_folder,
+            source_oauth,
+            dest_oauth,
             passwords,
             connection,
             database,
         } => {
+            let source_sign_in = connection.sign_in_method(source_oauth, "source");
+            let dest_sign_in = connection.sign_in_method(dest_oauth, "destination");
             let source = server_only(&source, "source")?;
             let dest = server_only(&dest, "destination")?;
             let rows = match &mailboxes {
@@ -39,6 +44,8 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
                 accept_invalid_certs: connection.danger_accept_invalid_certs,
                 allow_plaintext: connection.allow_plaintext,
                 pop_folder,
+                source_sign_in,
+                dest_sign_in,
             };
             let request = ProjectRequest {
                 owner_email: &owner,
@@ -106,7 +113,9 @@ pub async fn run(command: ProjectCommand) -> Result<u8> {
                 return Ok(OK);
             }
             if db.dialect() == mailmove_store::Dialect::Sqlite {
-                let worker = Worker::new(db.clone(), keyring, worker_config(&runner));
+                let config =
+                    worker_config(&runner, NetworkPolicy::Anywhere, &database, (&db, &keyring))?;
+                let worker = Worker::new(db.clone(), keyring, config);
                 worker.run_until_done(project.id).await;
             } else {
                 eprintln!(

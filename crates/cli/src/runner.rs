@@ -2,10 +2,12 @@
 //! long-running processes, around the database.
 
 use anyhow::{Context, Result};
+use mailmove_net::NetworkPolicy;
 use mailmove_portal::{AppState, Mailer, PortalConfig};
+use mailmove_projects::Grants;
 use mailmove_secrets::Keyring;
 use mailmove_store::{Db, Dialect, QueueLimits, RunLimits};
-use mailmove_worker::{Worker, WorkerConfig, default_worker_name};
+use mailmove_worker::{SignInProfiles, Worker, WorkerConfig, default_worker_name};
 use tokio::sync::watch;
 
 use crate::OK;
@@ -28,8 +30,22 @@ pub async fn open_database(args: &DatabaseArgs) -> Result<(Db, Keyring)> {
     Ok((db, keyring))
 }
 
-pub fn worker_config(args: &RunnerArgs) -> WorkerConfig {
-    WorkerConfig {
+/// A worker as `args` say, connecting where `network` allows (the portal's passes:
+/// public addresses and the operator's networks; `project run --wait`: anywhere),
+/// signing mailboxes in with the operator's OAuth2 profiles where a project says so.
+pub fn worker_config(
+    args: &RunnerArgs,
+    network: NetworkPolicy,
+    database: &DatabaseArgs,
+    (db, keyring): (&Db, &Keyring),
+) -> Result<WorkerConfig> {
+    let profiles_file = match &args.profiles {
+        Some(path) => path.clone(),
+        None => database.data_dir()?.join("oauth.toml"),
+    };
+    let profiles = mailmove_oauth::Profiles::load(&profiles_file)?;
+    let sign_ins = SignInProfiles::new(profiles, Grants::new(db.clone(), keyring.clone()));
+    Ok(WorkerConfig {
         max_jobs: args.jobs.max(1),
         connections_per_host: args.connections_per_host.max(1),
         lease_seconds: i64::from(args.lease_seconds.max(3)),
@@ -41,8 +57,10 @@ pub fn worker_config(args: &RunnerArgs) -> WorkerConfig {
         stall_timeout: std::time::Duration::from_secs(u64::from(args.stall_seconds.max(10))),
         // Passes belong to projects, whose failures people read in the portal.
         advice: mailmove_portal::advice,
+        network,
+        sign_ins: Some(std::sync::Arc::new(sign_ins)),
         ..WorkerConfig::named(default_worker_name())
-    }
+    })
 }
 
 /// The web portal on `--listen`, and with SQLite the passes of every project in this
@@ -58,6 +76,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         .with_context(|| format!("cannot listen on {} (--listen ADDR)", args.listen))?;
     let address = listener.local_addr()?;
     let mut config = PortalConfig::for_listen(address);
+    args.guard.apply(&mut config);
     if let Some(url) = &args.public_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("--public-url {url}: write it as http://HOST[:PORT] or https://HOST");
@@ -71,6 +90,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
             std::path::absolute(path).with_context(|| format!("--tls-ca {}", path.display()))
         })
         .transpose()?;
+    let defaults = config.discovery.clone();
+    config.discovery = mailmove_discover::Settings {
+        policy: args.network.policy(),
+        conventional_ports_only: true,
+        ..args.discovery.settings(defaults.tls)?
+    };
     let mailer = match &args.smtp_url {
         Some(url) => Mailer::smtp(url, &args.smtp_from).context("--smtp-url")?,
         None => Mailer::Log,
@@ -86,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
              send them over HTTPS only: put it behind an HTTPS proxy and pass --public-url https://..."
         );
     }
+    eprintln!("{}", args.network.describe());
     let state = AppState::new(db.clone(), keyring.clone(), mailer, config);
     let (stop, stopped) = watch::channel(false);
     let worker = if db.dialect() == Dialect::Postgres {
@@ -94,7 +120,13 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
         );
         None
     } else {
-        let worker = Worker::new(db, keyring, worker_config(&args.runner));
+        let config = worker_config(
+            &args.runner,
+            args.network.policy(),
+            &args.database,
+            (&db, &keyring),
+        )?;
+        let worker = Worker::new(db, keyring, config);
         Some(tokio::spawn(async move { worker.run(stopped).await }))
     };
     let outcome = tokio::select! {
@@ -113,11 +145,17 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
 
 pub async fn worker(args: WorkerArgs) -> Result<u8> {
     let (db, keyring) = open_database(&args.database).await?;
-    let config = worker_config(&args.runner);
+    let config = worker_config(
+        &args.runner,
+        args.network.policy(),
+        &args.database,
+        (&db, &keyring),
+    )?;
     eprintln!(
         "mailmove worker {} running passes ({} at once). Ctrl-C or SIGTERM stops.",
         config.name, config.max_jobs
     );
+    eprintln!("{}", args.network.describe());
     run_worker(db, keyring, config).await
 }
 

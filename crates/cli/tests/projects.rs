@@ -293,6 +293,9 @@ fn spawn_worker(farm: &Farm, database: &str, log: &Path) -> Child {
             "worker",
             "--database",
             database,
+            // The test's Dovecots are on loopback, which workers refuse unless allowed.
+            "--allow-network",
+            "127.0.0.0/8",
             "--jobs",
             "4",
             "--lease-seconds",
@@ -716,6 +719,8 @@ fn a_running_pass_can_be_stopped() {
             "serve",
             "--database",
             &database,
+            "--allow-network",
+            "127.0.0.0/8",
             "--lease-seconds",
             "3",
             "--listen",
@@ -839,4 +844,136 @@ fn an_untrusted_certificate_fails_the_trial_with_the_portals_advice_and_no_flag(
         "{reason}"
     );
     assert!(!reason.contains("--"), "{reason}");
+}
+
+/// The status of project `name` as `project status --json` prints it.
+fn project_status(farm: &Farm, database: &str, name: &str) -> Value {
+    let output = farm
+        .mailmove()
+        .args(["project", "status", name, "--json", "--database", database])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn serve_refuses_projects_on_internal_addresses_until_the_operator_allows_them() {
+    let farm = Farm::new(1, 1);
+    let database = format!(
+        "sqlite://{}",
+        farm.data_dir().join("mailmove.sqlite").display()
+    );
+    // A portal user's projects: real Dovecots behind a name that resolves to loopback
+    // (`localhost`), and a port scan of the operator's PostgreSQL and of the cloud's
+    // metadata service.
+    for (name, source, dest) in [
+        (
+            "acme",
+            format!("imap://localhost:{}", farm.source.imap_port()),
+            format!("imap://127.0.0.1:{}", farm.dest.imap_port()),
+        ),
+        (
+            "scan",
+            "imap://127.0.0.1:5432".to_string(),
+            "imap://169.254.169.254:143".to_string(),
+        ),
+    ] {
+        let output = farm
+            .mailmove()
+            .args([
+                "project", "create", name, "--source", &source, "--dest", &dest,
+            ])
+            .arg("--tls-ca")
+            .arg(&farm.ca)
+            .arg("--mailboxes")
+            .arg(farm.csv())
+            .args(["--database", &database])
+            .output()
+            .unwrap();
+        let run = common::finish(output, None);
+        assert_eq!(run.code, 0, "{}", run.everything());
+    }
+    let serve = |allow: &[&str]| {
+        farm.mailmove()
+            .args(["serve", "--database", &database, "--listen", "127.0.0.1:0"])
+            .args(allow)
+            .env_remove("MAILMOVE_ALLOW_NETWORK")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let queue_trial = |name: &str| {
+        let queued = farm
+            .mailmove()
+            .args([
+                "project",
+                "run",
+                name,
+                "--pass",
+                "verify",
+                "--database",
+                &database,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            queued.status.success(),
+            "{}",
+            String::from_utf8_lossy(&queued.stderr)
+        );
+    };
+    let status_of = |name: &str| statuses(&project_status(&farm, &database, name))[0].clone();
+
+    let mut refusing = serve(&[]);
+    queue_trial("acme");
+    queue_trial("scan");
+    wait_until("both trials to fail", Duration::from_secs(60), || {
+        status_of("acme") == "Verify failed" && status_of("scan") == "Verify failed"
+    });
+    refusing.kill().unwrap();
+    refusing.wait().unwrap();
+    for name in ["acme", "scan"] {
+        let status = project_status(&farm, &database, name);
+        let reason = status["mailboxes"][0]["last_error"].as_str().unwrap();
+        // The kind of failure, the same for an open port, a closed one and a silent one:
+        // nothing was sent to any of them.
+        assert!(
+            reason.contains(": this address is not allowed ("),
+            "{name}: {reason}"
+        );
+        assert!(
+            reason.ends_with(
+                "; give the server's public name or address, or ask the operator of this \
+                 portal to allow the network it is on"
+            ),
+            "{name}: {reason}"
+        );
+        assert!(!reason.contains("--"), "{reason}");
+        assert!(
+            !reason.contains("connection refused") && !reason.contains("timed out"),
+            "{reason}"
+        );
+    }
+    let acme = project_status(&farm, &database, "acme");
+    let reason = acme["mailboxes"][0]["last_error"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("localhost:{}", farm.source.imap_port()))
+            || reason.contains(&format!("127.0.0.1:{}", farm.dest.imap_port())),
+        "the address as the user typed it: {reason}"
+    );
+
+    // The operator opens loopback: the same project's trial goes through.
+    let mut allowing = serve(&["--allow-network", "127.0.0.0/8"]);
+    queue_trial("acme");
+    wait_until("the trial to pass", Duration::from_secs(60), || {
+        status_of("acme") == "Ready for migration"
+    });
+    allowing.kill().unwrap();
+    allowing.wait().unwrap();
 }

@@ -31,7 +31,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use mailmove_model::Secret;
-use mailmove_net::{Stream, TlsOptions, connect_tcp, tls_handshake_within};
+use mailmove_net::{NetworkPolicy, Stream, TlsOptions, connect_tcp, tls_handshake_within};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, ReadBuf};
 use tracing::debug;
 use url::{Host, Position, Url};
@@ -76,6 +76,8 @@ pub(crate) struct Transport {
     target: String,
     tls_options: TlsOptions,
     connect_timeout: Duration,
+    /// Which addresses connections may go to.
+    network: NetworkPolicy,
     /// The most MIME content kept for one item.
     max_message_size: u64,
     /// The wait for response headers, and between two reads of a body.
@@ -155,6 +157,7 @@ impl Transport {
             url: url.clone(),
             tls_options: options.connect.tls.clone(),
             connect_timeout: options.connect.connect_timeout,
+            network: options.connect.network.clone(),
             max_message_size: options.connect.max_message_size,
             timeout: options.connect.response_timeout,
             login: login.to_string(),
@@ -409,7 +412,7 @@ impl Transport {
     }
 
     async fn open(&self) -> Result<PooledConnection, Error> {
-        let tcp = connect_tcp(&self.host, self.port, self.connect_timeout).await?;
+        let tcp = connect_tcp(&self.host, self.port, self.connect_timeout, &self.network).await?;
         let stream: Box<dyn Stream> = if self.tls {
             let host = &self.host;
             Box::new(

@@ -406,3 +406,35 @@ async fn a_server_that_never_answers_or_never_shakes_hands_fails_within_its_dead
         assert!(error.to_string().contains(expected), "{scheme}: {error}");
     }
 }
+
+#[tokio::test]
+async fn an_address_the_network_policy_refuses_is_never_contacted() {
+    let server = FakeExchange::start(|_, _| Reply::ok(root_folder())).await;
+    let options = Options {
+        connect: mailmove_net::ConnectOptions {
+            network: mailmove_net::NetworkPolicy::public_only(vec![]),
+            ..basic().connect
+        },
+        ..basic()
+    };
+    let error = Client::connect(&server.url(), "alice", &password(), &options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Net(mailmove_net::NetError::NotAllowed { .. })),
+        "{error:?}"
+    );
+    assert!(error.is_connection_setup());
+    assert!(server.seen().is_empty(), "nothing reached the server");
+    // The operator's network is allowed: the same server answers.
+    let allowed = Options {
+        connect: mailmove_net::ConnectOptions {
+            network: mailmove_net::NetworkPolicy::public_only(vec!["127.0.0.0/8".parse().unwrap()]),
+            ..basic().connect
+        },
+        ..basic()
+    };
+    Client::connect(&server.url(), "alice", &password(), &allowed)
+        .await
+        .unwrap();
+}

@@ -83,13 +83,22 @@ impl From<crate::framing::FrameError> for Error {
             crate::framing::FrameError::TooManyLiterals(n) => {
                 Error::Protocol(format!("a response with more than {n} literals"))
             }
-            crate::framing::FrameError::Io(e) => Error::ConnectionLost(e.to_string()),
+            crate::framing::FrameError::Io(e) => Error::from(e),
         }
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(error: std::io::Error) -> Self {
+        // TLS's own words for a connection cut without a goodbye end in a link to
+        // rustls's manual: the person reading the error needs the plain fact.
+        if error.kind() == std::io::ErrorKind::UnexpectedEof
+            && error.to_string().contains("close_notify")
+        {
+            return Error::ConnectionLost(
+                "the connection was cut in the middle of an answer".into(),
+            );
+        }
         Error::ConnectionLost(error.to_string())
     }
 }
@@ -98,6 +107,19 @@ impl From<std::io::Error> for Error {
 mod tests {
     use super::*;
     use mailmove_net::{NetError, Remedy};
+
+    #[test]
+    fn a_tls_connection_cut_is_said_plainly() {
+        let cut = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/",
+        );
+        assert_eq!(
+            Error::from(cut).to_string(),
+            Error::ConnectionLost("the connection was cut in the middle of an answer".into())
+                .to_string()
+        );
+    }
 
     #[test]
     fn remedies_say_which_fix_applies() {

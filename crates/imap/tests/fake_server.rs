@@ -471,3 +471,100 @@ async fn an_endless_line_is_refused_at_the_response_cap() {
     let error = client.run("NOOP").await.unwrap_err();
     assert!(error.to_string().contains("longer than"), "{error}");
 }
+
+#[tokio::test]
+async fn another_services_banner_is_not_repeated_in_the_error() {
+    let (listener, endpoint) = listen().await;
+    tokio::spawn(async move {
+        let (_reader, _write) = accept(&listener, "SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n").await;
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    });
+    let error = Client::connect(&endpoint, &ConnectOptions::default())
+        .await
+        .err()
+        .expect("no IMAP session with an SSH server");
+    let text = error.to_string();
+    assert!(
+        text.contains("127.0.0.1 did not greet as an IMAP server does: is the port right?"),
+        "{text}"
+    );
+    assert!(!text.contains("SSH") && !text.contains("OpenSSH"), "{text}");
+}
+
+/// A server that answers every FETCH with a message of 32 KiB sent 1 KiB at a time,
+/// `pause` between pieces, and stops for good before the last piece when `stall`.
+fn trickling_server(
+    pause: std::time::Duration,
+    stall: bool,
+) -> impl Fn(String, String, OwnedWriteHalf) -> tokio::task::JoinHandle<OwnedWriteHalf> {
+    move |tag, _command, mut out| {
+        tokio::spawn(async move {
+            out.write_all(b"* 1 FETCH (UID 1 BODY[] {32768}\r\n")
+                .await
+                .unwrap();
+            for piece in 0..32 {
+                if stall && piece == 31 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(pause).await;
+                out.write_all(&[b'x'; 1024]).await.unwrap();
+            }
+            out.write_all(format!(")\r\n{tag} OK done\r\n").as_bytes())
+                .await
+                .unwrap();
+            out
+        })
+    }
+}
+
+/// Signed in with a response timeout of one second.
+async fn impatient_client(endpoint: &Endpoint) -> Client {
+    let options = ConnectOptions {
+        response_timeout: std::time::Duration::from_secs(1),
+        ..ConnectOptions::default()
+    };
+    let mut client = Client::connect(endpoint, &options).await.unwrap();
+    client
+        .login("tester", &Secret::new("pw".to_string()))
+        .await
+        .unwrap();
+    client
+}
+
+#[tokio::test]
+async fn a_message_arriving_slowly_but_steadily_is_read_to_its_end() {
+    // 32 pieces a tenth of a second apart: over three seconds for one answer, three
+    // times the response timeout, but never a second without bytes.
+    let pause = std::time::Duration::from_millis(100);
+    let endpoint = hostile_server(trickling_server(pause, false)).await;
+    let mut client = impatient_client(&endpoint).await;
+    let mut stream = client
+        .uid_fetch_bounded("1", "UID BODY.PEEK[]", mailmove_imap::LiteralBound::Maximum)
+        .await
+        .unwrap();
+    let message = stream.next().await.unwrap().unwrap();
+    assert_eq!(
+        message.body.unwrap().into_vec().unwrap(),
+        vec![b'x'; 32 * 1024]
+    );
+    assert!(stream.next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_server_silent_in_the_middle_of_a_message_is_given_up_after_the_response_timeout() {
+    let pause = std::time::Duration::from_millis(10);
+    let endpoint = hostile_server(trickling_server(pause, true)).await;
+    let mut client = impatient_client(&endpoint).await;
+    let mut stream = client
+        .uid_fetch_bounded("1", "UID BODY.PEEK[]", mailmove_imap::LiteralBound::Maximum)
+        .await
+        .unwrap();
+    let error = stream.next().await.expect_err("the silence is an error");
+    assert!(matches!(error, Error::ConnectionLost(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("no answer from 127.0.0.1 for 1 s"),
+        "{error}"
+    );
+}

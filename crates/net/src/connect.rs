@@ -1,5 +1,6 @@
 //! Opening a connection, with failures worded for the person who must fix them.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::policy::NetworkPolicy;
 use crate::remedy::Remedy;
 use crate::tls::{TlsOptions, TlsSetupError, client_config};
 
@@ -23,6 +25,14 @@ pub enum NetError {
     Tls { host: String, reason: String },
     #[error(transparent)]
     Setup(#[from] TlsSetupError),
+    /// The server's address is on this machine, a private network or a reserved range,
+    /// and connections there are not allowed (the portal's passes). The address a name
+    /// resolved to is not shown: it may be the operator's internal name's.
+    #[error(
+        "cannot connect to {address}: this address is not allowed (addresses on this \
+         machine, private networks and reserved ranges are refused)"
+    )]
+    NotAllowed { address: String },
     /// The connection would stay unencrypted and the password would go in clear.
     #[error("refusing to send the password in clear to {host}: {why}")]
     PlaintextRefused { host: String, why: String },
@@ -39,6 +49,7 @@ impl NetError {
             NetError::UntrustedCertificate { .. } => Some(Remedy::TrustCertificate),
             NetError::Setup(TlsSetupError::CaFile { .. }) => Some(Remedy::ReadableCaFile),
             NetError::PlaintextRefused { .. } => Some(Remedy::EncryptOrAllowPlaintext),
+            NetError::NotAllowed { .. } => Some(Remedy::PublicAddress),
             NetError::Unreachable { .. }
             | NetError::Tls { .. }
             | NetError::DataBeforeTls { .. } => None,
@@ -46,24 +57,65 @@ impl NetError {
     }
 }
 
-pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, NetError> {
+/// Opens a TCP connection to `host` (a name or an address), within `timeout` for the
+/// look-up and the connection together. Every address the name resolves to is checked
+/// against `policy` and only the permitted ones are tried: the address checked is the
+/// address connected to, whatever the name resolves to next time.
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    policy: &NetworkPolicy,
+) -> Result<TcpStream, NetError> {
     let address = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
-    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+    let stream = tokio::time::timeout(timeout, connect_permitted(host, port, policy, &address))
         .await
         .map_err(|_| NetError::Unreachable {
             address: address.clone(),
             reason: "connection timed out".into(),
-        })?
-        .map_err(|e| NetError::Unreachable {
-            address: address.clone(),
-            reason: describe_io(&e),
-        })?;
+        })??;
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// Resolves `host`, keeps the addresses `policy` permits, and connects to the first of
+/// them that answers.
+async fn connect_permitted(
+    host: &str,
+    port: u16,
+    policy: &NetworkPolicy,
+    address: &str,
+) -> Result<TcpStream, NetError> {
+    let unreachable = |e: &std::io::Error| NetError::Unreachable {
+        address: address.to_string(),
+        reason: describe_io(e),
+    };
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| unreachable(&e))?
+        .collect();
+    let permitted: Vec<SocketAddr> = resolved
+        .iter()
+        .copied()
+        .filter(|a| policy.permits(a.ip()))
+        .collect();
+    if permitted.is_empty() && !resolved.is_empty() {
+        return Err(NetError::NotAllowed {
+            address: address.to_string(),
+        });
+    }
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address");
+    for candidate in permitted {
+        match TcpStream::connect(candidate).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(unreachable(&last))
 }
 
 async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
@@ -171,5 +223,90 @@ mod tests {
         for error in [untrusted, ca_file, unreachable] {
             assert!(!error.to_string().contains("--"), "{error}");
         }
+    }
+
+    fn public_only(allowed: &[&str]) -> NetworkPolicy {
+        NetworkPolicy::public_only(allowed.iter().map(|c| c.parse().unwrap()).collect())
+    }
+
+    /// A listener on loopback that accepts (the kernel's backlog does), so a refused
+    /// connection is the policy's doing, not the port's.
+    async fn loopback_listener() -> (tokio::net::TcpListener, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    #[tokio::test]
+    async fn loopback_in_every_spelling_is_refused_unless_allowed() {
+        let (_listener, port) = loopback_listener().await;
+        let timeout = Duration::from_secs(10);
+        // `localhost` goes through the system's resolver; `127.1` and `0x7f.1` are the
+        // forms the C library's inet_aton reads as 127.0.0.1.
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "127.1",
+            "0x7f.1",
+            "::ffff:127.0.0.1",
+        ] {
+            let error = connect_tcp(host, port, timeout, &public_only(&[]))
+                .await
+                .expect_err(host);
+            assert!(
+                matches!(error, NetError::NotAllowed { .. }),
+                "{host}: {error}"
+            );
+            assert!(
+                error.to_string().contains("this address is not allowed"),
+                "{host}: {error}"
+            );
+            assert!(!error.to_string().contains("--"), "{error}");
+            assert_eq!(error.remedy(), Some(Remedy::PublicAddress));
+            connect_tcp(host, port, timeout, &public_only(&["127.0.0.0/8"]))
+                .await
+                .unwrap_or_else(|e| panic!("{host} with 127.0.0.0/8 allowed: {e}"));
+            connect_tcp(host, port, timeout, &NetworkPolicy::Anywhere)
+                .await
+                .unwrap_or_else(|e| panic!("{host} from the command line: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_does_not_say_what_a_name_resolved_to() {
+        let (_listener, port) = loopback_listener().await;
+        let error = connect_tcp(
+            "localhost",
+            port,
+            Duration::from_secs(10),
+            &public_only(&[]),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot connect to localhost:{port}: this address is not allowed (addresses on \
+                 this machine, private networks and reserved ranges are refused)"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_allowed_address_that_refuses_says_refused() {
+        let (listener, port) = loopback_listener().await;
+        drop(listener);
+        let error = connect_tcp(
+            "127.0.0.1",
+            port,
+            Duration::from_secs(10),
+            &public_only(&["127.0.0.1"]),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot reach 127.0.0.1:{port}: connection refused")
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::policy::NetworkPolicy;
 use crate::tls::TlsOptions;
 
 /// How to connect, beyond the endpoint itself. IMAP, POP3 and EWS take the same one;
@@ -14,8 +15,10 @@ pub struct ConnectOptions {
     pub allow_plaintext: bool,
     /// Longest wait for the TCP connection and then for the TLS handshake.
     pub connect_timeout: Duration,
-    /// Longest wait for any single answer (or, while a message streams in, for its next
-    /// bytes) before the connection counts as lost.
+    /// Longest wait with no byte moving before the connection counts as lost: over IMAP
+    /// and POP3 a gap (a large message arriving slowly but steadily is read to its
+    /// end; IMAP's writes are held to it too, see `Watchdog`), over EWS the wait for
+    /// an answer's headers and then for each of its next bytes.
     pub response_timeout: Duration,
     /// Messages above this many bytes are spooled to an anonymous temporary file.
     pub spill_threshold: u64,
@@ -25,6 +28,9 @@ pub struct ConnectOptions {
     pub max_message_size: u64,
     /// When to turn on IMAP COMPRESS=DEFLATE.
     pub compress: CompressMode,
+    /// Which addresses connections may go to: anywhere by default (the command line),
+    /// public ones and an allow-list for the portal's passes.
+    pub network: NetworkPolicy,
 }
 
 /// 512 MiB: far above what any mail server accepts (Exchange Online: 150 MB, Gmail:
@@ -49,6 +55,7 @@ impl Default for ConnectOptions {
             spill_threshold: 2 * 1024 * 1024,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             compress: CompressMode::default(),
+            network: NetworkPolicy::default(),
         }
     }
 }

@@ -21,4 +21,7 @@ pub enum Remedy {
     /// The server offers no way to sign in that mailmove was given the means for
     /// (an OAuth token where it takes only passwords, or the reverse).
     OtherSignIn,
+    /// The server's address is one connections may not go to (this machine, a private
+    /// network): give the server's public address, or have that network allowed.
+    PublicAddress,
 }

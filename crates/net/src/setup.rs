@@ -28,7 +28,13 @@ pub struct Opened {
 /// Connects to the endpoint, with TLS from the first byte where its security says so.
 /// Both steps give up after the connect timeout.
 pub async fn open(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Opened, NetError> {
-    let tcp = connect_tcp(&endpoint.host, endpoint.port, options.connect_timeout).await?;
+    let tcp = connect_tcp(
+        &endpoint.host,
+        endpoint.port,
+        options.connect_timeout,
+        &options.network,
+    )
+    .await?;
     let peer_local = tcp.peer_addr().is_ok_and(|a| is_local(a.ip()));
     let stream: Box<dyn Stream> = match endpoint.security {
         Security::Tls => Box::new(secure(tcp, &endpoint.host, options).await?),

@@ -747,11 +747,11 @@ mod tests {
     #[test]
     fn a_client_assertion_names_the_client_and_the_token_endpoint() {
         // Any RSA key will do; the provider's acceptance is tested against the real one.
-        let pem = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/test-rsa-key.pem"
-        ))
-        .unwrap();
+        // Through the running crate's directory, not `env!`: a build reused from another
+        // checkout keeps that checkout's path.
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+        let pem =
+            std::fs::read_to_string(format!("{dir}/tests/fixtures/test-rsa-key.pem")).unwrap();
         let key = SigningKey::from_pem(&pem).unwrap().with_key_id("k1");
         let signed = client(ClientAuth::PrivateKeyJwt(key));
         let post = signed.authenticated(Vec::new()).unwrap();

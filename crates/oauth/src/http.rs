@@ -10,7 +10,7 @@ use hyper::Request;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper_util::rt::TokioIo;
 use mailmove_model::Secret;
-use mailmove_net::{NetError, TlsOptions, connect_tcp, tls_handshake_within};
+use mailmove_net::{NetError, NetworkPolicy, TlsOptions, connect_tcp, tls_handshake_within};
 use tracing::debug;
 use url::Url;
 
@@ -191,7 +191,7 @@ async fn exchange(
         None => return Err(Error::Configuration(format!("{url} has no host"))),
     };
     let port = url.port_or_known_default().unwrap_or(443);
-    let tcp = connect_tcp(&host, port, options.timeout)
+    let tcp = connect_tcp(&host, port, options.timeout, &NetworkPolicy::Anywhere)
         .await
         .map_err(unreachable)?;
     let tls = tls_handshake_within(tcp, &host, &options.tls, options.timeout)

@@ -8,6 +8,8 @@
 //! - [`Client`]: the grants (authorization code with PKCE and `state`, device code,
 //!   client credentials with a secret or a signed assertion, the JWT-bearer grant of
 //!   service accounts, refresh, revocation).
+//! - [`Profiles`]: an operator's named sign-in profiles (provider, application,
+//!   whose access) from a TOML file, each giving a [`TokenSource`] per mailbox.
 //! - [`TokenSource`]: a valid token on demand for a pass, renewed ahead of expiry
 //!   and after a server refused it, reporting rotated refresh tokens to be sealed.
 //!
@@ -47,6 +49,7 @@ mod client;
 mod error;
 mod http;
 mod jwt;
+mod profile;
 mod provider;
 mod source;
 
@@ -57,5 +60,6 @@ pub use client::{
 pub use error::{Error, OAuthError};
 pub use http::HttpOptions;
 pub use jwt::SigningKey;
+pub use profile::{Access, Profile, Profiles};
 pub use provider::{Endpoints, Provider, scopes};
 pub use source::{Renewal, RotationHook, TokenSource};

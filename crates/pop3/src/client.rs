@@ -396,7 +396,18 @@ impl Client {
     // ---- set-up ----
 
     async fn read_greeting(&mut self) -> Result<(), Error> {
-        let status = self.read_status().await?;
+        // Another service's banner is not repeated in the error (see the IMAP client's
+        // greeting): portal users read it.
+        let status = self.read_status().await.map_err(|e| match e {
+            Error::Protocol(reason) => {
+                tracing::debug!(host = %self.host, "not a POP3 greeting: {reason}");
+                Error::Protocol(format!(
+                    "{} did not greet as a POP3 server does: is the port right?",
+                    self.host
+                ))
+            }
+            other => other,
+        })?;
         match status.kind {
             StatusKind::Ok => Ok(()),
             _ => Err(Error::Net(NetError::Unreachable {

@@ -298,3 +298,21 @@ async fn a_message_past_the_maximum_is_cut_off_and_the_connection_dropped() {
     );
     assert!(matches!(client.stat().await, Err(Error::ConnectionLost(_))));
 }
+
+#[tokio::test]
+async fn another_services_banner_is_not_repeated_in_the_error() {
+    let (endpoint, _server) = fake_server("SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n", |_| {
+        Answer::Send(Vec::new())
+    })
+    .await;
+    let error = Client::connect(&endpoint, &ConnectOptions::default())
+        .await
+        .err()
+        .expect("no POP3 session with an SSH server");
+    let text = error.to_string();
+    assert!(
+        text.contains("127.0.0.1 did not greet as a POP3 server does: is the port right?"),
+        "{text}"
+    );
+    assert!(!text.contains("SSH") && !text.contains("OpenSSH"), "{text}");
+}

@@ -26,6 +26,10 @@ pub fn advice(remedy: Remedy) -> Option<&'static str> {
         Remedy::OtherSignIn => {
             "choose the way this server signs in (password or the provider's sign-in) for this side"
         }
+        Remedy::PublicAddress => {
+            "give the server's public name or address, or ask the operator of this portal to \
+             allow the network it is on"
+        }
     })
 }
 
@@ -33,13 +37,14 @@ pub fn advice(remedy: Remedy) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    const EVERY_REMEDY: [Remedy; 6] = [
+    const EVERY_REMEDY: [Remedy; 7] = [
         Remedy::TrustCertificate,
         Remedy::ReadableCaFile,
         Remedy::EncryptOrAllowPlaintext,
         Remedy::CheckPassword,
         Remedy::SignInAgain,
         Remedy::OtherSignIn,
+        Remedy::PublicAddress,
     ];
 
     #[test]

@@ -20,6 +20,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/htmx.min.js"),
     ),
     (
+        "discover.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/discover.js"),
+    ),
+    (
         "htmx-ext-sse.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/htmx-ext-sse.min.js"),

@@ -1,16 +1,15 @@
 //! Who is asking, and may they: random tokens and their stored hashes, the session
-//! cookie, the CSRF check that every state-changing request passes before any handler
-//! runs, and the rate limit on login requests.
+//! cookie (ended by its lifetime or an idle time, whichever comes first), the CSRF check
+//! that every state-changing request passes before any handler runs, the client's
+//! address (from `X-Forwarded-For` only when the peer is a trusted proxy), and the rate
+//! limit on login requests, counted in the database.
 //!
 //! CSRF: a session carries a random token, rendered into every form as the hidden field
 //! `csrf` and into htmx requests as the `X-CSRF-Token` header. Before a session exists
 //! (the login form) the same check runs against a random cookie set with the form (the
 //! double-submit pattern), so a forged login request is refused too.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Request, State};
@@ -23,6 +22,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use mailmove_net::Cidr;
+use mailmove_store::{StoreError, now};
+
 use crate::AppState;
 use crate::routes::PageError;
 
@@ -30,6 +32,7 @@ pub(crate) const SESSION_COOKIE: &str = "mailmove_session";
 pub(crate) const LOGIN_CSRF_COOKIE: &str = "mailmove_login_csrf";
 pub(crate) const CSRF_FIELD: &str = "csrf";
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// 256 random bits, URL-safe base64 (43 characters).
 pub(crate) fn random_token() -> String {
@@ -84,24 +87,65 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
     }
 }
 
-/// The client's IP address (the TCP peer), when the server recorded it.
+/// The client's IP address: the TCP peer, or, when the peer is one of the operator's
+/// trusted proxies, the address that proxy says it forwarded for. `None` when the server
+/// recorded no peer (the handler tests).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientAddress(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(ClientAddress(peer.map(|peer| {
+            client_address(peer, &parts.headers, &state.config().trusted_proxies)
+        })))
     }
 }
 
-/// Finds the session named by the cookie and puts it into the request.
+/// Walks `X-Forwarded-For` from the right (each proxy appends the address it heard
+/// from) while the hop is a trusted proxy, and stops at the first address that is not
+/// one: addresses left of it were written by the client and prove nothing. A peer that
+/// is not a trusted proxy is the client, whatever it sends.
+pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            // Garbage from the client's side: the last good hop is the client.
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// How often a session's use is written down, at most (its idle time moves in steps of
+/// this, or of a quarter of the idle time if that is shorter).
+const TOUCH_EVERY_SECONDS: i64 = 60;
+
+/// Finds the session named by the cookie and puts it into the request, unless it has
+/// expired or gone idle.
 pub(crate) async fn load_session(
     State(state): State<AppState>,
     mut request: Request,
@@ -109,8 +153,21 @@ pub(crate) async fn load_session(
 ) -> Response {
     if let Some(id) = cookie(request.headers(), SESSION_COOKIE) {
         let hash = token_hash(&id);
-        match state.db().session(&hash).await {
+        let config = state.config();
+        match state.db().session(&hash, config.session_idle_seconds).await {
             Ok(Some(record)) => {
+                // A live-progress stream is no sign of the person: it does not keep the
+                // session from going idle. Other requests move the idle time, at most
+                // once a minute (one write per minute, not per request), and often
+                // enough for a short idle time.
+                let activity = !request.uri().path().ends_with("/events");
+                let every = TOUCH_EVERY_SECONDS.min(config.session_idle_seconds / 4);
+                if activity
+                    && now() - record.last_seen_at >= every
+                    && let Err(e) = state.db().touch_session(&hash, now()).await
+                {
+                    return PageError::Store(e).into_response();
+                }
                 request.extensions_mut().insert(Session {
                     user_id: record.user_id,
                     email: record.email,
@@ -224,50 +281,45 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) ->
     HeaderValue::from_str(&text).expect("a cookie of URL-safe characters")
 }
 
-/// Login requests counted per key (an email, a client address) in a sliding window.
-/// Kept in memory: several portal processes each apply the limit.
-#[derive(Default)]
-pub(crate) struct RateLimiter {
-    hits: Mutex<HashMap<String, VecDeque<Instant>>>,
+/// Whether one more login link may be sent for `email` (validated and lower-cased; `None`
+/// for a request that will send none) to a client at `address`. Each key is counted in the database, so every portal process
+/// sharing it applies one limit, and each key is bounded in size: the email by its
+/// SHA-256, the address as text (an IPv6 client by its /64, which one subscriber
+/// usually holds whole). The address is counted first and the email only when the
+/// address is within its limit. Only sending is limited: links already sent keep
+/// working, so requests from someone else for a victim's email cannot lock the victim
+/// out (they fill the victim's inbox with links that work).
+pub(crate) async fn login_allowed(
+    state: &AppState,
+    email: Option<&str>,
+    address: Option<IpAddr>,
+) -> Result<bool, StoreError> {
+    let config = state.config();
+    let window = config.login_window.as_secs() as i64;
+    let address = address.map_or_else(|| "unknown".to_string(), |ip| network_key(ip).to_string());
+    let db = state.db();
+    if db
+        .count_login_request(&format!("address:{address}"), window)
+        .await?
+        > config.logins_per_address as u64
+    {
+        return Ok(false);
+    }
+    let Some(email) = email else {
+        return Ok(true);
+    };
+    let email_key = format!("email:{}", token_hash(email));
+    Ok(db.count_login_request(&email_key, window).await? <= config.logins_per_email as u64)
 }
 
-impl RateLimiter {
-    /// Records one request for every key and returns true if each key is within its
-    /// limit; a refused request is not counted.
-    pub fn allow(&self, keys: &[(String, usize)], window: Duration) -> bool {
-        let now = Instant::now();
-        // A poisoned lock only means another request panicked mid-count: keep counting.
-        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, _) in keys {
-            if let Some(times) = hits.get_mut(key) {
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= window)
-                {
-                    times.pop_front();
-                }
-            }
-        }
-        let within = keys
-            .iter()
-            .all(|(key, limit)| hits.get(key).map_or(0, VecDeque::len) < *limit);
-        if within {
-            for (key, _) in keys {
-                hits.entry(key.clone()).or_default().push_back(now);
-            }
-        }
-        within
-    }
-
-    /// Forgets keys with no request in the window, so the map stays small.
-    pub fn prune(&self, window: Duration) {
-        let now = Instant::now();
-        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        hits.retain(|_, times| {
-            times
-                .back()
-                .is_some_and(|t| now.duration_since(*t) < window)
-        });
+/// What a client address is counted under: IPv4 as it is, IPv6 by its /64.
+fn network_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !(u128::MAX >> 64))),
+        },
+        v4 => v4,
     }
 }
 
@@ -321,18 +373,49 @@ mod tests {
     }
 
     #[test]
-    fn the_limiter_counts_each_key_in_its_window() {
-        let limiter = RateLimiter::default();
-        let window = Duration::from_secs(60);
-        let keys = |email: &str| vec![(format!("email:{email}"), 2), ("ip:1".to_string(), 3)];
-        assert!(limiter.allow(&keys("a"), window));
-        assert!(limiter.allow(&keys("a"), window));
-        assert!(!limiter.allow(&keys("a"), window), "email limit");
-        assert!(limiter.allow(&keys("b"), window));
-        assert!(!limiter.allow(&keys("c"), window), "address limit");
-        assert!(limiter.allow(&keys("a"), Duration::ZERO), "window passed");
-        limiter.prune(Duration::ZERO);
-        assert!(limiter.hits.lock().unwrap().is_empty());
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let proxies: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let forwarded = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_FORWARDED_FOR, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let table = [
+            // (peer, X-Forwarded-For, client)
+            ("203.0.113.7", "198.51.100.1", "203.0.113.7"), // not a proxy: ignored
+            ("10.0.0.2", "198.51.100.1", "198.51.100.1"),
+            ("10.0.0.2", "6.6.6.6, 198.51.100.1", "198.51.100.1"), // forged left part
+            ("10.0.0.2", "198.51.100.1, 10.0.0.9", "198.51.100.1"), // two proxies
+            ("10.0.0.2", "garbage, 198.51.100.1", "198.51.100.1"),
+            ("10.0.0.2", "198.51.100.1, garbage", "10.0.0.2"),
+            ("10.0.0.2", "", "10.0.0.2"),
+        ];
+        for (peer, header, client) in table {
+            assert_eq!(
+                client_address(ip(peer), &forwarded(header), &proxies),
+                ip(client),
+                "{peer} {header}"
+            );
+        }
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &forwarded("198.51.100.1"), &[]),
+            ip("10.0.0.2"),
+            "no trusted proxy: the header is never read"
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &HeaderMap::new(), &proxies),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_network() {
+        let key = |text: &str| network_key(text.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::");
+        assert_eq!(key("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(key("192.0.2.1"), "192.0.2.1");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
+use mailmove_net::Cidr;
 use mailmove_secrets::Keyring;
 use mailmove_store::Db;
 
@@ -53,12 +54,22 @@ pub struct PortalConfig {
     pub tls_ca: Option<PathBuf>,
     /// How long an emailed login link works.
     pub login_link_seconds: i64,
-    /// How long a session lasts.
+    /// How long a session lasts at most.
     pub session_seconds: i64,
-    /// Login requests allowed per email address, and per client address, in `login_window`.
+    /// A session unused for this long ends (live progress on an open page is not use).
+    pub session_idle_seconds: i64,
+    /// Login links sent per email address, and login requests per client address, in
+    /// `login_window` (at most a day: older counters are removed).
     pub logins_per_email: usize,
     pub logins_per_address: usize,
     pub login_window: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (the operator's reverse proxy);
+    /// any other peer is the client itself.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Live-progress streams one session may hold open at once (in this process).
+    pub streams_per_session: usize,
+    /// The most mailboxes one project may hold.
+    pub mailboxes_per_project: usize,
     /// How often live progress reads the passes.
     pub progress_every: Duration,
     /// How often ended passes are looked for, to email the project's contact.
@@ -66,6 +77,13 @@ pub struct PortalConfig {
     /// How long reading one uploaded spreadsheet may take (on a blocking thread); the
     /// limits on its size keep a read far below the default 20 s.
     pub spreadsheet_read_limit: Duration,
+    /// How "Find my settings" looks servers up: DNS server, ports, time limits, and
+    /// where it may connect (public addresses and the operator's networks, as the
+    /// passes). The CA of `tls_ca` is added when it runs.
+    pub discovery: mailmove_discover::Settings,
+    /// Discoveries one user may ask for in `discovery_window`.
+    pub discoveries_per_user: usize,
+    pub discovery_window: Duration,
 }
 
 impl PortalConfig {
@@ -86,12 +104,24 @@ impl PortalConfig {
             tls_ca: None,
             login_link_seconds: 15 * 60,
             session_seconds: 7 * 24 * 3600,
+            session_idle_seconds: 8 * 3600,
             logins_per_email: 5,
             logins_per_address: 20,
             login_window: Duration::from_secs(15 * 60),
+            trusted_proxies: Vec::new(),
+            streams_per_session: 4,
+            mailboxes_per_project: mailmove_projects::DEFAULT_MAILBOXES_PER_PROJECT,
             progress_every: Duration::from_secs(1),
             notify_every: Duration::from_secs(5),
             spreadsheet_read_limit: Duration::from_secs(20),
+            discovery: mailmove_discover::Settings {
+                timeout: Duration::from_secs(4),
+                policy: mailmove_net::NetworkPolicy::public_only(Vec::new()),
+                conventional_ports_only: true,
+                ..mailmove_discover::Settings::default()
+            },
+            discoveries_per_user: 10,
+            discovery_window: Duration::from_secs(10 * 60),
         }
     }
 
@@ -116,17 +146,21 @@ struct Shared {
     projects: mailmove_projects::Projects,
     mailer: Mailer,
     config: PortalConfig,
-    limiter: auth::RateLimiter,
+    streams: sse::OpenStreams,
+    /// Discoveries running at once for the whole portal.
+    discovery_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
     pub fn new(db: Db, keyring: Keyring, mailer: Mailer, config: PortalConfig) -> AppState {
         AppState {
             shared: Arc::new(Shared {
-                projects: mailmove_projects::Projects::new(db, keyring),
+                projects: mailmove_projects::Projects::new(db, keyring)
+                    .with_mailbox_limit(config.mailboxes_per_project),
                 mailer,
                 config,
-                limiter: auth::RateLimiter::default(),
+                streams: sse::OpenStreams::default(),
+                discovery_slots: tokio::sync::Semaphore::new(DISCOVERIES_AT_ONCE),
             }),
         }
     }
@@ -148,8 +182,12 @@ impl AppState {
         &self.shared.mailer
     }
 
-    pub(crate) fn limiter(&self) -> &auth::RateLimiter {
-        &self.shared.limiter
+    pub(crate) fn streams(&self) -> &sse::OpenStreams {
+        &self.shared.streams
+    }
+
+    pub(crate) fn discovery_slots(&self) -> &tokio::sync::Semaphore {
+        &self.shared.discovery_slots
     }
 }
 
@@ -160,6 +198,10 @@ impl std::fmt::Debug for AppState {
             .finish_non_exhaustive()
     }
 }
+
+/// Discoveries ("Find my settings") running at once for the whole portal: each makes
+/// a few dozen DNS questions and connections.
+const DISCOVERIES_AT_ONCE: usize = 4;
 
 /// The largest spreadsheet upload: 5,000 mailboxes (the most one list may add, see
 /// [`mailmove_import::Limits::UPLOAD`]) take well under 1 MB as CSV or XLSX.
@@ -189,7 +231,7 @@ const UPLOAD_BODY_LIMIT: usize = UPLOAD_LIMIT + 64 * 1024;
 
 /// Every page and action of the portal.
 pub fn router(state: AppState) -> Router {
-    use routes::{login, mailboxes, migrations, project, reports};
+    use routes::{discover, login, mailboxes, migrations, project, reports};
     Router::new()
         .route("/", get(routes::home))
         .route("/login", get(login::form).post(login::request_link))
@@ -198,12 +240,14 @@ pub fn router(state: AppState) -> Router {
             get(login::open_link).post(login::follow_link),
         )
         .route("/logout", post(login::logout))
+        .route("/logout/everywhere", post(login::logout_everywhere))
         .route("/terms", get(login::terms))
         .route(
             "/migrations",
             get(migrations::list).post(migrations::create),
         )
         .route("/migrations/new", get(migrations::new_form))
+        .route("/discover", get(discover::find))
         .route("/projects/{id}", get(project::show))
         .route(
             "/projects/{id}/passes",

@@ -27,10 +27,10 @@ pub(crate) async fn run(state: AppState) {
         }
         if cleaned.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY) {
             cleaned = Some(Instant::now());
-            if let Err(e) = state.db().delete_expired_logins().await {
+            let idle = state.config().session_idle_seconds;
+            if let Err(e) = state.db().delete_expired_logins(idle).await {
                 warn!("cannot remove expired sessions: {e}");
             }
-            state.limiter().prune(state.config().login_window);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! passes, finish, delete and report status. Each operation that writes is one store
 //! transaction, so a crash or a concurrent request never leaves half of it done.
 
+mod grants;
 mod sealing;
 mod settings;
 mod status;
@@ -12,9 +13,10 @@ use mailmove_model::{PassKind, Secret};
 use mailmove_secrets::Keyring;
 use mailmove_store::{Db, MailboxRecord, NewProject, ProjectRecord, StoreError};
 
+pub use grants::{Grants, RotationWriter, grant_context};
 pub use mailmove_model::{TrialReport, TrialSide};
 pub use sealing::{FallbackPasswords, Side, seal, sealed_rows, secret_context};
-pub use settings::{ProjectSettings, SettingsError};
+pub use settings::{ProjectSettings, SettingsError, SignInMethod};
 pub use status::{MailboxState, MessageCounts, ProgressNow, ProjectStatus};
 
 /// What creating a project needs.
@@ -28,16 +30,36 @@ pub struct ProjectRequest<'a> {
     pub settings: &'a ProjectSettings,
 }
 
+/// The most mailboxes a project of the portal holds unless its operator says otherwise:
+/// as many as one spreadsheet may add there ([`mailmove_import::Limits::UPLOAD`]).
+pub const DEFAULT_MAILBOXES_PER_PROJECT: usize = 5_000;
+
 /// The operations, over a database and the key that seals its secrets.
 #[derive(Clone)]
 pub struct Projects {
     db: Db,
     keyring: Keyring,
+    /// The most mailboxes one project may hold.
+    mailbox_limit: usize,
 }
 
 impl Projects {
+    /// The operations with the command line's limit on mailboxes per project: as many as
+    /// one file may list ([`mailmove_import::Limits::FILE`]).
     pub fn new(db: Db, keyring: Keyring) -> Projects {
-        Projects { db, keyring }
+        Projects {
+            db,
+            keyring,
+            mailbox_limit: mailmove_import::Limits::FILE.max_mailboxes,
+        }
+    }
+
+    /// The same operations with at most `limit` mailboxes per project.
+    pub fn with_mailbox_limit(self, limit: usize) -> Projects {
+        Projects {
+            mailbox_limit: limit,
+            ..self
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -55,6 +77,7 @@ impl Projects {
             .settings
             .check()
             .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        self.within_limit(0, rows.len())?;
         let settings = request.settings.to_json();
         let project = NewProject {
             owner_email: request.owner_email,
@@ -77,8 +100,24 @@ impl Projects {
         rows: &[MailboxRow],
         fallback: &FallbackPasswords,
     ) -> Result<Vec<i64>, StoreError> {
+        let held = self.db.mailbox_count(project_id).await?;
+        self.within_limit(held, rows.len())?;
         let sealed = sealed_rows(&self.keyring, project_id, rows, fallback);
         self.db.add_mailboxes(project_id, &sealed).await
+    }
+
+    /// Refuses to make a project that holds `held` mailboxes hold `adding` more than
+    /// the limit. (Two lists added at the same instant may pass it together: the limit
+    /// bounds what one person can make the workers do, not an exact count.)
+    fn within_limit(&self, held: u64, adding: usize) -> Result<(), StoreError> {
+        let limit = self.mailbox_limit;
+        if held.saturating_add(adding as u64) <= limit as u64 {
+            return Ok(());
+        }
+        Err(StoreError::Conflict(format!(
+            "a migration holds at most {limit} mailboxes: this one has {held} and the list adds \
+             {adding}; start another migration for the rest"
+        )))
     }
 
     /// Replaces a mailbox's passwords; a side given `None` keeps its password.

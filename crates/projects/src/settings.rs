@@ -15,6 +15,37 @@ pub struct ProjectSettings {
     pub allow_plaintext: bool,
     /// With a POP3 source: the destination folder its messages go to.
     pub pop_folder: Option<String>,
+    /// How the source's mailboxes sign in.
+    pub source_sign_in: SignInMethod,
+    /// How the destination's mailboxes sign in.
+    pub dest_sign_in: SignInMethod,
+}
+
+/// How one side's mailboxes sign in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SignInMethod {
+    /// Each mailbox's own password (stored sealed with the mailbox).
+    #[default]
+    Password,
+    /// An administrator acting for each mailbox; the password stored with each mailbox
+    /// is the administrator's. `separator`: Dovecot's `MAILBOX*ADMIN` form instead of
+    /// SASL PLAIN's authorization identity.
+    Admin {
+        login: String,
+        separator: Option<char>,
+    },
+    /// OAuth2 with an operator's sign-in profile: the application's own access, or
+    /// each mailbox user's consent kept for the profile.
+    #[serde(rename = "oauth2")]
+    OAuth { profile: String },
+}
+
+impl SignInMethod {
+    /// Whether the mailboxes need a password stored for this side.
+    pub fn needs_password(&self) -> bool {
+        !matches!(self, SignInMethod::OAuth { .. })
+    }
 }
 
 /// Why stored settings were refused.
@@ -60,6 +91,24 @@ impl ProjectSettings {
         {
             return Err(SettingsError("pop_folder is empty".into()));
         }
+        for (side, method) in [
+            ("source", &self.source_sign_in),
+            ("dest", &self.dest_sign_in),
+        ] {
+            match method {
+                SignInMethod::Admin { login, .. } if login.trim().is_empty() => {
+                    return Err(SettingsError(format!(
+                        "{side}_sign_in: the administrator's login is empty"
+                    )));
+                }
+                SignInMethod::OAuth { profile } if profile.trim().is_empty() => {
+                    return Err(SettingsError(format!(
+                        "{side}_sign_in: the sign-in profile is empty"
+                    )));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 }
@@ -75,6 +124,13 @@ mod tests {
             accept_invalid_certs: false,
             allow_plaintext: true,
             pop_folder: Some("Old mail".into()),
+            source_sign_in: SignInMethod::OAuth {
+                profile: "contoso".into(),
+            },
+            dest_sign_in: SignInMethod::Admin {
+                login: "migrator".into(),
+                separator: Some('*'),
+            },
         };
         assert_eq!(
             ProjectSettings::from_json(&settings.to_json()),
@@ -103,6 +159,14 @@ mod tests {
                 "tls_ca `ca.pem` is not an absolute path",
             ),
             (r#"{"pop_folder": " "}"#, "pop_folder is empty"),
+            (
+                r#"{"source_sign_in": {"method": "oauth2", "profile": ""}}"#,
+                "source_sign_in: the sign-in profile is empty",
+            ),
+            (
+                r#"{"dest_sign_in": {"method": "token"}}"#,
+                "unknown variant `token`",
+            ),
             ("[]", "expected a JSON object, found `[]`"),
         ];
         for (json, reason) in cases {

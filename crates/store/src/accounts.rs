@@ -1,5 +1,6 @@
 //! What the web portal keeps beside the projects: one-time login tokens and sessions
-//! (both stored only as hashes), projects looked up through their owner, the finished
+//! (both stored only as hashes; a session ends at its expiry or after an idle time,
+//! whichever comes first), the counters of the login rate limit, projects looked up through their owner, the finished
 //! mark, the failed items of a project's ledgers, the latest pass of each mailbox for
 //! live progress, and which ended passes the project's contact was told about.
 //!
@@ -37,6 +38,8 @@ pub struct SessionRecord {
     /// The token every state-changing request of this session must carry.
     pub csrf_token: String,
     pub expires_at: i64,
+    /// When a request of this session was last seen (see [`Db::touch_session`]).
+    pub last_seen_at: i64,
 }
 
 /// A project as its owner sees it in the portal.
@@ -174,29 +177,37 @@ impl Db {
         csrf_token: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let now = now();
         sqlx::query(
-            "INSERT INTO sessions (session_hash, user_id, csrf_token, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions (session_hash, user_id, csrf_token, created_at, expires_at, \
+             last_seen_at) VALUES ($1, $2, $3, $4, $5, $4)",
         )
         .bind(session_hash)
         .bind(user_id)
         .bind(csrf_token)
-        .bind(now())
+        .bind(now)
         .bind(expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The session with this hash, if it has not expired.
-    pub async fn session(&self, session_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+    /// The session with this hash, if it has not expired and was seen within the last
+    /// `idle_seconds`.
+    pub async fn session(
+        &self,
+        session_hash: &str,
+        idle_seconds: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = now();
         let row = sqlx::query(
-            "SELECT s.user_id, u.email, s.csrf_token, s.expires_at \
+            "SELECT s.user_id, u.email, s.csrf_token, s.expires_at, s.last_seen_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.session_hash = $1 AND s.expires_at > $2",
+             WHERE s.session_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3",
         )
         .bind(session_hash)
-        .bind(now())
+        .bind(now)
+        .bind(now.saturating_sub(idle_seconds))
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -205,9 +216,21 @@ impl Db {
                 email: row.try_get(1)?,
                 csrf_token: row.try_get(2)?,
                 expires_at: row.try_get(3)?,
+                last_seen_at: row.try_get(4)?,
             })
         })
         .transpose()
+    }
+
+    /// Records that the session was used at `at` (seconds since the epoch; `now()` but
+    /// in tests), which moves its idle timeout.
+    pub async fn touch_session(&self, session_hash: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE session_hash = $2")
+            .bind(at)
+            .bind(session_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn delete_session(&self, session_hash: &str) -> Result<(), StoreError> {
@@ -218,21 +241,74 @@ impl Db {
         Ok(())
     }
 
-    /// Removes expired sessions and login tokens expired for more than a day (kept that
-    /// long so a late click is told "expired" rather than "unknown").
-    pub async fn delete_expired_logins(&self) -> Result<u64, StoreError> {
-        let now = now();
-        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now)
+    /// Ends every session of a user ("log out everywhere"); returns how many there were.
+    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
             .execute(&self.pool)
             .await?
-            .rows_affected();
+            .rows_affected())
+    }
+
+    /// Counts one login request under `key` and returns the requests counted under it
+    /// in its current window, this one included. A window starts with the first request
+    /// after the previous one ended and lasts `window_seconds` (at most a day, see
+    /// [`Db::delete_expired_logins`]). One statement: concurrent requests from several
+    /// portal processes each get their own count.
+    pub async fn count_login_request(
+        &self,
+        key: &str,
+        window_seconds: i64,
+    ) -> Result<u64, StoreError> {
+        let now = now();
+        let row = sqlx::query(
+            "INSERT INTO login_limits (limit_key, window_start, hits) VALUES ($1, $2, 1) \
+             ON CONFLICT (limit_key) DO UPDATE SET \
+             hits = CASE WHEN login_limits.window_start <= $3 THEN 1 \
+                 ELSE login_limits.hits + 1 END, \
+             window_start = CASE WHEN login_limits.window_start <= $3 THEN $2 \
+                 ELSE login_limits.window_start END \
+             RETURNING hits",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(now.saturating_sub(window_seconds))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
+    }
+
+    /// Removes expired sessions, sessions idle for `idle_seconds`, login tokens expired
+    /// for more than a day (kept that long so a late click is told "expired" rather than
+    /// "unknown") and login counters whose window began more than a day ago.
+    pub async fn delete_expired_logins(&self, idle_seconds: i64) -> Result<u64, StoreError> {
+        let now = now();
+        let sessions =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+                .bind(now)
+                .bind(now.saturating_sub(idle_seconds))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         let tokens = sqlx::query("DELETE FROM login_tokens WHERE expires_at <= $1")
             .bind(now - 86_400)
             .execute(&self.pool)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM login_limits WHERE window_start <= $1")
+            .bind(now - 86_400)
+            .execute(&self.pool)
+            .await?;
         Ok(sessions + tokens)
+    }
+
+    /// How many mailboxes a project holds.
+    pub async fn mailbox_count(&self, project_id: i64) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM mailboxes WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
     }
 
     /// A user's projects, oldest first, with their mailbox counts per status.

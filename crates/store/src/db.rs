@@ -437,6 +437,32 @@ UPDATE passes SET notified_at = 0 WHERE state NOT IN ('queued', 'running')
     "
 ALTER TABLE mailboxes ADD COLUMN dest_byte_exact BIGINT
 ",
+    // OAuth2 grants (`mailmove auth login`): a refresh token per sign-in profile and
+    // account, sealed by the caller.
+    "
+CREATE TABLE oauth_grants (
+    profile TEXT NOT NULL,
+    account TEXT NOT NULL,
+    refresh_token BLOB NOT NULL,
+    scope TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (profile, account)
+)
+",
+    // Sessions end after an idle time as well as at their expiry, and all of a user's
+    // at once ("log out everywhere"); login requests are counted here, so every portal
+    // process sharing the database applies one limit.
+    "
+ALTER TABLE sessions ADD COLUMN last_seen_at BIGINT NOT NULL DEFAULT 0;
+UPDATE sessions SET last_seen_at = created_at;
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE TABLE login_limits (
+    limit_key TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    hits BIGINT NOT NULL
+)
+",
     // The scheduler: a pass's times in milliseconds, each state its own (queued since,
     // waiting for a host slot since, first run, this run, earlier runs), and the
     // indexes the claim and the ends of passes read host slots and passes by.

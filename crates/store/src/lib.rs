@@ -9,6 +9,7 @@
 mod accounts;
 mod claim;
 mod db;
+mod grants;
 mod ledger;
 mod passes;
 mod projects;
@@ -18,6 +19,7 @@ pub use accounts::{
 };
 pub use claim::{Claimer, QueueLimits, RunLimits, Wakeups};
 pub use db::{Db, Dialect, now, now_ms};
+pub use grants::GrantRecord;
 pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
 pub use passes::{
     Claimed, PassCopies, PassEnd, PassKind, PassProgress, PassRecord, PassState, PassTimings,

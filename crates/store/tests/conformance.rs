@@ -130,6 +130,9 @@ conformance!(
     source_uids_are_stable,
     login_tokens_are_single_use_and_expire,
     sessions_open_expire_and_close,
+    an_idle_session_ends_and_use_keeps_it_open,
+    logging_out_everywhere_ends_every_session_of_the_user_only,
+    login_requests_are_counted_per_key_and_window,
     projects_are_reached_only_through_their_owner,
     finishing_a_project_erases_its_secrets,
     mailbox_secrets_are_replaced_side_by_side,
@@ -142,6 +145,7 @@ conformance!(
     finishing_or_deleting_waits_for_passes_and_stops_new_ones,
     a_pass_counts_what_every_attempt_of_it_copied,
     queueing_racing_finishing_or_deleting_leaves_no_pass_behind,
+    grants_are_kept_replaced_and_forgotten,
 );
 
 async fn source_uids_are_stable(db: &Db) {
@@ -427,6 +431,8 @@ async fn mailboxes_are_added_all_or_nothing(db: &Db) {
     );
     let stored = db.mailboxes(project.id).await.unwrap();
     assert_eq!(stored.len(), 2, "nothing from the refused batch is kept");
+    assert_eq!(db.mailbox_count(project.id).await.unwrap(), 2);
+    assert_eq!(db.mailbox_count(project.id + 1000).await.unwrap(), 0);
     assert_eq!(stored[0].status, MailboxStatus::NotStarted);
     assert_eq!(stored[0].source_secret.as_deref(), Some(&[1, 2, 3, 1][..]));
     assert_eq!(stored[0].dest_secret, None);
@@ -1079,7 +1085,7 @@ async fn login_tokens_are_single_use_and_expire(db: &Db) {
     db.create_login_token("hash-ancient", "c@x", mailmove_store::now() - 90_000)
         .await
         .unwrap();
-    db.delete_expired_logins().await.unwrap();
+    db.delete_expired_logins(3600).await.unwrap();
     assert_eq!(
         db.use_login_token("hash-ancient").await.unwrap(),
         LoginTokenUse::Unknown
@@ -1091,6 +1097,7 @@ async fn login_tokens_are_single_use_and_expire(db: &Db) {
 }
 
 async fn sessions_open_expire_and_close(db: &Db) {
+    const IDLE: i64 = 3600;
     let user = db.ensure_user("ann@example.com").await.unwrap();
     let later = mailmove_store::now() + 3600;
     db.create_session("s1", user, "csrf-1", later)
@@ -1099,7 +1106,7 @@ async fn sessions_open_expire_and_close(db: &Db) {
     db.create_session("s-old", user, "csrf-2", mailmove_store::now() - 1)
         .await
         .unwrap();
-    let session = db.session("s1").await.unwrap().unwrap();
+    let session = db.session("s1", IDLE).await.unwrap().unwrap();
     assert_eq!(
         (
             session.user_id,
@@ -1109,11 +1116,80 @@ async fn sessions_open_expire_and_close(db: &Db) {
         (user, "ann@example.com", "csrf-1")
     );
     assert_eq!(session.expires_at, later);
-    assert!(db.session("s-old").await.unwrap().is_none(), "expired");
-    assert!(db.session("nope").await.unwrap().is_none());
-    assert_eq!(db.delete_expired_logins().await.unwrap(), 1);
+    assert!(
+        db.session("s-old", IDLE).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(db.session("nope", IDLE).await.unwrap().is_none());
+    assert_eq!(db.delete_expired_logins(IDLE).await.unwrap(), 1);
     db.delete_session("s1").await.unwrap();
-    assert!(db.session("s1").await.unwrap().is_none());
+    assert!(db.session("s1", IDLE).await.unwrap().is_none());
+}
+
+async fn an_idle_session_ends_and_use_keeps_it_open(db: &Db) {
+    const IDLE: i64 = 3600;
+    let user = db.ensure_user("ann@example.com").await.unwrap();
+    let now = mailmove_store::now();
+    for name in ["used", "idle"] {
+        db.create_session(name, user, "csrf", now + 7 * 86_400)
+            .await
+            .unwrap();
+    }
+    // Both last seen long ago; one is used again just now.
+    db.touch_session("used", now - IDLE - 10).await.unwrap();
+    db.touch_session("idle", now - IDLE - 10).await.unwrap();
+    assert!(db.session("used", IDLE).await.unwrap().is_none(), "idle");
+    db.touch_session("used", now).await.unwrap();
+    let used = db.session("used", IDLE).await.unwrap().unwrap();
+    assert_eq!(used.last_seen_at, now);
+    assert!(db.session("idle", IDLE).await.unwrap().is_none());
+    assert!(
+        db.session("idle", 10 * IDLE).await.unwrap().is_some(),
+        "a longer idle time"
+    );
+    assert_eq!(db.delete_expired_logins(IDLE).await.unwrap(), 1);
+    assert!(
+        db.session("idle", 10 * IDLE).await.unwrap().is_none(),
+        "removed"
+    );
+    assert!(db.session("used", IDLE).await.unwrap().is_some());
+}
+
+async fn logging_out_everywhere_ends_every_session_of_the_user_only(db: &Db) {
+    let ann = db.ensure_user("ann@example.com").await.unwrap();
+    let bob = db.ensure_user("bob@example.com").await.unwrap();
+    let later = mailmove_store::now() + 3600;
+    for (name, user) in [("ann-1", ann), ("ann-2", ann), ("bob-1", bob)] {
+        db.create_session(name, user, "csrf", later).await.unwrap();
+    }
+    assert_eq!(db.delete_user_sessions(ann).await.unwrap(), 2);
+    assert!(db.session("ann-1", 3600).await.unwrap().is_none());
+    assert!(db.session("ann-2", 3600).await.unwrap().is_none());
+    assert!(db.session("bob-1", 3600).await.unwrap().is_some());
+    assert_eq!(db.delete_user_sessions(ann).await.unwrap(), 0);
+}
+
+async fn login_requests_are_counted_per_key_and_window(db: &Db) {
+    for expected in 1..=3 {
+        assert_eq!(
+            db.count_login_request("email:a", 900).await.unwrap(),
+            expected
+        );
+    }
+    assert_eq!(db.count_login_request("email:b", 900).await.unwrap(), 1);
+    // A window of no length has always ended: the count starts again.
+    assert_eq!(db.count_login_request("email:a", 0).await.unwrap(), 1);
+    assert_eq!(db.count_login_request("email:a", 900).await.unwrap(), 2);
+    // Concurrent requests (several portal processes) each get their own count.
+    let (one, two, three, four) = tokio::join!(
+        db.count_login_request("address:1", 900),
+        db.count_login_request("address:1", 900),
+        db.count_login_request("address:1", 900),
+        db.count_login_request("address:1", 900),
+    );
+    let mut counts = vec![one.unwrap(), two.unwrap(), three.unwrap(), four.unwrap()];
+    counts.sort_unstable();
+    assert_eq!(counts, vec![1, 2, 3, 4]);
 }
 
 async fn projects_are_reached_only_through_their_owner(db: &Db) {
@@ -1751,4 +1827,51 @@ async fn two_handles_on_one_sqlite_file_write_at_once_without_busy_errors() {
         let again = second.queue_pass(id, PassKind::Full).await.unwrap();
         assert_eq!(first.queue_pass(id, PassKind::Full).await.unwrap(), again);
     }
+}
+
+async fn grants_are_kept_replaced_and_forgotten(db: &Db) {
+    assert_eq!(
+        db.grant_token("contoso", "alice@x.test").await.unwrap(),
+        None
+    );
+    db.save_grant("contoso", "alice@x.test", b"sealed-1", Some("imap"))
+        .await
+        .unwrap();
+    db.save_grant("contoso", "bob@x.test", b"sealed-b", None)
+        .await
+        .unwrap();
+    db.save_grant("other", "alice@x.test", b"sealed-o", None)
+        .await
+        .unwrap();
+    // A rotation replaces the token and keeps the scope it does not restate.
+    db.save_grant("contoso", "alice@x.test", b"sealed-2", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.grant_token("contoso", "alice@x.test").await.unwrap(),
+        Some(b"sealed-2".to_vec())
+    );
+    let listed = db.grants().await.unwrap();
+    let names: Vec<_> = listed
+        .iter()
+        .map(|g| (g.profile.as_str(), g.account.as_str(), g.scope.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("contoso", "alice@x.test", Some("imap")),
+            ("contoso", "bob@x.test", None),
+            ("other", "alice@x.test", None),
+        ]
+    );
+    assert!(db.delete_grant("contoso", "alice@x.test").await.unwrap());
+    assert!(!db.delete_grant("contoso", "alice@x.test").await.unwrap());
+    assert_eq!(
+        db.grant_token("contoso", "alice@x.test").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        db.grant_token("other", "alice@x.test").await.unwrap(),
+        Some(b"sealed-o".to_vec())
+    );
 }

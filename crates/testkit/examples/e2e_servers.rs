@@ -17,7 +17,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use mailmove_testkit::{Checker, Dovecot, messages};
+use mailmove_testkit::{Checker, DnsRecord, DnsServer, Dovecot, messages};
 
 /// Mailbox pairs, numbered from 1.
 const USERS: usize = 7;
@@ -87,8 +87,16 @@ fn main() -> Result<()> {
     let mut pem = std::fs::read(source.ca_pem())?;
     pem.extend(std::fs::read(dest.ca_pem())?);
     std::fs::write(&ca, pem)?;
+    // The source domain's SRV record, for the portal's "Find my settings".
+    let dns = DnsServer::start(&[DnsRecord::srv(
+        "_imaps._tcp.old.example",
+        "localhost",
+        source.imaps_port(),
+        0,
+    )])
+    .context("starting the DNS server")?;
     let json_path = dir.join("servers.json");
-    std::fs::write(&json_path, describe(&source, &dest, &pairs, &ca))?;
+    std::fs::write(&json_path, describe(&source, &dest, &pairs, &ca, &dns))?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -220,7 +228,13 @@ fn messages_in(checker: &mut Checker, folder: &str) -> Result<u64> {
         .with_context(|| format!("STATUS {folder}: {text}"))
 }
 
-fn describe(source: &Dovecot, dest: &Dovecot, pairs: &[Pair], ca: &std::path::Path) -> String {
+fn describe(
+    source: &Dovecot,
+    dest: &Dovecot,
+    pairs: &[Pair],
+    ca: &std::path::Path,
+    dns: &DnsServer,
+) -> String {
     let server = |d: &Dovecot| {
         format!(
             "{{\"host\":{},\"imap_port\":{},\"imaps_port\":{}}}",
@@ -244,10 +258,11 @@ fn describe(source: &Dovecot, dest: &Dovecot, pairs: &[Pair], ca: &std::path::Pa
         })
         .collect();
     format!(
-        "{{\"source\":{},\"dest\":{},\"ca_pem\":{},\"users\":[{}]}}\n",
+        "{{\"source\":{},\"dest\":{},\"ca_pem\":{},\"dns\":{},\"users\":[{}]}}\n",
         server(source),
         server(dest),
         quoted(&ca.display().to_string()),
+        quoted(&dns.addr().to_string()),
         users.join(",")
     )
 }

@@ -16,6 +16,12 @@ pub(crate) struct ServerCerts {
 }
 
 pub(crate) fn generate() -> Result<ServerCerts> {
+    generate_for(&[])
+}
+
+/// A CA and a server certificate for `localhost`, `127.0.0.1` and `extra_names`
+/// (discovery tests serve `imap.example.test` and `autoconfig.example.test`).
+pub(crate) fn generate_for(extra_names: &[String]) -> Result<ServerCerts> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -33,8 +39,9 @@ pub(crate) fn generate() -> Result<ServerCerts> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     // Both SANs, because clients connect by name in some tests and by address in others.
-    let mut server_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    names.extend(extra_names.iter().cloned());
+    let mut server_params = CertificateParams::new(names)?;
     server_params
         .distinguished_name
         .push(DnType::CommonName, "localhost");

@@ -62,6 +62,9 @@ pub struct DovecotOptions {
     /// or SASL PLAIN with the user as authorization identity and the master as
     /// authentication identity.
     pub master_user: Option<MasterUser>,
+    /// Names the server's certificate holds besides `localhost` and `127.0.0.1`
+    /// (discovery tests reach it as `imap.example.test`).
+    pub tls_names: Vec<String>,
 }
 
 /// Where Dovecot's `passdb oauth2` checks tokens (`introspection_mode = post`).
@@ -110,6 +113,7 @@ impl Default for DovecotOptions {
             compress: false,
             oauth2: None,
             master_user: None,
+            tls_names: Vec::new(),
         }
     }
 }
@@ -195,7 +199,7 @@ impl Dovecot {
         })?;
         set_mode(&mail, 0o755)?;
 
-        let certs = certs::generate()?;
+        let certs = certs::generate_for(&options.tls_names)?;
         let ca_pem = dir.path().join("ca.pem");
         fs::write(&ca_pem, &certs.ca_pem).context("writing ca.pem")?;
         fs::write(dir.path().join("server.pem"), &certs.server_cert_pem)

@@ -28,15 +28,35 @@ mod checker;
 mod courier;
 mod cyrus;
 mod daemon;
+mod dns;
 mod dovecot;
 pub mod ews;
 pub mod messages;
 pub mod oidc;
 mod ports;
 mod process;
+mod web;
 
 pub use checker::{AuthRefusal, CheckedMessage, Checker, ListedFolder, Sasl};
 pub use courier::Courier;
 pub use cyrus::Cyrus;
+pub use dns::{DnsRecord, DnsServer};
 pub use dovecot::{Dovecot, DovecotOAuth2, DovecotOptions, MasterUser};
 pub use ports::free_port;
+pub use web::{WebAnswer, WebSite};
+
+/// A file of the testkit's own directory (`oidc/`, a test's script). Found through
+/// the crate directory of the test that runs (cargo sets `CARGO_MANIFEST_DIR` when it
+/// runs one; every crate sits beside `testkit/`), since a build reused from another
+/// checkout of the same sources keeps that checkout's path in `env!`; else where the
+/// testkit was built.
+pub fn testkit_path(relative: &str) -> std::path::PathBuf {
+    let running = std::env::var_os("CARGO_MANIFEST_DIR").and_then(|dir| {
+        let found = std::path::Path::new(&dir)
+            .parent()?
+            .join("testkit")
+            .join(relative);
+        found.exists().then_some(found)
+    });
+    running.unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative))
+}

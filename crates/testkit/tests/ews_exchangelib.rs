@@ -5,7 +5,6 @@
 //! Needs `python3` with exchangelib (`python3 -m pip install exchangelib`).
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 
 use mailmove_testkit::ews::{EwsConfig, EwsServer, FlagStatus, Seed};
@@ -15,7 +14,6 @@ use sha2::{Digest, Sha256};
 
 const USER: &str = "alice@example.com";
 const PASSWORD: &str = "pässword-1";
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ews_exchangelib.py");
 /// The script normally takes a few seconds; this only stops a hung run.
 const SCRIPT_TIMEOUT_SECS: &str = "300";
 
@@ -182,7 +180,8 @@ fn run_script(server: &EwsServer, login: &str, auth: &str) -> Vec<Value> {
     let base = server.base_url();
     let mut command = Command::new("timeout");
     command
-        .args([SCRIPT_TIMEOUT_SECS, "python3", SCRIPT])
+        .args([SCRIPT_TIMEOUT_SECS, "python3"])
+        .arg(mailmove_testkit::testkit_path("tests/ews_exchangelib.py"))
         .env("EWS_URL", server.url())
         .env("EWS_EMAIL", USER)
         .env("EWS_LOGIN", login)
@@ -204,7 +203,7 @@ fn run_script(server: &EwsServer, login: &str, auth: &str) -> Vec<Value> {
     assert!(
         output.status.success(),
         "{} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        Path::new(SCRIPT).display(),
+        mailmove_testkit::testkit_path("tests/ews_exchangelib.py").display(),
         output.status
     );
     stdout

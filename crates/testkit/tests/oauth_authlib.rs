@@ -18,7 +18,6 @@ use mailmove_testkit::oidc::{
 use mailmove_testkit::{Dovecot, DovecotOptions};
 use serde_json::{Value, json};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oauth_authlib.py");
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
 const MAIL_SCOPE: &str = "https://mail.google.com/";
@@ -63,7 +62,8 @@ fn authlib_gets_tokens_through_every_grant_and_imaplib_logs_in_with_them() {
     });
 
     let mut child = Command::new("timeout")
-        .args(["300", "python3", SCRIPT])
+        .args(["300", "python3"])
+        .arg(mailmove_testkit::testkit_path("tests/oauth_authlib.py"))
         // Authlib's sessions verify with requests' default bundle; this makes it the
         // test CA.
         .env("REQUESTS_CA_BUNDLE", provider.ca_pem())

@@ -7,10 +7,10 @@ use mailmove_engine::report::Report;
 use mailmove_engine::{
     Account, Event, FatalKind, MigrateSettings, PassKind as EnginePass, Progress, check, migrate,
 };
-use mailmove_engine::{ConnectOptions, TlsOptions};
-use mailmove_model::{Endpoint, server_text};
+use mailmove_engine::{Admin, AdminForm, ConnectOptions, TlsOptions};
+use mailmove_model::{Endpoint, Secret, server_text};
 use mailmove_net::Remedy;
-use mailmove_projects::{ProjectSettings, Side, secret_context};
+use mailmove_projects::{ProjectSettings, RotationWriter, Side, SignInMethod, secret_context};
 use mailmove_store::{
     Ledger, MailboxRecord, MailboxResults, MailboxStatus, PassCopies, PassEnd, PassKind,
     PassProgress, PassRecord, PassState,
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::Worker;
+use crate::sign_in::SignInError;
 
 /// Why the heartbeat interrupts a running pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +75,17 @@ pub async fn run(worker: &Worker, pass: PassRecord) {
         )
     } else {
         match prepare(worker, &pass).await {
-            Ok(prepared) => execute(worker, &pass, prepared).await,
+            Ok(mut prepared) => {
+                let writers = std::mem::take(&mut prepared.writers);
+                let ending = execute(worker, &pass, prepared).await;
+                // The pass's accounts are gone: every rotated sign-in is handed over.
+                for writer in writers {
+                    if let Err(e) = writer.finish().await {
+                        warn!(pass = pass.id, "cannot keep a renewed sign-in: {e}");
+                    }
+                }
+                ending
+            }
             Err(reason) => Ending::Finished(
                 PassState::Failed,
                 failed_status(pass.kind),
@@ -178,6 +189,8 @@ struct Prepared {
     source: Account,
     dest: Account,
     settings: ProjectSettings,
+    /// Keep the refresh tokens the provider rotates during the pass.
+    writers: Vec<RotationWriter>,
 }
 
 async fn prepare(worker: &Worker, pass: &PassRecord) -> Result<Prepared, String> {
@@ -198,52 +211,99 @@ async fn prepare(worker: &Worker, pass: &PassRecord) -> Result<Prepared, String>
             accept_invalid_certs: settings.accept_invalid_certs,
         },
         allow_plaintext: settings.allow_plaintext,
+        network: worker.config.network.clone(),
         ..ConnectOptions::default()
     };
     let account = |url: &str, login: &str, email: &str, sealed: &Option<Vec<u8>>, side: Side| {
         let endpoint = Endpoint::parse(url)
             .map_err(|e| format!("the project's {} server: {e}", side.as_str()))?;
-        let sealed = sealed.as_ref().ok_or_else(|| {
-            format!(
-                "no {} password stored for {email}: add it to the mailbox",
-                side.as_str()
-            )
-        })?;
-        let password = worker
-            .keyring
-            .open(
-                sealed,
-                &secret_context(project.id, &mailbox.source_email, side),
-            )
-            .map_err(|e| format!("the {} password of {email}: {e}", side.as_str()))?;
+        let method = match side {
+            Side::Source => &settings.source_sign_in,
+            Side::Destination => &settings.dest_sign_in,
+        };
+        let password = match (sealed, method.needs_password()) {
+            (_, false) => Secret::new(String::new()),
+            (None, true) => {
+                return Err(format!(
+                    "no {} password stored for {email}: add it to the mailbox",
+                    side.as_str()
+                ));
+            }
+            (Some(sealed), true) => worker
+                .keyring
+                .open(
+                    sealed,
+                    &secret_context(project.id, &mailbox.source_email, side),
+                )
+                .map_err(|e| format!("the {} password of {email}: {e}", side.as_str()))?,
+        };
+        let admin = match method {
+            SignInMethod::Admin { login, separator } => Some(Admin {
+                login: login.clone(),
+                form: separator.map_or(AdminForm::AuthorizationIdentity, AdminForm::Separator),
+            }),
+            _ => None,
+        };
         Ok::<_, String>(Account {
             endpoint: endpoint.with_login(login),
             login: login.to_string(),
             password,
             options: options.clone(),
             web_auth: Default::default(),
-            admin: None,
+            admin,
+            tokens: None,
         })
     };
-    let source = account(
+    let mut source = account(
         &project.source,
         &mailbox.source_login,
         &mailbox.source_email,
         &mailbox.source_secret,
         Side::Source,
     )?;
-    let dest = account(
+    let mut dest = account(
         &project.dest,
         &mailbox.dest_login,
         &mailbox.dest_email,
         &mailbox.dest_secret,
         Side::Destination,
     )?;
+    let mut writers = Vec::new();
+    for (account, method) in [
+        (&mut source, &settings.source_sign_in),
+        (&mut dest, &settings.dest_sign_in),
+    ] {
+        if let SignInMethod::OAuth { profile } = method {
+            writers.extend(sign_in_with(worker, account, profile).await?);
+        }
+    }
     Ok(Prepared {
         mailbox,
         source,
         dest,
         settings,
+        writers,
+    })
+}
+
+/// Attaches the token source of the operator's profile `name` to `account`.
+async fn sign_in_with(
+    worker: &Worker,
+    account: &mut Account,
+    name: &str,
+) -> Result<Option<RotationWriter>, String> {
+    let Some(profiles) = &worker.config.sign_ins else {
+        return Err(format!(
+            "the project signs in with the profile {name}, and this worker has no sign-in \
+             profiles: the operator must configure them"
+        ));
+    };
+    profiles.attach(account, name).await.map_err(|e| match e {
+        SignInError::NotSignedIn { account, .. } => format!(
+            "waiting for {account} to sign in: the mailbox's user has not signed in yet \
+                 (or the sign-in was forgotten)"
+        ),
+        other => other.to_string(),
     })
 }
 
@@ -253,6 +313,7 @@ async fn execute(worker: &Worker, pass: &PassRecord, prepared: Prepared) -> Endi
         source,
         dest,
         settings,
+        ..
     } = prepared;
     let mailbox = &mailbox;
     let db = &worker.db;

@@ -5,6 +5,9 @@
 //! worker claims the pass and resumes it from the ledger, without duplicates.
 
 mod job;
+mod sign_in;
+
+pub use sign_in::{SignInError, SignInProfiles};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +46,12 @@ pub struct WorkerConfig {
     /// Words for what to do about a failure, added to the reason stored for people to
     /// read (the portal's, given by whoever starts the worker); none by default.
     pub advice: fn(mailmove_net::Remedy) -> Option<&'static str>,
+    /// Which addresses passes may connect to: anywhere by default; `serve` and `worker`
+    /// allow public addresses and the operator's networks only.
+    pub network: mailmove_net::NetworkPolicy,
+    /// The operator's OAuth2 sign-in profiles, for projects whose mailboxes sign in
+    /// with one; none by default.
+    pub sign_ins: Option<std::sync::Arc<SignInProfiles>>,
 }
 
 impl WorkerConfig {
@@ -59,6 +68,8 @@ impl WorkerConfig {
             limits: RunLimits::default(),
             stall_timeout: Duration::from_secs(600),
             advice: |_| None,
+            network: mailmove_net::NetworkPolicy::Anywhere,
+            sign_ins: None,
         }
     }
 }

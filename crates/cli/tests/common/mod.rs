@@ -206,6 +206,12 @@ impl CountingProxy {
 
     /// Also waits `delay` before passing on each chunk from the server: a slow link.
     pub fn slowed(target: u16, delay: Duration) -> CountingProxy {
+        CountingProxy::cutting(target, delay, None)
+    }
+
+    /// A slow link (as [`Self::slowed`]) that also cuts every connection `lifetime`
+    /// after it opened, if given: a server or a network that ends sessions.
+    pub fn cutting(target: u16, delay: Duration, lifetime: Option<Duration>) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let proxy = CountingProxy {
             port: listener.local_addr().unwrap().port(),
@@ -228,6 +234,15 @@ impl CountingProxy {
                     if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
                         let (c_read, s_write) =
                             (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        if let Some(lifetime) = lifetime {
+                            let (client, server) =
+                                (client.try_clone().unwrap(), server.try_clone().unwrap());
+                            std::thread::spawn(move || {
+                                std::thread::sleep(lifetime);
+                                let _ = client.shutdown(std::net::Shutdown::Both);
+                                let _ = server.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
                         let upward = std::thread::spawn(move || {
                             relay(c_read, s_write, Duration::ZERO, &up);
                         });

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use mailmove_ews::{Client, FlagStatus, Folder, FolderId, ItemSummary, NewItem, Role};
-use mailmove_model::mutf7;
+use mailmove_model::{Secret, mutf7};
 use mailmove_net::Body;
 use mailmove_store::Ledger;
 use sha2::{Digest, Sha256};
@@ -93,7 +93,11 @@ impl EwsSide {
                 ),
             ));
         }
-        let options = options(account);
+        let bearer_token = account
+            .bearer_token()
+            .await
+            .map_err(|e| SideError::new(side, e))?;
+        let options = options(account, bearer_token);
         let url = match account.endpoint.web_url() {
             Some(url) => url::Url::parse(&url).map_err(|e| {
                 wrap(mailmove_ews::Error::Protocol(format!(
@@ -506,16 +510,17 @@ impl EwsWriter {
     }
 }
 
-fn options(account: &Account) -> mailmove_ews::Options {
+fn options(account: &Account, bearer_token: Option<Secret<String>>) -> mailmove_ews::Options {
     mailmove_ews::Options {
         connect: account.options.clone(),
         auth: match account.web_auth {
+            _ if bearer_token.is_some() => mailmove_ews::AuthKind::Bearer,
             WebAuth::Auto => mailmove_ews::AuthKind::Auto,
             WebAuth::Basic => mailmove_ews::AuthKind::Basic,
             WebAuth::Ntlm => mailmove_ews::AuthKind::Ntlm,
             WebAuth::Bearer => mailmove_ews::AuthKind::Bearer,
         },
-        bearer_token: (account.web_auth == WebAuth::Bearer).then(|| account.password.clone()),
+        bearer_token,
         ..mailmove_ews::Options::default()
     }
 }

@@ -68,7 +68,22 @@ impl ImapSide {
         let mut client = Client::connect(&account.endpoint, &account.options)
             .await
             .map_err(wrap)?;
-        client.sign_in(&account.sign_in()).await.map_err(wrap)?;
+        let mut sign_in = account
+            .sign_in()
+            .await
+            .map_err(|e| SideError::new(side, e))?;
+        if let Err(error) = client.sign_in(&sign_in).await {
+            if !(matches!(error, ImapError::TokenRefused { .. })
+                && account.renew_refused(&sign_in).await)
+            {
+                return Err(wrap(error));
+            }
+            sign_in = account
+                .sign_in()
+                .await
+                .map_err(|e| SideError::new(side, e))?;
+            client.sign_in(&sign_in).await.map_err(wrap)?;
+        }
         client.identify().await.map_err(wrap)?;
         let client = client
             .compress(account.options.compress)

@@ -7,8 +7,11 @@ pub mod ews;
 pub mod imap;
 pub mod pop3;
 
+use std::sync::Arc;
+
 use mailmove_model::{Endpoint, Kind, Secret};
 use mailmove_net::{AdminForm, ConnectOptions, SignIn};
+use mailmove_oauth::TokenSource;
 use mailmove_store::Ledger;
 
 use crate::connector::{
@@ -37,6 +40,11 @@ pub struct Account {
     pub web_auth: WebAuth,
     /// An administrator who opens the mailbox `login` for us, where set.
     pub admin: Option<Admin>,
+    /// Where fresh OAuth2 access tokens come from, for a pass that outlives one: each
+    /// session signs in with the token it hands out (over OAUTHBEARER or XOAUTH2, or
+    /// as Exchange's bearer), and a token a server refuses is renewed once. `None`
+    /// signs in with `password` (with [`WebAuth::Bearer`], a token given as is).
+    pub tokens: Option<Arc<TokenSource>>,
 }
 
 /// An administrator signing in for a mailbox (a Dovecot master user, a Cyrus admin).
@@ -47,8 +55,45 @@ pub struct Admin {
 }
 
 impl Account {
-    /// How an IMAP or POP3 session signs in for this account.
-    pub fn sign_in(&self) -> SignIn {
+    /// How an IMAP or POP3 session signs in for this account now: with a token
+    /// source, its current access token (renewed first if due).
+    pub async fn sign_in(&self) -> Result<SignIn, ConnectorError> {
+        if let Some(tokens) = &self.tokens {
+            return Ok(SignIn::Token {
+                user: self.login.clone(),
+                token: tokens.access_token().await.map_err(token_error)?,
+            });
+        }
+        Ok(self.given_sign_in())
+    }
+
+    /// A server refused the token of `sign_in`, which this account's token source
+    /// handed out: true when a new one can be had, so signing in once more is worth
+    /// it (the server may stop honouring a token before its expiry). Call it once
+    /// per session: a second refusal of a fresh token is the answer.
+    pub async fn renew_refused(&self, sign_in: &SignIn) -> bool {
+        match (&self.tokens, sign_in) {
+            (Some(tokens), SignIn::Token { token, .. }) => {
+                tokens.invalidate(token).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The access token for an HTTP connector's `Authorization: Bearer`, if the
+    /// account signs in with one.
+    pub async fn bearer_token(&self) -> Result<Option<Secret<String>>, ConnectorError> {
+        match (&self.tokens, self.web_auth) {
+            (Some(tokens), _) => Ok(Some(tokens.access_token().await.map_err(token_error)?)),
+            (None, WebAuth::Bearer) => Ok(Some(self.password.clone())),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// How a session signs in with what was given: a password, an administrator's
+    /// password, or a token given as is.
+    fn given_sign_in(&self) -> SignIn {
         match (&self.admin, self.web_auth) {
             (_, WebAuth::Bearer) => SignIn::Token {
                 user: self.login.clone(),
@@ -115,6 +160,22 @@ impl Connector for Account {
             }
         })
     }
+}
+
+/// Why no access token could be had, in the engine's terms: a grant the provider no
+/// longer honours needs the mailbox's user (or the administrator) to sign in again;
+/// a provider that cannot be reached now is transient; anything else is set-up (the
+/// application's registration or the operator's configuration).
+fn token_error(error: mailmove_oauth::Error) -> ConnectorError {
+    let failure = if error.needs_sign_in() {
+        Failure::TokenRefused
+    } else if error.is_transient() {
+        Failure::Transient
+    } else {
+        Failure::Setup
+    };
+    let remedy = error.remedy();
+    connector_error(failure, remedy, error)
 }
 
 /// What a protocol error means for the pass when the protocol has no more precise word:

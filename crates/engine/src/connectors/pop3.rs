@@ -62,7 +62,17 @@ impl Pop3Side {
         let mut client = Client::connect(&account.endpoint, &account.options)
             .await
             .map_err(wrap)?;
-        client.sign_in(&account.sign_in()).await.map_err(wrap)?;
+        let side_error = |e| SideError::new(Side::Source, e);
+        let mut sign_in = account.sign_in().await.map_err(side_error)?;
+        if let Err(error) = client.sign_in(&sign_in).await {
+            if !(matches!(error, mailmove_pop3::Error::TokenRefused { .. })
+                && account.renew_refused(&sign_in).await)
+            {
+                return Err(wrap(error));
+            }
+            sign_in = account.sign_in().await.map_err(side_error)?;
+            client.sign_in(&sign_in).await.map_err(wrap)?;
+        }
         Ok(Pop3Side {
             client,
             ledger: ledger.cloned(),

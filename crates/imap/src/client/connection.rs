@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use mailmove_model::Endpoint;
 use mailmove_net::{
-    BeforeLogin, Body, CompressMode, ConnectOptions, Stream, before_login, open, upgrade,
+    BeforeLogin, Body, CompressMode, ConnectOptions, Stream, Watchdog, before_login, is_silence,
+    open, upgrade,
 };
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tracing::{debug, trace, warn};
@@ -13,7 +14,7 @@ use tracing::{debug, trace, warn};
 use super::Client;
 use crate::compress::Deflated;
 use crate::error::Error;
-use crate::framing::{FrameLimits, FrameReader};
+use crate::framing::{FrameError, FrameLimits, FrameReader};
 use crate::response::{Code, Response, Status, StatusKind, Untagged, parse};
 
 /// Commands and APPEND literals gather here and go out in one write when the client
@@ -29,11 +30,16 @@ const SPOOL_READ_CHUNK: usize = 256 * 1024;
 pub const MAX_UNTAGGED: usize = 100_000;
 
 /// The connection as the client uses it: responses are framed out of the read side;
-/// writes are buffered until [`Client::flush`].
-pub(super) type Connection = FrameReader<BufWriter<Box<dyn Stream>>>;
+/// writes are buffered until [`Client::flush`]. Under the buffers, above TLS and
+/// compression, a [`Watchdog`] gives the connection up when nothing moved for the
+/// response timeout: a gap, so a large message arriving slowly is read to its end.
+pub(super) type Connection = FrameReader<BufWriter<Watchdog<Box<dyn Stream>>>>;
 
-fn buffered_connection(stream: Box<dyn Stream>, limits: FrameLimits) -> Connection {
-    FrameReader::new(BufWriter::with_capacity(WRITE_BUFFER, stream), limits)
+fn buffered_connection(stream: Box<dyn Stream>, limits: FrameLimits, gap: Duration) -> Connection {
+    FrameReader::new(
+        BufWriter::with_capacity(WRITE_BUFFER, Watchdog::new(stream, gap)),
+        limits,
+    )
 }
 
 /// The framing limits for these options: their spill threshold, the default line cap.
@@ -53,7 +59,11 @@ impl Client {
     pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Client, Error> {
         let opened = open(endpoint, options).await?;
         let mut client = Client {
-            connection: buffered_connection(opened.stream, frame_limits(options)),
+            connection: buffered_connection(
+                opened.stream,
+                frame_limits(options),
+                options.response_timeout,
+            ),
             host: endpoint.host.clone(),
             port: endpoint.port,
             next_tag: 1,
@@ -131,7 +141,16 @@ impl Client {
                     reason: format!("the server refused the connection: {}", status.describe()),
                 })),
             },
-            other => Err(Error::Protocol(format!("unexpected greeting {other:?}"))),
+            // What another service sends (an SSH or database banner) is not repeated
+            // in the error, which portal users read: it would make the portal a banner
+            // grabber. The log keeps it for whoever runs mailmove.
+            other => {
+                tracing::debug!(host = %self.host, "not an IMAP greeting: {other:?}");
+                Err(Error::Protocol(format!(
+                    "{} did not greet as an IMAP server does: is the port right?",
+                    self.host
+                )))
+            }
         }
     }
 
@@ -154,9 +173,13 @@ impl Client {
         // was read.
         let mut client = self
             .rebuilt(|connection| async move {
-                let plain = connection.into_inner().into_inner();
+                let plain = connection.into_inner().into_inner().into_inner();
                 let secured = upgrade(plain, buffered, &host, options).await?;
-                Ok(buffered_connection(secured, limits))
+                Ok(buffered_connection(
+                    secured,
+                    limits,
+                    options.response_timeout,
+                ))
             })
             .await?;
         // What was learnt before the handshake cannot be trusted (RFC 2595 §4).
@@ -186,11 +209,12 @@ impl Client {
         // Nothing is left to write (the command was flushed before its answer was
         // read); anything read past the answer is already compressed.
         let limits = self.connection.limits();
+        let gap = self.response_timeout;
         let client = self
             .rebuilt(|connection| async move {
                 let (writer, already_read) = connection.into_parts();
-                let stream = Deflated::new(writer.into_inner(), already_read);
-                Ok(buffered_connection(Box::new(stream), limits))
+                let stream = Deflated::new(writer.into_inner().into_inner(), already_read);
+                Ok(buffered_connection(Box::new(stream), limits, gap))
             })
             .await?;
         debug!(host = %client.host, "compression on");
@@ -247,10 +271,7 @@ impl Client {
             ));
         }
         let result = self.connection.get_mut().write_all(bytes).await;
-        result.map_err(|e| {
-            self.broken = true;
-            Error::ConnectionLost(e.to_string())
-        })
+        result.map_err(|e| self.lost(e))
     }
 
     /// Sends what the write buffer holds. Every read flushes first, so the server
@@ -260,10 +281,7 @@ impl Client {
         if stream.buffer().is_empty() {
             return Ok(());
         }
-        stream.flush().await.map_err(|e| {
-            self.broken = true;
-            Error::ConnectionLost(e.to_string())
-        })
+        stream.flush().await.map_err(|e| self.lost(e))
     }
 
     pub(super) async fn write_literal(&mut self, body: &Body) -> Result<(), Error> {
@@ -274,10 +292,24 @@ impl Client {
         }
         let stream = self.connection.get_mut();
         if let Err(e) = write_body(body, stream).await {
-            self.broken = true;
-            return Err(Error::ConnectionLost(e.to_string()));
+            return Err(self.lost(e));
         }
         Ok(())
+    }
+
+    /// The session is lost: the connection failed, or nothing moved on it for the
+    /// response timeout.
+    fn lost(&mut self, error: std::io::Error) -> Error {
+        self.broken = true;
+        Error::ConnectionLost(if is_silence(&error) {
+            format!(
+                "no answer from {} for {} s",
+                self.host,
+                self.response_timeout.as_secs()
+            )
+        } else {
+            error.to_string()
+        })
     }
 
     pub(super) async fn read_response(&mut self) -> Result<Response, Error> {
@@ -287,20 +319,12 @@ impl Client {
             ));
         }
         self.flush().await?;
-        let frame = tokio::time::timeout(self.response_timeout, self.connection.read_frame()).await;
-        let mut frame = match frame {
-            Ok(Ok(frame)) => frame,
-            Ok(Err(e)) => {
+        let mut frame = match self.connection.read_frame().await {
+            Ok(frame) => frame,
+            Err(FrameError::Io(e)) => return Err(self.lost(e)),
+            Err(e) => {
                 self.broken = true;
                 return Err(e.into());
-            }
-            Err(_) => {
-                self.broken = true;
-                return Err(Error::ConnectionLost(format!(
-                    "no answer from {} for {} s",
-                    self.host,
-                    self.response_timeout.as_secs()
-                )));
             }
         };
         let oversized = std::mem::take(&mut frame.oversized);

@@ -1,7 +1,8 @@
 //! Logging in and out (SPEC §6.1): a contact email and the terms give a one-time link
 //! by email; following it opens a session. Tokens are 256 random bits, stored as
-//! SHA-256, valid once for 15 minutes; login requests are rate-limited per email and per
-//! client address.
+//! SHA-256, valid once for 15 minutes; the links sent are limited per email and per
+//! client address (`auth::login_allowed`). Logging out ends this session, or every
+//! session of the user.
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -12,8 +13,8 @@ use mailmove_store::{LoginTokenUse, now};
 use serde::Deserialize;
 
 use crate::auth::{
-    ClientAddress, CurrentUser, LOGIN_CSRF_COOKIE, MaybeUser, SESSION_COOKIE, cookie, random_token,
-    redirect_with_cookies, set_cookie, token_hash, too_many_requests,
+    ClientAddress, CurrentUser, LOGIN_CSRF_COOKIE, MaybeUser, SESSION_COOKIE, cookie,
+    login_allowed, random_token, redirect_with_cookies, set_cookie, token_hash, too_many_requests,
 };
 use crate::routes::{PageError, page};
 use crate::views::{Layout, LoginConfirmPage, LoginPage, LoginSentPage, MessagePage, TermsPage};
@@ -90,26 +91,20 @@ pub(crate) async fn request_link(
 ) -> Response {
     let email = form.email.trim().to_lowercase();
     let config = state.config();
-    let address = address.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    let allowed = state.limiter().allow(
-        &[
-            (format!("email:{email}"), config.logins_per_email),
-            (format!("address:{address}"), config.logins_per_address),
-        ],
-        config.login_window,
-    );
-    if !allowed {
-        return too_many_requests();
-    }
     let unprocessable = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
     if !plausible_email(&email) {
-        return login_form(
-            &state,
-            &headers,
-            form.email,
-            Some("Enter your email address, such as name@example.com.".into()),
-            unprocessable,
-        );
+        // Counted against the client's address only: an unchecked string is no key.
+        return match login_allowed(&state, None, address).await {
+            Ok(true) => login_form(
+                &state,
+                &headers,
+                form.email,
+                Some("Enter your email address, such as name@example.com.".into()),
+                unprocessable,
+            ),
+            Ok(false) => too_many_requests(),
+            Err(e) => PageError::Store(e).into_response(),
+        };
     }
     if form.terms.as_deref() != Some("accepted") {
         return login_form(
@@ -119,6 +114,11 @@ pub(crate) async fn request_link(
             Some("Accept the terms of use to go on.".into()),
             unprocessable,
         );
+    }
+    match login_allowed(&state, Some(&email), address).await {
+        Ok(true) => {}
+        Ok(false) => return too_many_requests(),
+        Err(e) => return PageError::Store(e).into_response(),
     }
     let token = random_token();
     let minutes = config.login_link_seconds / 60;
@@ -284,6 +284,26 @@ pub(crate) async fn logout(
     CurrentUser(session): CurrentUser,
 ) -> Response {
     if let Err(e) = state.db().delete_session(&session.hash).await {
+        return PageError::Store(e).into_response();
+    }
+    redirect_with_cookies(
+        "/login",
+        vec![set_cookie(
+            SESSION_COOKIE,
+            "",
+            0,
+            state.config().secure_cookies,
+        )],
+    )
+}
+
+/// Ends every session of the user, on every device ("log out everywhere"): a session
+/// left open on a shared computer, or one whose cookie was taken.
+pub(crate) async fn logout_everywhere(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+) -> Response {
+    if let Err(e) = state.db().delete_user_sessions(session.user_id).await {
         return PageError::Store(e).into_response();
     }
     redirect_with_cookies(

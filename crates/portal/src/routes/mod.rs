@@ -2,6 +2,7 @@
 //! headers, the one way to look up a project (through its owner), and the notices shown
 //! after an action.
 
+pub(crate) mod discover;
 pub(crate) mod login;
 pub(crate) mod mailboxes;
 pub(crate) mod migrations;
@@ -30,6 +31,8 @@ pub(crate) enum PageError {
     /// A state-changing request without the right CSRF token.
     Csrf,
     TooManyRequests,
+    /// A session asked for more live-progress streams than it may hold.
+    TooManyStreams,
     TooLarge,
     /// A finished migration was asked to do more.
     Finished,
@@ -74,6 +77,14 @@ impl IntoResponse for PageError {
                  15 minutes, then try again; the links already sent still work.",
                 "/login",
                 "Back to log in",
+            ),
+            PageError::TooManyStreams => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many pages open",
+                "Live progress is shown on a few pages at once per login. Close some of the \
+                 pages of this portal, then reload this one.",
+                "/migrations",
+                "Go to My Migrations",
             ),
             PageError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -22,7 +22,8 @@ pub struct Portal {
     pub state: AppState,
     pub sent: SentMail,
     pub keyring: Keyring,
-    _dir: tempfile::TempDir,
+    /// The database's directory; `None` for a second portal on another's database.
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// What came back: status, headers and the body as text.
@@ -83,9 +84,33 @@ pub struct Client {
     pub cookies: Vec<(String, String)>,
     pub csrf: String,
     pub address: Option<SocketAddr>,
+    /// Sent as `X-Forwarded-For` (as a reverse proxy, or a client pretending).
+    pub forwarded_for: Option<String>,
 }
 
 impl Client {
+    /// A browser whose requests come from `address`.
+    pub fn at(address: &str) -> Client {
+        Client {
+            address: Some(address.parse().unwrap()),
+            ..Client::default()
+        }
+    }
+
+    /// What the store knows this browser's session by: the SHA-256 of its cookie.
+    pub fn session_hash(&self) -> String {
+        use sha2::Digest;
+        let (_, id) = self
+            .cookies
+            .iter()
+            .find(|(name, _)| name == "mailmove_session")
+            .expect("a session cookie");
+        sha2::Sha256::digest(id.as_bytes())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
     fn cookie_header(&self) -> Option<String> {
         (!self.cookies.is_empty()).then(|| {
             self.cookies
@@ -137,7 +162,25 @@ impl Portal {
             state,
             sent,
             keyring,
-            _dir: dir,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Another portal process on the same database, with its own memory and mailer.
+    pub fn sibling(&self) -> Portal {
+        let (mailer, sent) = Mailer::memory();
+        let state = AppState::new(
+            self.db().clone(),
+            self.keyring.clone(),
+            mailer,
+            self.state.config().clone(),
+        );
+        Portal {
+            app: router(state.clone()),
+            state,
+            sent,
+            keyring: self.keyring.clone(),
+            _dir: None,
         }
     }
 
@@ -176,6 +219,11 @@ impl Portal {
             .address
             .unwrap_or_else(|| "127.0.0.1:50000".parse().unwrap());
         request.extensions_mut().insert(ConnectInfo(address));
+        if let Some(forwarded) = &client.forwarded_for {
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", forwarded.parse().unwrap());
+        }
         self.app.clone().oneshot(request).await.unwrap()
     }
 

@@ -269,3 +269,68 @@ async fn a_spreadsheet_read_that_outlives_its_time_limit_is_answered_at_once() {
     );
     assert!(portal.db().mailboxes(id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_migration_holds_no_more_mailboxes_than_the_operator_allows() {
+    let portal = Portal::with(|config| config.mailboxes_per_project = 3).await;
+    let client = portal.login("ann@example.com").await;
+    let id = portal.create_project(&client, "Acme").await;
+    let row = |n: usize| (format!("u{n}@old.example"), format!("u{n}@new.example"));
+    let add = |rows: Vec<(String, String)>| {
+        let portal = &portal;
+        let client = &client;
+        async move {
+            let typed: Vec<(&str, &str, &str, &str)> = rows
+                .iter()
+                .map(|(s, d)| (s.as_str(), "p", d.as_str(), "q"))
+                .collect();
+            portal.add_rows(client, id, &typed).await
+        }
+    };
+    let added = add(vec![row(1), row(2)]).await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let refused = add(vec![row(3), row(4)]).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains(
+            "A migration holds at most 3 mailboxes: this one has 2 and the list adds 2; start \
+             another migration for the rest"
+        ),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        portal.db().mailbox_count(id).await.unwrap(),
+        2,
+        "none added"
+    );
+    let upload = portal
+        .upload(
+            &client,
+            &format!("/projects/{id}/mailboxes/upload"),
+            "more.csv",
+            b"Source Email,Destination Email\nu5@old.example,u5@new.example\nu6@old.example,u6@new.example\n",
+            Some(&client.csrf),
+        )
+        .await;
+    assert!(
+        upload
+            .body
+            .contains("A migration holds at most 3 mailboxes"),
+        "{}",
+        upload.body
+    );
+    assert_eq!(
+        portal.db().mailbox_count(id).await.unwrap(),
+        2,
+        "none added"
+    );
+    let last = add(vec![row(3)]).await;
+    assert_eq!(last.status, StatusCode::SEE_OTHER, "{}", last.body);
+    assert_eq!(portal.db().mailbox_count(id).await.unwrap(), 3);
+}

@@ -201,8 +201,9 @@ async fn login_requests_are_limited_per_email_and_per_address() {
     assert!(refused.body.contains("Wait 15 minutes"));
     assert_eq!(portal.mails().len(), 5);
 
-    // Another address from the same network still gets through, up to the network's limit.
-    for n in 0..3 {
+    // Another address from the same network still gets through, up to the network's
+    // limit (the refused request counted against the network too).
+    for n in 0..2 {
         portal
             .request_link(&mut client, &format!("user{n}@example.com"))
             .await
@@ -288,4 +289,138 @@ async fn cookies_are_secure_beyond_loopback() {
     assert_eq!(config.public_url, "http://localhost:8080");
     let config = config.with_public_url("https://migrate.example.com/");
     assert_eq!(config.public_url, "https://migrate.example.com");
+}
+
+#[tokio::test]
+async fn someone_elses_requests_cannot_lock_a_victim_out() {
+    let portal = Portal::with(|config| config.logins_per_email = 5).await;
+    // An attacker asks for the victim's login links until the limit, spelling the
+    // address every way (one key: the validated, lower-cased address's hash).
+    let mut attacker = Client::at("198.51.100.66:40000");
+    for spelling in [
+        "victim@example.com",
+        "VICTIM@example.com",
+        " Victim@Example.com ",
+        "victim@EXAMPLE.COM",
+        "victim@example.com",
+    ] {
+        portal
+            .request_link(&mut attacker, spelling)
+            .await
+            .assert_ok();
+    }
+    let refused = portal
+        .request_link(&mut attacker, "victim@example.com")
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // The victim, from elsewhere, is told no new link is sent now...
+    let mut victim = Client::at("203.0.113.5:50000");
+    let asked = portal.request_link(&mut victim, "victim@example.com").await;
+    assert_eq!(asked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        asked.body.contains("the links already sent still work"),
+        "{}",
+        asked.body
+    );
+    // ...and every link the attacker's requests sent went to the victim's inbox, where
+    // each one still works: sending is limited, logging in is not.
+    let mails = portal.mails();
+    assert_eq!(mails.len(), 5);
+    assert!(mails.iter().all(|m| m.to == "victim@example.com"));
+    let opened = portal
+        .open_link(&mut victim, &portal.last_link("victim@example.com"))
+        .await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER, "{}", opened.body);
+    victim.keep_cookies(&opened);
+    portal.get(&victim, "/migrations").await.assert_ok();
+}
+
+#[tokio::test]
+async fn a_string_that_is_no_email_counts_against_its_sender_only() {
+    let portal = Portal::with(|config| {
+        config.logins_per_email = 2;
+        config.logins_per_address = 4;
+    })
+    .await;
+    let mut client = Client::default();
+    let long = format!("{}@example.com", "a".repeat(10_000));
+    for _ in 0..4 {
+        let answer = portal.request_link(&mut client, &long).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let refused = portal.request_link(&mut client, &long).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // The sender's limit, not anyone's email's: another client is served.
+    portal
+        .request_link(&mut Client::at("192.0.2.9:1000"), "ann@example.com")
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn portal_processes_sharing_a_database_share_the_login_limits() {
+    let first = Portal::with(|config| config.logins_per_email = 4).await;
+    let second = first.sibling();
+    let mut client = Client::default();
+    for portal in [&first, &second, &first, &second] {
+        portal
+            .request_link(&mut client, "ann@example.com")
+            .await
+            .assert_ok();
+    }
+    for portal in [&first, &second] {
+        let refused = portal.request_link(&mut client, "ann@example.com").await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+#[tokio::test]
+async fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
+    let limited = |config: &mut mailmove_portal::PortalConfig| {
+        config.logins_per_address = 2;
+        config.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    };
+    let portal = Portal::with(limited).await;
+    // Behind the trusted proxy, each client is counted by the address the proxy saw.
+    let behind = |client: &str| Client {
+        address: Some("10.0.0.2:443".parse().unwrap()),
+        forwarded_for: Some(client.to_string()),
+        ..Client::default()
+    };
+    for n in 0..2 {
+        portal
+            .request_link(&mut behind("198.51.100.1"), &format!("a{n}@example.com"))
+            .await
+            .assert_ok();
+    }
+    let refused = portal
+        .request_link(&mut behind("198.51.100.1"), "a9@example.com")
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    portal
+        .request_link(&mut behind("198.51.100.2"), "b@example.com")
+        .await
+        .assert_ok();
+    // A client that writes the header itself, left of what the proxy adds, is still
+    // counted by the address the proxy saw.
+    let refused = portal
+        .request_link(&mut behind("6.6.6.6, 198.51.100.1"), "c@example.com")
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // A client talking to the portal directly cannot escape its limit with the header.
+    let direct = |forwarded: &str| Client {
+        address: Some("203.0.113.9:5000".parse().unwrap()),
+        forwarded_for: Some(forwarded.to_string()),
+        ..Client::default()
+    };
+    for (n, forwarded) in ["1.1.1.1", "2.2.2.2"].iter().enumerate() {
+        portal
+            .request_link(&mut direct(forwarded), &format!("d{n}@example.com"))
+            .await
+            .assert_ok();
+    }
+    let refused = portal
+        .request_link(&mut direct("3.3.3.3"), "d9@example.com")
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -44,7 +44,6 @@ use crate::dovecot::DovecotOAuth2;
 use crate::{certs, ports, process};
 
 const NODE_ENV: &str = "MAILMOVE_NODE";
-const SERVER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/oidc");
 /// node starts in well under a second; generous for loaded two-core machines.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const START_ATTEMPTS: usize = 5;
@@ -184,11 +183,13 @@ impl OidcProvider {
         if access == 0 {
             bail!("access_token_lifetime must be at least one second");
         }
-        let modules = Path::new(SERVER_DIR).join("node_modules/oidc-provider");
+        let server_dir = crate::testkit_path("oidc");
+        let modules = server_dir.join("node_modules/oidc-provider");
         if !modules.is_dir() {
             bail!(
-                "{} is missing: run `npm ci` in {SERVER_DIR} (scripts/test does)",
-                modules.display()
+                "{} is missing: run `npm ci` in {} (scripts/test does)",
+                modules.display(),
+                server_dir.display()
             );
         }
         let dir = tempfile::Builder::new()
@@ -279,11 +280,12 @@ impl OidcProvider {
         // Truncated, so a port collision found in it belongs to this attempt.
         let log = File::create(dir.path().join("node.log")).context("creating node.log")?;
         let node = std::env::var_os(NODE_ENV).unwrap_or_else(|| "node".into());
+        let server_dir = crate::testkit_path("oidc");
         let child = process::spawn_in_group(
             Command::new(&node)
-                .arg(Path::new(SERVER_DIR).join("server.mjs"))
+                .arg(server_dir.join("server.mjs"))
                 .arg(&config_path)
-                .current_dir(SERVER_DIR)
+                .current_dir(&server_dir)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
