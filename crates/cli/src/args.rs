@@ -288,6 +288,15 @@ pub struct RunnerArgs {
     /// Seconds after which a pass whose worker stopped answering is taken over by another
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub lease_seconds: u32,
+    /// Passes of one portal user running at once, across every worker
+    #[arg(long, value_name = "N", default_value_t = mailmove_store::RunLimits::default().per_user)]
+    pub max_running_per_user: u32,
+    /// Passes of one project running at once, across every worker
+    #[arg(long, value_name = "N", default_value_t = mailmove_store::RunLimits::default().per_project)]
+    pub max_running_per_project: u32,
+    /// Seconds without progress (no folder started, no message copied) after which a pass is interrupted and tried again later
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub stall_seconds: u32,
     /// The OAuth2 sign-in profiles for projects whose mailboxes sign in with one (default: oauth.toml in the data directory)
     #[arg(long, value_name = "FILE", env = "MAILMOVE_OAUTH_PROFILES")]
     pub profiles: Option<PathBuf>,
@@ -321,6 +330,12 @@ pub struct ServeArgs {
     /// Also trust the certificate authorities in this PEM file, for the servers of every project created in the portal
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Passes of one portal user queued or running at once; queueing more is refused
+    #[arg(long, value_name = "N", default_value_t = mailmove_store::QueueLimits::default().per_user)]
+    pub max_queued_per_user: u32,
+    /// Passes of one project queued or running at once; queueing more is refused
+    #[arg(long, value_name = "N", default_value_t = mailmove_store::QueueLimits::default().per_project)]
+    pub max_queued_per_project: u32,
     #[command(flatten)]
     pub discovery: crate::discover::DiscoveryArgs,
     #[command(flatten)]

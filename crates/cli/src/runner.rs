@@ -6,7 +6,7 @@ use mailmove_net::NetworkPolicy;
 use mailmove_portal::{AppState, Mailer, PortalConfig};
 use mailmove_projects::Grants;
 use mailmove_secrets::Keyring;
-use mailmove_store::{Db, Dialect};
+use mailmove_store::{Db, Dialect, QueueLimits, RunLimits};
 use mailmove_worker::{SignInProfiles, Worker, WorkerConfig, default_worker_name};
 use tokio::sync::watch;
 
@@ -50,6 +50,11 @@ pub fn worker_config(
         connections_per_host: args.connections_per_host.max(1),
         lease_seconds: i64::from(args.lease_seconds.max(3)),
         heartbeat: std::time::Duration::from_secs(u64::from(args.lease_seconds.max(3) / 3)),
+        limits: RunLimits {
+            per_user: args.max_running_per_user.max(1),
+            per_project: args.max_running_per_project.max(1),
+        },
+        stall_timeout: std::time::Duration::from_secs(u64::from(args.stall_seconds.max(10))),
         // Passes belong to projects, whose failures people read in the portal.
         advice: mailmove_portal::advice,
         network,
@@ -62,6 +67,10 @@ pub fn worker_config(
 /// process too (with PostgreSQL they run in `mailmove worker` processes).
 pub async fn serve(args: ServeArgs) -> Result<u8> {
     let (db, keyring) = open_database(&args.database).await?;
+    let db = db.with_queue_limits(QueueLimits {
+        per_user: args.max_queued_per_user.max(1),
+        per_project: args.max_queued_per_project.max(1),
+    });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen ADDR)", args.listen))?;

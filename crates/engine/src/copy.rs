@@ -603,7 +603,10 @@ impl Consumer<'_> {
                     written.extend(writer.idle().await?);
                 }
                 self.settle(written)?;
-                if self.unrecorded.len() >= BATCH || queue.is_empty() {
+                // Outcomes wait for a whole batch (or the folder's end): until then
+                // their rows say "appending", which is safe, and a pass costs the
+                // database a transaction per batch, not per message.
+                if self.unrecorded.len() >= BATCH {
                     self.record().await?;
                 }
             }

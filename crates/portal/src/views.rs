@@ -555,6 +555,7 @@ mod tests {
             progress: PassProgress::default(),
             error: None,
             started_at: Some(1000),
+            timings: Default::default(),
             finished_at: Some(1001),
             report: Some(report.into()),
         };
@@ -591,6 +592,7 @@ mod tests {
             },
             error: None,
             started_at: Some(1000),
+            timings: Default::default(),
             finished_at: None,
             report: None,
         };

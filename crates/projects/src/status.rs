@@ -1,6 +1,6 @@
 //! A project's status as `mailmove project status --json` prints it (SPEC §5).
 
-use mailmove_store::{Db, PassState, ProjectRecord, StoreError};
+use mailmove_store::{Db, PassState, PassTimings, ProjectRecord, StoreError};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -23,6 +23,28 @@ pub struct MailboxState {
     /// The running pass's progress, when one runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressNow>,
+    /// How long the newest pass was queued, waited for a connection slot and ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+}
+
+/// A pass's time in each state, in seconds; rates are messages over `running_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Timings {
+    pub queued_seconds: f64,
+    pub waiting_seconds: f64,
+    pub running_seconds: f64,
+}
+
+impl From<PassTimings> for Timings {
+    fn from(t: PassTimings) -> Timings {
+        let seconds = |ms: u64| ms as f64 / 1000.0;
+        Timings {
+            queued_seconds: seconds(t.queued_ms),
+            waiting_seconds: seconds(t.waiting_ms),
+            running_seconds: seconds(t.running_ms),
+        }
+    }
 }
 
 /// The counts of the mailbox's last migration.
@@ -82,6 +104,7 @@ pub(crate) async fn of(db: &Db, project: &ProjectRecord) -> Result<ProjectStatus
                 bytes_copied: mailbox.bytes_copied,
                 last_error: mailbox.last_error,
                 progress,
+                timings: latest.map(|p| p.timings.into()),
             }
         })
         .collect();

@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::StoreError;
 use crate::db::{Db, now};
-use crate::passes::{PassKind, PassProgress, PassState, parse_kind};
+use crate::passes::{PassKind, PassProgress, PassState, PassTimings, parse_kind};
 use crate::projects::{MailboxStatus, ProjectRecord};
 
 /// What became of a login link that was followed.
@@ -84,6 +84,7 @@ pub struct PassSnapshot {
     pub error: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub timings: PassTimings,
     /// The pass's report as JSON (a trial's pre-flight findings, a migration's report).
     pub report: Option<String>,
 }
@@ -469,7 +470,8 @@ impl Db {
     pub async fn latest_passes(&self, project_id: i64) -> Result<Vec<PassSnapshot>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, mailbox_id, kind, state, messages_total, messages_done, bytes_total, \
-                    bytes_done, current_folder, error, started_at, finished_at, report \
+                    bytes_done, current_folder, error, started_at, finished_at, report, created_at, \
+                    queued_ms, waiting_since_ms, started_ms, run_started_ms, running_ms \
              FROM passes WHERE id IN (SELECT MAX(s.id) FROM passes s \
                  JOIN mailboxes m ON m.id = s.mailbox_id WHERE m.project_id = $1 \
                  GROUP BY s.mailbox_id) \
@@ -588,5 +590,6 @@ fn snapshot(row: &AnyRow) -> Result<PassSnapshot, StoreError> {
         started_at: row.try_get(10)?,
         finished_at: row.try_get(11)?,
         report: row.try_get(12)?,
+        timings: PassTimings::of(row)?,
     })
 }

@@ -11,6 +11,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 use crate::StoreError;
+use crate::claim::QueueLimits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -31,6 +32,11 @@ pub struct Db {
     /// Steps of multi-statement operations left before an injected failure (0: none);
     /// shared by every clone. See [`Db::fail_at_step`].
     pub(crate) fail_at: Arc<AtomicU32>,
+    /// How many passes may wait at once per user and per project (see
+    /// [`Db::with_queue_limits`]).
+    pub(crate) queue_limits: QueueLimits,
+    /// The PostgreSQL URL connected to, for the listener of [`Db::wakeups`].
+    pub(crate) listen_url: Option<Arc<str>>,
 }
 
 impl Db {
@@ -47,6 +53,7 @@ impl Db {
         };
         let url = match dialect {
             Dialect::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            Dialect::Postgres => without_loopback_tls(url),
             _ => url.to_string(),
         };
         let options = |connections: u32| {
@@ -95,6 +102,8 @@ impl Db {
             writer,
             dialect,
             fail_at: Arc::default(),
+            queue_limits: QueueLimits::default(),
+            listen_url: (dialect == Dialect::Postgres).then(|| Arc::from(url.as_str())),
         };
         db.migrate().await?;
         Ok(db)
@@ -103,6 +112,12 @@ impl Db {
     /// Opens an SQLite file by path.
     pub async fn open_sqlite(path: &Path) -> Result<Db, StoreError> {
         Db::open(&format!("sqlite://{}", path.display())).await
+    }
+
+    /// The same database, queueing under the operator's limits instead of the defaults.
+    pub fn with_queue_limits(mut self, limits: QueueLimits) -> Db {
+        self.queue_limits = limits;
+        self
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -159,7 +174,17 @@ impl Db {
         self.pool.close().await;
     }
 
+    /// Brings the schema up to date. A schema already current (every start but the
+    /// first after an upgrade) costs one read, without the write lock or the migrators'
+    /// lock that several workers starting at once would queue on.
     async fn migrate(&self) -> Result<(), StoreError> {
+        let current = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get::<i64, _>(0));
+        if matches!(current, Ok(version) if version >= MIGRATIONS.len() as i64) {
+            return Ok(());
+        }
         let mut tx = self.begin_write(&self.pool).await?;
         if self.dialect == Dialect::Postgres {
             // One migrator at a time when several workers start together.
@@ -219,6 +244,44 @@ pub fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch: a pass's timings, which last less than a second
+/// for a small mailbox.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A PostgreSQL URL that names no `sslmode` and a server on this machine (loopback or
+/// a Unix socket) gets `sslmode=disable`: traffic that never leaves the machine gains
+/// nothing from TLS, and its handshake cost every command ~0.15 s (sqlx's client writes
+/// its handshake records without TCP_NODELAY, so each round trip waits out the
+/// server's delayed acknowledgement). Any other server keeps sqlx's default (TLS when
+/// the server offers it), and an explicit `sslmode` is always kept.
+fn without_loopback_tls(url: &str) -> String {
+    if url.contains("sslmode=") {
+        return url.to_string();
+    }
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let socket = url.contains("host=/") || url.contains("host=%2F");
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !(loopback || (host.is_empty() && socket)) {
+        return url.to_string();
+    }
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}sslmode=disable")
 }
 
 fn redact_url(url: &str) -> String {
@@ -400,6 +463,18 @@ CREATE TABLE login_limits (
     hits BIGINT NOT NULL
 )
 ",
+    // The scheduler: a pass's times in milliseconds, each state its own (queued since,
+    // waiting for a host slot since, first run, this run, earlier runs), and the
+    // indexes the claim and the ends of passes read host slots and passes by.
+    "
+ALTER TABLE passes ADD COLUMN queued_ms BIGINT;
+ALTER TABLE passes ADD COLUMN waiting_since_ms BIGINT;
+ALTER TABLE passes ADD COLUMN started_ms BIGINT;
+ALTER TABLE passes ADD COLUMN run_started_ms BIGINT;
+ALTER TABLE passes ADD COLUMN running_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX host_slots_by_pass ON host_slots (pass_id);
+CREATE INDEX host_slots_by_lease ON host_slots (lease_until)
+",
 ];
 
 /// Creating and dropping whole databases: for tests and for first-time setup.
@@ -420,6 +495,8 @@ impl Db {
             pool,
             dialect: Dialect::Postgres,
             fail_at: Arc::default(),
+            queue_limits: QueueLimits::default(),
+            listen_url: None,
         })
     }
 
@@ -447,5 +524,44 @@ fn check_identifier(name: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::BadUrl(format!("database name `{name}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_loopback_tls;
+
+    #[test]
+    fn tls_is_left_out_only_for_this_machine_and_only_when_unasked() {
+        let cases = [
+            (
+                "postgres://u@127.0.0.1:5432/db",
+                "postgres://u@127.0.0.1:5432/db?sslmode=disable",
+            ),
+            (
+                "postgres://localhost/db?x=1",
+                "postgres://localhost/db?x=1&sslmode=disable",
+            ),
+            (
+                "postgresql://u:p@[::1]:5433/db",
+                "postgresql://u:p@[::1]:5433/db?sslmode=disable",
+            ),
+            (
+                "postgres:///db?host=/run/postgresql",
+                "postgres:///db?host=/run/postgresql&sslmode=disable",
+            ),
+            (
+                "postgres://u@127.0.0.1/db?sslmode=require",
+                "postgres://u@127.0.0.1/db?sslmode=require",
+            ),
+            (
+                "postgres://u@db.example:5432/db",
+                "postgres://u@db.example:5432/db",
+            ),
+            ("postgres://u@10.0.0.5/db", "postgres://u@10.0.0.5/db"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(without_loopback_tls(given), expected, "{given}");
+        }
     }
 }

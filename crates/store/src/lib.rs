@@ -7,6 +7,7 @@
 //! destination is known as `appending` and is looked for there before it is sent again.
 
 mod accounts;
+mod claim;
 mod db;
 mod grants;
 mod ledger;
@@ -16,10 +17,13 @@ mod projects;
 pub use accounts::{
     EndedRound, FailedItem, LoginTokenUse, OwnedProject, PassSnapshot, SessionRecord,
 };
-pub use db::{Db, Dialect, now};
+pub use claim::{Claimer, QueueLimits, RunLimits, Wakeups};
+pub use db::{Db, Dialect, now, now_ms};
 pub use grants::GrantRecord;
 pub use ledger::{Intent, ItemRecord, ItemState, Ledger, Outcome};
-pub use passes::{Claimed, PassCopies, PassEnd, PassKind, PassProgress, PassRecord, PassState};
+pub use passes::{
+    Claimed, PassCopies, PassEnd, PassKind, PassProgress, PassRecord, PassState, PassTimings,
+};
 pub use projects::{
     MailboxRecord, MailboxResults, MailboxStatus, NewMailbox, NewProject, ProjectRecord,
 };

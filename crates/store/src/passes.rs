@@ -1,9 +1,10 @@
-//! Passes are jobs. A worker claims one with a lease (`FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL), keeps it with heartbeats, and a pass whose lease ran out (its worker
-//! died) is claimed again by another worker, which resumes it from the ledger.
+//! Passes are jobs. A worker claims one with a lease (see `claim.rs`), keeps it with
+//! heartbeats, and a pass whose lease ran out (its worker died) is claimed again by
+//! another worker, which resumes it from the ledger.
 //!
 //! Host slots cap the connections to one server across every worker: a pass holds a
-//! leased slot on its source and destination hosts while it runs.
+//! leased slot on its source and destination hosts from its claim until it ends or goes
+//! back to the queue, when they are given back in the same transaction.
 
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -11,7 +12,7 @@ use sqlx::{AssertSqlSafe, Row};
 pub use mailmove_model::PassKind;
 
 use crate::StoreError;
-use crate::db::{Db, now};
+use crate::db::{Db, now, now_ms};
 use crate::projects::{MailboxResults, MailboxStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +61,45 @@ pub struct PassRecord {
     pub report: Option<String>,
     pub error: Option<String>,
     pub created_at: i64,
+    /// When the pass first really ran (with its host slots), in seconds.
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub timings: PassTimings,
+}
+
+/// How long a pass spent in each state, in milliseconds, as of when it was read: queued
+/// (from queueing until a claim first found it due but its server full, or until it
+/// ran), waiting for a host slot (from then until it ran), and running (every run of
+/// it, this one so far included). Rates are messages over running time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassTimings {
+    pub queued_ms: u64,
+    pub waiting_ms: u64,
+    pub running_ms: u64,
+}
+
+impl PassTimings {
+    /// From a row of `passes` with the scheduler's columns (any columns it lacks read
+    /// as never set).
+    pub(crate) fn of(row: &AnyRow) -> Result<PassTimings, StoreError> {
+        let ms = |name: &str| row.try_get::<Option<i64>, _>(name).ok().flatten();
+        let seconds = |name: &str| -> Result<Option<i64>, StoreError> {
+            Ok(row.try_get::<Option<i64>, _>(name)?.map(|s| s * 1000))
+        };
+        let now = now_ms();
+        let queued_at = ms("queued_ms").or(seconds("created_at")?).unwrap_or(now);
+        let finished = seconds("finished_at")?;
+        // The end of waiting: the first run, or the end of a pass that never ran.
+        let ran_at = ms("started_ms").or(finished).unwrap_or(now).max(queued_at);
+        let waiting_since = ms("waiting_since_ms").map(|w| w.clamp(queued_at, ran_at));
+        let running_now = ms("run_started_ms").map_or(0, |r| (now - r).max(0));
+        let span = |from: i64, to: i64| (to - from).max(0) as u64;
+        Ok(PassTimings {
+            queued_ms: span(queued_at, waiting_since.unwrap_or(ran_at)),
+            waiting_ms: waiting_since.map_or(0, |w| span(w, ran_at)),
+            running_ms: (ms("running_ms").unwrap_or(0) + running_now).max(0) as u64,
+        })
+    }
 }
 
 /// How far a running pass has come, written with each heartbeat.
@@ -142,16 +180,26 @@ impl Db {
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.begin_write(&self.pool).await?;
         self.hold_active_project(&mut tx, project_id).await?;
+        let active: std::collections::HashMap<i64, i64> = sqlx::query(
+            "SELECT s.mailbox_id, s.id FROM passes s JOIN mailboxes m ON m.id = s.mailbox_id \
+             WHERE m.project_id = $1 AND s.state IN ('queued', 'running')",
+        )
+        .bind(project_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        let chosen = chosen_mailboxes(&mut tx, project_id, mailbox_ids).await?;
+        let adding = chosen.iter().filter(|id| !active.contains_key(id)).count();
+        self.check_queue_limits(&mut tx, project_id, adding).await?;
+        if adding > 0 {
+            self.wake_claimers(&mut tx).await?;
+        }
         let mut ids = Vec::new();
-        for mailbox_id in chosen_mailboxes(&mut tx, project_id, mailbox_ids).await? {
-            let existing = sqlx::query(
-                "SELECT id FROM passes WHERE mailbox_id = $1 AND state IN ('queued', 'running')",
-            )
-            .bind(mailbox_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = existing {
-                ids.push(row.try_get(0)?);
+        for mailbox_id in chosen {
+            if let Some(id) = active.get(&mailbox_id) {
+                ids.push(*id);
                 continue;
             }
             let (messages_total, bytes_total) = if kind == PassKind::Full {
@@ -170,14 +218,15 @@ impl Db {
                 (0, 0)
             };
             let id: i64 = sqlx::query(
-                "INSERT INTO passes (mailbox_id, kind, state, created_at, messages_total, bytes_total) \
-                 VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id",
+                "INSERT INTO passes (mailbox_id, kind, state, created_at, messages_total, bytes_total, \
+                 queued_ms) VALUES ($1, $2, 'queued', $3, $4, $5, $6) RETURNING id",
             )
             .bind(mailbox_id)
             .bind(kind.as_str())
             .bind(now())
             .bind(messages_total)
             .bind(bytes_total)
+            .bind(now_ms())
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
@@ -220,32 +269,6 @@ impl Db {
         Ok(())
     }
 
-    /// Takes the oldest pass that is queued (and due), or whose worker's lease ran out.
-    pub async fn claim_pass(
-        &self,
-        worker: &str,
-        lease_seconds: i64,
-    ) -> Result<Option<Claimed>, StoreError> {
-        let now = now();
-        let sql = format!(
-            "UPDATE passes SET state = 'running', worker = $1, lease_until = $2, \
-             attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT id FROM passes \
-                         WHERE (state = 'queued' AND not_before <= $3) \
-                            OR (state = 'running' AND lease_until < $3) \
-                         ORDER BY id LIMIT 1 {}) \
-             RETURNING *",
-            self.skip_locked()
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(now + lease_seconds)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(pass).transpose()
-    }
-
     /// Extends a lease and records progress. `None` means the lease was lost (another
     /// worker has the pass now): stop working on it. `Some(true)` means a stop was asked.
     pub async fn heartbeat(
@@ -256,6 +279,7 @@ impl Db {
         progress: &PassProgress,
     ) -> Result<Option<bool>, StoreError> {
         let until = now() + lease_seconds;
+        let mut tx = self.begin_write(&self.pool).await?;
         let row = sqlx::query(
             "UPDATE passes SET lease_until = $1, messages_total = $2, messages_done = $3, \
              bytes_total = $4, bytes_done = $5, current_folder = $6 \
@@ -269,15 +293,16 @@ impl Db {
         .bind(progress.current_folder.as_deref())
         .bind(pass_id)
         .bind(worker)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if row.is_some() {
             sqlx::query("UPDATE host_slots SET lease_until = $1 WHERE pass_id = $2")
                 .bind(until)
                 .bind(pass_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
         Ok(match row {
             Some(row) => Some(row.try_get::<i64, _>(0)? != 0),
             None => None,
@@ -315,7 +340,8 @@ impl Db {
         let mut tx = self.begin_write(&self.pool).await?;
         self.step()?;
         let ended = sqlx::query(
-            "UPDATE passes SET state = $1, report = $2, error = $3, finished_at = $4, lease_until = 0 \
+            "UPDATE passes SET state = $1, report = $2, error = $3, finished_at = $4, lease_until = 0, \
+             running_ms = running_ms + COALESCE($7 - run_started_ms, 0), run_started_ms = NULL \
              WHERE id = $5 AND worker = $6 AND state = 'running' RETURNING mailbox_id, kind",
         )
         .bind(end.state.as_str())
@@ -324,6 +350,7 @@ impl Db {
         .bind(now)
         .bind(pass_id)
         .bind(worker)
+        .bind(now_ms())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(ended) = ended else {
@@ -388,6 +415,7 @@ impl Db {
             .bind(pass_id)
             .execute(&mut *tx)
             .await?;
+        self.wake_claimers(&mut tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -421,13 +449,16 @@ impl Db {
         let mut tx = self.begin_write(&self.pool).await?;
         let requeued = sqlx::query(
             "UPDATE passes SET state = 'queued', worker = NULL, lease_until = 0, not_before = $1, \
-             error = $2, attempts = attempts - $3 WHERE id = $4 AND worker = $5 AND state = 'running'",
+             error = $2, attempts = attempts - $3, \
+             running_ms = running_ms + COALESCE($6 - run_started_ms, 0), run_started_ms = NULL \
+             WHERE id = $4 AND worker = $5 AND state = 'running'",
         )
         .bind(now() + delay_seconds)
         .bind(error)
         .bind(if count_attempt { 0i64 } else { 1 })
         .bind(pass_id)
         .bind(worker)
+        .bind(now_ms())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -436,6 +467,7 @@ impl Db {
                 .bind(pass_id)
                 .execute(&mut *tx)
                 .await?;
+            self.wake_claimers(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -527,74 +559,6 @@ impl Db {
         .await?;
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
-
-    /// Tries to take one of `cap` slots on `host` for a pass, until `lease_until`.
-    pub async fn acquire_host_slot(
-        &self,
-        host: &str,
-        cap: u32,
-        pass_id: i64,
-        lease_seconds: i64,
-    ) -> Result<bool, StoreError> {
-        let now = now();
-        for slot in 0..cap.max(1) {
-            let taken = sqlx::query(
-                "INSERT INTO host_slots (host, slot, pass_id, lease_until) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (host, slot) DO UPDATE SET pass_id = excluded.pass_id, \
-                 lease_until = excluded.lease_until \
-                 WHERE host_slots.lease_until < $5",
-            )
-            .bind(host)
-            .bind(i64::from(slot))
-            .bind(pass_id)
-            .bind(now + lease_seconds)
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            if taken == 1 {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// A slot on every one of `hosts`, or on none: a pass that finds one host full
-    /// gives back what it took on the others, rather than holding them idle until
-    /// their lease runs out.
-    pub async fn acquire_host_slots(
-        &self,
-        hosts: &[String],
-        cap: u32,
-        pass_id: i64,
-        lease_seconds: i64,
-    ) -> Result<bool, StoreError> {
-        for host in hosts {
-            match self
-                .acquire_host_slot(host, cap, pass_id, lease_seconds)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.release_host_slots(pass_id).await?;
-                    return Ok(false);
-                }
-                Err(e) => {
-                    let _ = self.release_host_slots(pass_id).await;
-                    return Err(e);
-                }
-            }
-        }
-        Ok(true)
-    }
-
-    pub async fn release_host_slots(&self, pass_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE host_slots SET lease_until = 0, pass_id = NULL WHERE pass_id = $1")
-            .bind(pass_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
 }
 
 /// The ids of a project's mailboxes, in order; with `chosen`, only those among them.
@@ -616,7 +580,7 @@ async fn chosen_mailboxes(
         .collect())
 }
 
-fn pass(row: &AnyRow) -> Result<PassRecord, StoreError> {
+pub(crate) fn pass(row: &AnyRow) -> Result<PassRecord, StoreError> {
     let count = |name: &str| -> Result<u64, StoreError> { Ok(row.try_get::<i64, _>(name)? as u64) };
     let kind: String = row.try_get("kind")?;
     Ok(PassRecord {
@@ -638,6 +602,7 @@ fn pass(row: &AnyRow) -> Result<PassRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        timings: PassTimings::of(row)?,
     })
 }
 

@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 
 use mailmove_store::{
-    Db, EndedRound, Intent, ItemState, Ledger, LoginTokenUse, MailboxResults, MailboxStatus,
-    NewMailbox, NewProject, Outcome, PassCopies, PassEnd, PassKind, PassProgress, PassState,
-    StoreError,
+    Claimer, Db, Dialect, EndedRound, Intent, ItemState, Ledger, LoginTokenUse, MailboxResults,
+    MailboxStatus, NewMailbox, NewProject, Outcome, PassCopies, PassEnd, PassKind, PassProgress,
+    PassState, QueueLimits, RunLimits, StoreError,
 };
 
 /// A database for one test; dropping it removes a PostgreSQL database again.
@@ -113,10 +113,18 @@ conformance!(
     passes_are_queued_once_per_mailbox,
     a_pass_is_claimed_by_one_worker_at_a_time,
     an_expired_lease_is_taken_over,
+    a_pass_taken_over_holds_only_its_new_slots,
     a_lost_lease_cannot_finish_or_heartbeat,
     requeued_passes_wait_their_turn,
     stopping_a_queued_pass,
-    host_slots_cap_connections,
+    no_pass_is_claimed_while_its_host_is_full,
+    claiming_with_slots_is_atomic,
+    a_freed_slot_wakes_waiting_claimers,
+    an_unreachable_server_holds_no_slot_while_its_pass_waits,
+    a_pass_has_a_time_for_each_state,
+    claims_are_fair_across_users,
+    claims_are_fair_across_a_users_projects,
+    queueing_is_limited_per_project_and_user,
     deleting_a_project_deletes_its_secrets_and_ledgers,
     mailbox_results_are_kept,
     source_uids_are_stable,
@@ -502,6 +510,34 @@ async fn an_expired_lease_is_taken_over(db: &Db) {
     );
 }
 
+/// A pass taken over from a dead worker holds one slot on each server, not its dead
+/// worker's too: heartbeats renew only what the new claim took.
+async fn a_pass_taken_over_holds_only_its_new_slots(db: &Db) {
+    let passes = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 3).await;
+    // The first pass holds slot 0 on each server while the second's worker dies with
+    // slot 1; then the first ends, and the second is taken over onto slot 0.
+    let first = db.claim(&capped("w", 2)).await.unwrap().unwrap();
+    let dead = Claimer {
+        lease_seconds: -1,
+        ..capped("dead", 2)
+    };
+    assert_eq!(db.claim(&dead).await.unwrap().unwrap().id, passes[1]);
+    db.finish_pass(first.id, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    let live = db.claim(&capped("live", 2)).await.unwrap().unwrap();
+    assert_eq!(live.id, passes[1], "the expired lease is taken over first");
+    db.heartbeat(live.id, "live", 60, &PassProgress::default())
+        .await
+        .unwrap();
+    let third = db.claim(&capped("other", 2)).await.unwrap().map(|p| p.id);
+    assert_eq!(
+        third,
+        Some(passes[2]),
+        "the dead worker's slots were let go"
+    );
+}
+
 async fn a_lost_lease_cannot_finish_or_heartbeat(db: &Db) {
     let ids = mailbox_fixture(db, 1).await;
     db.queue_pass(ids[0], PassKind::Full).await.unwrap();
@@ -578,33 +614,339 @@ async fn stopping_a_queued_pass(db: &Db) {
     );
 }
 
-async fn host_slots_cap_connections(db: &Db) {
-    assert!(db.acquire_host_slot("mail.old", 2, 1, 60).await.unwrap());
-    assert!(db.acquire_host_slot("mail.old", 2, 2, 60).await.unwrap());
+/// A project of `count` mailboxes between two servers, each with a pass queued; the
+/// pass ids in order.
+async fn queued_between(db: &Db, owner: &str, source: &str, dest: &str, count: u32) -> Vec<i64> {
+    let project = db
+        .create_project(owner, &format!("p{}", unique()), source, dest, "{}")
+        .await
+        .unwrap();
+    let rows: Vec<NewMailbox> = (0..count).map(new_mailbox).collect();
+    db.add_mailboxes(project.id, &rows).await.unwrap();
+    db.queue_passes(project.id, None, PassKind::Full)
+        .await
+        .unwrap()
+}
+
+fn capped(worker: &str, cap: u32) -> Claimer {
+    Claimer {
+        connections_per_host: cap,
+        ..Claimer::new(worker, 60)
+    }
+}
+
+/// What a claim that lost must not have touched.
+fn untouched(pass: &mailmove_store::PassRecord) -> bool {
+    pass.state == PassState::Queued
+        && pass.worker.is_none()
+        && pass.attempts == 0
+        && pass.started_at.is_none()
+        && pass.timings.running_ms == 0
+}
+
+async fn no_pass_is_claimed_while_its_host_is_full(db: &Db) {
+    let passes = queued_between(db, "a@x", "imaps://old.example", "imaps://new.example", 3).await;
+    let first = db.claim(&capped("w", 2)).await.unwrap().unwrap();
+    let second = db.claim(&capped("w", 2)).await.unwrap().unwrap();
+    assert_eq!((first.id, second.id), (passes[0], passes[1]));
     assert!(
-        !db.acquire_host_slot("mail.old", 2, 3, 60).await.unwrap(),
-        "the cap holds"
+        db.claim(&capped("w", 2)).await.unwrap().is_none(),
+        "old.example holds two connections already"
     );
+    let third = db.pass(passes[2]).await.unwrap();
+    assert!(untouched(&third), "{third:?}");
+    assert_eq!(
+        db.mailbox(third.mailbox_id).await.unwrap().status,
+        MailboxStatus::Queued,
+        "its user sees it queued"
+    );
+    // Both servers or neither: a pass from old.example to a free server takes nothing
+    // there while old.example is full.
+    let [elsewhere] =
+        queued_between(db, "b@x", "imaps://old.example", "imaps://free.example", 1).await[..]
+    else {
+        panic!()
+    };
+    assert!(db.claim(&capped("w", 2)).await.unwrap().is_none());
+    let [beside] = queued_between(
+        db,
+        "c@x",
+        "imaps://third.example",
+        "imaps://free.example",
+        1,
+    )
+    .await[..] else {
+        panic!()
+    };
+    let taken = db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    assert_eq!(taken.id, beside, "free.example's only slot was left free");
+    assert!(untouched(&db.pass(elsewhere).await.unwrap()));
+    // A freed slot lets a waiting pass run at the very next claim: no delay to wait out.
     assert!(
-        db.acquire_host_slot("mail.new", 2, 3, 60).await.unwrap(),
-        "per host"
+        db.finish_pass(first.id, "w", PassState::Done, None, None)
+            .await
+            .unwrap()
     );
-    db.release_host_slots(1).await.unwrap();
-    assert!(db.acquire_host_slot("mail.old", 2, 3, 60).await.unwrap());
-    // An expired slot (its worker died) is free again.
-    assert!(db.acquire_host_slot("mail.x", 1, 9, -5).await.unwrap());
-    assert!(db.acquire_host_slot("mail.x", 1, 10, 60).await.unwrap());
-    // Both hosts or neither: a pass that finds one full keeps nothing on the other.
-    let pair = ["mail.a".to_string(), "mail.b".to_string()];
-    assert!(db.acquire_host_slot("mail.b", 1, 20, 60).await.unwrap());
-    assert!(!db.acquire_host_slots(&pair, 1, 21, 60).await.unwrap());
+    let next = db.claim(&capped("w", 2)).await.unwrap().unwrap();
+    assert_eq!(next.id, elsewhere, "b@x has nothing running, a@x has one");
+    assert!(db.claim(&capped("w", 2)).await.unwrap().is_none());
     assert!(
-        db.acquire_host_slot("mail.a", 1, 22, 60).await.unwrap(),
-        "the refused pass left mail.a free"
+        db.finish_pass(second.id, "w", PassState::Done, None, None)
+            .await
+            .unwrap()
     );
-    db.release_host_slots(20).await.unwrap();
-    db.release_host_slots(22).await.unwrap();
-    assert!(db.acquire_host_slots(&pair, 1, 21, 60).await.unwrap());
+    let next = db.claim(&capped("w", 2)).await.unwrap().unwrap();
+    assert_eq!(next.id, passes[2]);
+    assert_eq!(next.attempts, 1, "claimed once, never requeued");
+    assert_eq!(
+        db.mailbox(next.mailbox_id).await.unwrap().status,
+        MailboxStatus::Migrating
+    );
+}
+
+/// On PostgreSQL a claimer waiting for a slot hears at once that one freed (LISTEN and
+/// NOTIFY), whichever worker freed it; on either database the next claim takes it.
+async fn a_freed_slot_wakes_waiting_claimers(db: &Db) {
+    let passes = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 2).await;
+    let mut wakeups = db.wakeups().await.unwrap();
+    let running = db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    assert!(db.claim(&capped("w", 1)).await.unwrap().is_none());
+    assert!(
+        db.finish_pass(running.id, "w", PassState::Done, None, None)
+            .await
+            .unwrap()
+    );
+    if db.dialect() == Dialect::Postgres {
+        // A guard against hanging, not a measure of speed.
+        tokio::time::timeout(std::time::Duration::from_secs(60), wakeups.next())
+            .await
+            .expect("the end of a pass is announced");
+    }
+    assert_eq!(
+        db.claim(&capped("w", 1)).await.unwrap().map(|p| p.id),
+        Some(passes[1])
+    );
+}
+
+/// Two workers claim at once with one slot free: one gets the pass and its slots, the
+/// other nothing, and no pass was claimed and given back.
+async fn claiming_with_slots_is_atomic(db: &Db) {
+    for _ in 0..5 {
+        let passes =
+            queued_between(db, "a@x", "imaps://one.example", "imaps://two.example", 2).await;
+        let claims = ["a", "b"].map(|worker| {
+            let db = db.clone();
+            tokio::spawn(async move { db.claim(&capped(worker, 1)).await.unwrap() })
+        });
+        let mut won = Vec::new();
+        for claim in claims {
+            won.extend(claim.await.unwrap());
+        }
+        assert_eq!(won.len(), 1, "{won:?}");
+        let lost = passes.iter().find(|id| **id != won[0].id).unwrap();
+        assert!(untouched(&db.pass(*lost).await.unwrap()));
+        assert!(db.claim(&capped("c", 1)).await.unwrap().is_none());
+        // Give the slots back for the next round.
+        db.request_stops(
+            db.mailbox(won[0].mailbox_id).await.unwrap().project_id,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(
+            db.finish_pass(
+                won[0].id,
+                won[0].worker.as_deref().unwrap(),
+                PassState::Stopped,
+                None,
+                None
+            )
+            .await
+            .unwrap()
+        );
+    }
+}
+
+/// A pass whose server could not be reached gives its slots back at once and waits
+/// out its backoff; another pass on the same server runs meanwhile.
+async fn an_unreachable_server_holds_no_slot_while_its_pass_waits(db: &Db) {
+    let passes = queued_between(db, "a@x", "imaps://down.example", "imaps://new.example", 1).await;
+    let others = queued_between(db, "b@x", "imaps://up.example", "imaps://new.example", 1).await;
+    let down = db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    assert_eq!(down.id, passes[0]);
+    assert!(
+        db.claim(&capped("w", 1)).await.unwrap().is_none(),
+        "new.example is full"
+    );
+    db.requeue_pass(down.id, "w", 3600, Some("cannot connect"), true)
+        .await
+        .unwrap();
+    let up = db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    assert_eq!(up.id, others[0]);
+    let waiting = db.pass(down.id).await.unwrap();
+    assert_eq!(
+        (waiting.state, waiting.attempts, waiting.error.as_deref()),
+        (PassState::Queued, 1, Some("cannot connect"))
+    );
+}
+
+/// Each state has its own time: queued until a claim finds the server full, waiting
+/// for a slot until it runs, running until it ends; times stop with their state.
+async fn a_pass_has_a_time_for_each_state(db: &Db) {
+    let pause = std::time::Duration::from_millis(40);
+    let holder = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 1).await;
+    let held = db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    assert_eq!(held.id, holder[0]);
+    let passes = queued_between(db, "b@x", "imaps://o.example", "imaps://n.example", 1).await;
+    tokio::time::sleep(pause).await;
+    let queued = db.pass(passes[0]).await.unwrap().timings;
+    assert!(queued.queued_ms >= 40, "{queued:?}");
+    assert_eq!((queued.waiting_ms, queued.running_ms), (0, 0));
+    assert!(db.claim(&capped("w", 1)).await.unwrap().is_none());
+    let began = db.pass(passes[0]).await.unwrap().timings;
+    tokio::time::sleep(pause).await;
+    let waiting = db.pass(passes[0]).await.unwrap().timings;
+    assert!(waiting.waiting_ms >= began.waiting_ms + 40, "{waiting:?}");
+    assert_eq!(waiting.queued_ms, began.queued_ms, "queueing ended");
+    assert!(waiting.queued_ms >= queued.queued_ms);
+    assert_eq!(waiting.running_ms, 0);
+    db.finish_pass(held.id, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    let running = db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    assert_eq!(running.id, passes[0]);
+    tokio::time::sleep(pause).await;
+    let now = db.pass(passes[0]).await.unwrap().timings;
+    assert!(now.running_ms >= 40, "{now:?}");
+    assert_eq!(
+        (now.queued_ms, now.waiting_ms),
+        (running.timings.queued_ms, running.timings.waiting_ms)
+    );
+    db.finish_pass(running.id, "w", PassState::Done, None, None)
+        .await
+        .unwrap();
+    let ended = db.pass(passes[0]).await.unwrap().timings;
+    tokio::time::sleep(pause).await;
+    assert_eq!(
+        db.pass(passes[0]).await.unwrap().timings,
+        ended,
+        "stopped with the pass"
+    );
+    let latest = db
+        .latest_passes(db.mailbox(running.mailbox_id).await.unwrap().project_id)
+        .await
+        .unwrap();
+    assert_eq!(latest[0].timings, ended);
+}
+
+/// A user who queued a thousand mailboxes does not hold back one who queued two: each
+/// user's passes are claimed in turn, within the limit of running passes per user.
+async fn claims_are_fair_across_users(db: &Db) {
+    let many = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 1000).await;
+    let few = queued_between(db, "b@x", "imaps://o.example", "imaps://n.example", 2).await;
+    let claimer = Claimer {
+        connections_per_host: 100,
+        limits: RunLimits {
+            per_user: 3,
+            per_project: 100,
+        },
+        ..Claimer::new("w", 60)
+    };
+    let mut claimed = Vec::new();
+    while let Some(pass) = db.claim(&claimer).await.unwrap() {
+        claimed.push(pass.id);
+    }
+    assert_eq!(claimed.len(), 5, "three of a's, both of b's: {claimed:?}");
+    assert!(
+        few.iter().all(|id| claimed[..4].contains(id)),
+        "{claimed:?}"
+    );
+    assert_eq!(
+        claimed.iter().filter(|id| many.contains(id)).count(),
+        3,
+        "a runs at most three at once"
+    );
+    // Per project too.
+    let per_project = Claimer {
+        limits: RunLimits {
+            per_user: 100,
+            per_project: 4,
+        },
+        ..claimer
+    };
+    assert_eq!(
+        db.claim(&per_project)
+            .await
+            .unwrap()
+            .map(|p| many.contains(&p.id)),
+        Some(true)
+    );
+    assert!(db.claim(&per_project).await.unwrap().is_none());
+}
+
+/// One user's projects take turns too: a project of two mailboxes queued after one of
+/// a thousand is not left until the thousand are done.
+async fn claims_are_fair_across_a_users_projects(db: &Db) {
+    let big = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 1000).await;
+    let small = queued_between(db, "a@x", "imaps://o.example", "imaps://n.example", 2).await;
+    let claimer = Claimer {
+        connections_per_host: 100,
+        ..Claimer::new("w", 60)
+    };
+    let mut claimed = Vec::new();
+    for _ in 0..4 {
+        claimed.push(db.claim(&claimer).await.unwrap().unwrap().id);
+    }
+    assert_eq!(claimed, vec![big[0], small[0], big[1], small[1]]);
+}
+
+/// Queueing past the limits per project and per user is refused whole.
+async fn queueing_is_limited_per_project_and_user(db: &Db) {
+    let limited = db.clone().with_queue_limits(QueueLimits {
+        per_user: 5,
+        per_project: 3,
+    });
+    let project = limited
+        .create_project("a@x", "big", "imaps://o", "imaps://n", "{}")
+        .await
+        .unwrap();
+    let rows: Vec<NewMailbox> = (0..4).map(new_mailbox).collect();
+    let ids = limited.add_mailboxes(project.id, &rows).await.unwrap();
+    let refused = limited.queue_passes(project.id, None, PassKind::Full).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Busy(m)) if m.contains("at most 3")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        limited.unfinished_passes(project.id).await.unwrap(),
+        0,
+        "nothing queued"
+    );
+    limited
+        .queue_passes(project.id, Some(&ids[..3]), PassKind::Full)
+        .await
+        .unwrap();
+    // Queueing again what is queued adds nothing and is not refused.
+    limited
+        .queue_passes(project.id, Some(&ids[..3]), PassKind::Full)
+        .await
+        .unwrap();
+    let other = limited
+        .create_project("a@x", "second", "imaps://o", "imaps://n", "{}")
+        .await
+        .unwrap();
+    let ids = limited.add_mailboxes(other.id, &rows).await.unwrap();
+    let refused = limited
+        .queue_passes(other.id, Some(&ids[..3]), PassKind::Full)
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Busy(m)) if m.contains("at most 5")),
+        "{refused:?}"
+    );
+    limited
+        .queue_passes(other.id, Some(&ids[..2]), PassKind::Full)
+        .await
+        .unwrap();
 }
 
 async fn deleting_a_project_deletes_its_secrets_and_ledgers(db: &Db) {
@@ -1193,10 +1535,11 @@ async fn creating_a_project_is_all_or_nothing(db: &Db) {
 /// pass running, its mailbox as it was and its host slot held; the pass is then taken
 /// over and ended normally.
 async fn ending_a_pass_is_all_or_nothing(db: &Db) {
-    let ids = mailbox_fixture(db, 1).await;
+    let ids = mailbox_fixture(db, 2).await;
     let pass = db.queue_pass(ids[0], PassKind::Full).await.unwrap();
-    db.claim_pass("w", 60).await.unwrap().unwrap();
-    assert!(db.acquire_host_slot("h:993", 1, pass, 60).await.unwrap());
+    db.claim(&capped("w", 1)).await.unwrap().unwrap();
+    // The other mailbox's pass needs the same servers' only slots.
+    db.queue_pass(ids[1], PassKind::Full).await.unwrap();
     let end = PassEnd {
         status: Some(MailboxStatus::Completed),
         report: Some("{}".into()),
@@ -1222,13 +1565,11 @@ async fn ending_a_pass_is_all_or_nothing(db: &Db) {
                 assert_eq!(record.state, PassState::Running, "step {step}");
                 assert_eq!(record.progress.messages_total, 0, "step {step}");
                 let mailbox = db.mailbox(ids[0]).await.unwrap();
-                assert_eq!(mailbox.status, MailboxStatus::Queued, "step {step}");
+                assert_eq!(mailbox.status, MailboxStatus::Migrating, "step {step}");
                 assert_eq!((mailbox.copied, mailbox.last_pass), (0, None));
                 assert!(
-                    !db.acquire_host_slot("h:993", 1, pass + 1, 60)
-                        .await
-                        .unwrap(),
-                    "the slot is still held at step {step}"
+                    db.claim(&capped("other", 1)).await.unwrap().is_none(),
+                    "the slots are still held at step {step}"
                 );
             }
             Ok(ended) => {
@@ -1250,9 +1591,8 @@ async fn ending_a_pass_is_all_or_nothing(db: &Db) {
         (59, 5900, Some(PassKind::Full))
     );
     assert!(
-        db.acquire_host_slot("h:993", 1, pass + 1, 60)
-            .await
-            .unwrap()
+        db.claim(&capped("other", 1)).await.unwrap().is_some(),
+        "the slots were given back"
     );
     assert!(
         !db.end_pass(pass, "w", &end).await.unwrap(),

@@ -1,6 +1,7 @@
 //! One claimed pass, from its mailbox's settings to its final status.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use mailmove_engine::report::Report;
 use mailmove_engine::{
@@ -42,7 +43,8 @@ enum Ending {
         Option<String>,
         Option<Box<Findings>>,
     ),
-    /// Try again later (unreachable server, dropped connections, no free host slot).
+    /// Try again later (unreachable server, dropped connections, no progress), its
+    /// connection slots given back meanwhile.
     Again {
         delay: i64,
         error: Option<String>,
@@ -315,41 +317,7 @@ async fn execute(worker: &Worker, pass: &PassRecord, prepared: Prepared) -> Endi
     } = prepared;
     let mailbox = &mailbox;
     let db = &worker.db;
-    let cap = worker.config.connections_per_host;
-    let hosts: Vec<String> = [&source.endpoint, &dest.endpoint]
-        .iter()
-        .map(|e| format!("{}:{}", e.host.to_lowercase(), e.port))
-        .collect();
-    match db
-        .acquire_host_slots(&hosts, cap, pass.id, worker.config.lease_seconds)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return Ending::Again {
-                delay: 1,
-                error: None,
-                count_attempt: false,
-            };
-        }
-        Err(e) => {
-            return Ending::Again {
-                delay: 5,
-                error: Some(e.to_string()),
-                count_attempt: false,
-            };
-        }
-    }
-    let _ = db
-        .set_mailbox_status(
-            mailbox.id,
-            match pass.kind {
-                PassKind::Verify => MailboxStatus::Verifying,
-                _ => MailboxStatus::Migrating,
-            },
-            None,
-        )
-        .await;
+    // The claim took this pass's connection slots and showed its mailbox running.
     info!(pass = pass.id, mailbox = %mailbox.source_email, kind = pass.kind.as_str(), "pass started");
 
     let progress = Arc::new(Counting::default());
@@ -401,6 +369,15 @@ async fn execute(worker: &Worker, pass: &PassRecord, prepared: Prepared) -> Endi
             Ok(Cancel::Stop) => Ending::Stopped,
             _ => Ending::LeaseLost,
         },
+        idle = stalled(&progress, worker.config.stall_timeout) => Ending::Again {
+            delay: retry_delay(worker, pass.attempts),
+            error: Some(format!(
+                "the pass made no progress for {} s (a server stopped answering); it is \
+                 tried again later",
+                idle.as_secs()
+            )),
+            count_attempt: true,
+        },
     };
     heartbeat.abort();
     ending
@@ -415,9 +392,7 @@ async fn run_engine(
     worker: &Worker,
     pop_folder: Option<String>,
 ) -> Ending {
-    let retry_delay = |attempts: u32| {
-        worker.config.retry_delay_seconds * 2i64.pow(attempts.saturating_sub(1).min(6))
-    };
+    let retry_delay = |attempts: u32| retry_delay(worker, attempts);
     // The reason people read, with the advice this worker was given for its remedy.
     let advised =
         |message: String, remedy: Option<Remedy>| match remedy.and_then(worker.config.advice) {
@@ -495,6 +470,26 @@ async fn run_engine(
     }
 }
 
+/// How long a pass interrupted for the `attempts`-th time waits: doubled each time.
+fn retry_delay(worker: &Worker, attempts: u32) -> i64 {
+    worker.config.retry_delay_seconds * 2i64.pow(attempts.saturating_sub(1).min(6))
+}
+
+/// Returns once the pass has reported nothing for `timeout` (how long, then).
+async fn stalled(progress: &Counting, timeout: std::time::Duration) -> std::time::Duration {
+    let every = (timeout / 4).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(5),
+    );
+    loop {
+        tokio::time::sleep(every).await;
+        let idle = progress.idle_for();
+        if idle >= timeout {
+            return idle;
+        }
+    }
+}
+
 /// The one place a pass kind becomes the engine's plan: a delta plans like a full pass
 /// (the ledger leaves only what is new), a retry plans only what failed.
 fn engine_pass(kind: PassKind) -> EnginePass {
@@ -522,20 +517,39 @@ fn results_of(report: &Report) -> MailboxResults {
     }
 }
 
-/// Progress counted for heartbeats.
-#[derive(Default)]
+/// Progress counted for heartbeats, and when the pass last showed any.
 struct Counting {
     state: Mutex<PassProgress>,
+    moved: Mutex<Instant>,
+}
+
+impl Default for Counting {
+    fn default() -> Counting {
+        Counting {
+            state: Mutex::default(),
+            moved: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl Counting {
     fn snapshot(&self) -> PassProgress {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    fn idle_for(&self) -> std::time::Duration {
+        self.moved.lock().map(|m| m.elapsed()).unwrap_or_default()
+    }
 }
 
 impl Progress for Counting {
     fn event(&self, event: Event) {
+        // Retrying is the engine waiting, not the pass moving on.
+        if !matches!(event, Event::Retrying { .. })
+            && let Ok(mut moved) = self.moved.lock()
+        {
+            *moved = Instant::now();
+        }
         let Ok(mut state) = self.state.lock() else {
             return;
         };

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailmove_secrets::Keyring;
-use mailmove_store::Db;
+use mailmove_store::{Claimer, Db, RunLimits};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -36,6 +36,13 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// First delay before a pass interrupted that way runs again; doubled each time.
     pub retry_delay_seconds: i64,
+    /// Passes running at once per portal user and per project, across every worker.
+    pub limits: RunLimits,
+    /// A pass that reports no progress (no folder started, no message copied or
+    /// failed) for this long is interrupted and tried again later, counted as an
+    /// attempt: a server that stops answering without closing does not hold the pass
+    /// and its connection slots.
+    pub stall_timeout: Duration,
     /// Words for what to do about a failure, added to the reason stored for people to
     /// read (the portal's, given by whoever starts the worker); none by default.
     pub advice: fn(mailmove_net::Remedy) -> Option<&'static str>,
@@ -58,6 +65,8 @@ impl WorkerConfig {
             poll: Duration::from_millis(500),
             max_attempts: 5,
             retry_delay_seconds: 5,
+            limits: RunLimits::default(),
+            stall_timeout: Duration::from_secs(600),
             advice: |_| None,
             network: mailmove_net::NetworkPolicy::Anywhere,
             sign_ins: None,
@@ -89,6 +98,16 @@ impl Worker {
         }
     }
 
+    /// What this worker claims with: its name, lease and caps.
+    fn claimer(&self) -> Claimer {
+        Claimer {
+            worker: self.config.name.clone(),
+            lease_seconds: self.config.lease_seconds,
+            connections_per_host: self.config.connections_per_host,
+            limits: self.config.limits,
+        }
+    }
+
     /// Claims and runs passes until `stop` turns true; then drops the running ones at
     /// once (as safe as `kill -9`: the ledger knows what they did) and gives them back
     /// to the queue, their leases and connection slots released, for the next worker.
@@ -96,6 +115,16 @@ impl Worker {
         info!(worker = %self.config.name, "worker started");
         let mut running = JoinSet::new();
         let mut passes: HashMap<tokio::task::Id, i64> = HashMap::new();
+        let claimer = self.claimer();
+        // With PostgreSQL, a slot freed or a pass queued by any worker wakes this one
+        // at once; the poll is the fallback (and SQLite's only way).
+        let mut wakeups = match self.db.wakeups().await {
+            Ok(wakeups) => Some(wakeups),
+            Err(e) => {
+                warn!("cannot listen for queued passes and freed slots; polling: {e}");
+                None
+            }
+        };
         loop {
             if *stop.borrow() {
                 break;
@@ -105,11 +134,10 @@ impl Worker {
             }
             let mut claimed_any = false;
             while running.len() < self.config.max_jobs.max(1) {
-                match self
-                    .db
-                    .claim_pass(&self.config.name, self.config.lease_seconds)
-                    .await
-                {
+                // A claim takes a pass only with its connection slots: a pass whose
+                // server is full stays queued, and a slot that frees (a pass of this
+                // worker ending wakes the loop at once) lets it run at the next claim.
+                match self.db.claim(&claimer).await {
                     Ok(Some(pass)) => {
                         claimed_any = true;
                         let worker = self.clone();
@@ -129,6 +157,12 @@ impl Worker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll) => {}
+                _ = async {
+                    match wakeups.as_mut() {
+                        Some(wakeups) => wakeups.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 _ = stop.changed() => {}
                 Some(Ok((id, ()))) = running.join_next_with_id(), if !running.is_empty() => {
                     passes.remove(&id);
