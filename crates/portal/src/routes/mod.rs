@@ -236,6 +236,11 @@ impl Notice {
                 "Passes are still queued or running: stop them, or wait for them to end, first."
                     .into()
             }
+            "queue-full" => format!(
+                "Not queued: {count} {mailboxes} would be more passes waiting at once than \
+                 this service allows for one migration or one person. Queue them once some \
+                 have ended, or fewer at a time."
+            ),
             "empty" => "Add mailboxes first.".into(),
             "not-chosen" => {
                 "The chosen mailboxes are not in this migration: nothing was done.".into()

@@ -86,6 +86,13 @@ pub(crate) async fn queue_passes(
         Ok(_) => {}
         // Finished since the page was shown: the store refused in the same transaction.
         Err(StoreError::Conflict(_)) => return Err(PageError::Finished),
+        // Over the operator's limit of passes waiting at once: nothing was queued.
+        Err(StoreError::Busy(_)) => {
+            return Ok(back(
+                &project,
+                &format!("notice=queue-full&count={}", chosen.len()),
+            ));
+        }
         Err(e) => return Err(e.into()),
     }
     Ok(back(

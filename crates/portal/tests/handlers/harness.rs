@@ -147,10 +147,19 @@ impl Portal {
 
     /// A portal whose configuration `change` adjusts.
     pub async fn with(change: impl FnOnce(&mut PortalConfig)) -> Portal {
+        Portal::with_db(|db| db, change).await
+    }
+
+    /// A portal whose database `change_db` and configuration `change` adjust.
+    pub async fn with_db(
+        change_db: impl FnOnce(Db) -> Db,
+        change: impl FnOnce(&mut PortalConfig),
+    ) -> Portal {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("portal.sqlite"))
             .await
             .unwrap();
+        let db = change_db(db);
         let mut config = PortalConfig::for_listen("127.0.0.1:8080".parse().unwrap());
         config.progress_every = Duration::from_millis(50);
         change(&mut config);

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use mailmove_projects::{ProjectSettings, Side, secret_context};
 use mailmove_store::{
     Intent, Ledger, MailboxResults, MailboxStatus, Outcome, PassEnd, PassKind, PassProgress,
-    PassState, StoreError,
+    PassState, QueueLimits, StoreError,
 };
 
 use crate::harness::{Client, Portal};
@@ -1495,4 +1495,55 @@ async fn a_migration_that_ends_just_before_new_items_are_queued_is_still_reporte
         "each pass is reported once"
     );
     assert_eq!(portal.mails().len(), before + 2);
+}
+
+#[tokio::test]
+async fn passes_over_the_operators_queue_limit_are_refused_with_a_notice() {
+    let portal = Portal::with_db(
+        |db| {
+            db.with_queue_limits(QueueLimits {
+                per_project: 2,
+                per_user: 10,
+            })
+        },
+        |_| {},
+    )
+    .await;
+    let client = portal.login("owner@example.com").await;
+    let id = portal.create_project(&client, "Limited").await;
+    portal
+        .add_rows(
+            &client,
+            id,
+            &[
+                ("a@old.example", "pa", "a@new.example", "qa"),
+                ("b@old.example", "pb", "b@new.example", "qb"),
+                ("c@old.example", "pc", "c@new.example", "qc"),
+            ],
+        )
+        .await;
+    let refused = portal
+        .post(
+            &client,
+            &format!("/projects/{id}/passes"),
+            &[("pass", "verify")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        refused.location(),
+        format!("/projects/{id}?notice=queue-full&count=3")
+    );
+    // Nothing was queued, and the page says why and what to do.
+    for mailbox in portal.db().mailboxes(id).await.unwrap() {
+        assert!(portal.db().latest_pass(mailbox.id).await.unwrap().is_none());
+    }
+    let shown = portal.get(&client, refused.location()).await;
+    assert!(
+        shown
+            .body
+            .contains("Not queued: 3 mailboxes would be more passes waiting at once"),
+        "{}",
+        shown.body
+    );
 }
