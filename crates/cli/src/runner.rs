@@ -39,11 +39,7 @@ pub fn worker_config(
     database: &DatabaseArgs,
     (db, keyring): (&Db, &Keyring),
 ) -> Result<WorkerConfig> {
-    let profiles_file = match &args.profiles {
-        Some(path) => path.clone(),
-        None => database.data_dir()?.join("oauth.toml"),
-    };
-    let profiles = mailmove_oauth::Profiles::load(&profiles_file)?;
+    let profiles = mailmove_oauth::Profiles::load(&profiles_file(args, database)?)?;
     let sign_ins = SignInProfiles::new(profiles, Grants::new(db.clone(), keyring.clone()));
     Ok(WorkerConfig {
         max_jobs: args.jobs.max(1),
@@ -63,6 +59,15 @@ pub fn worker_config(
     })
 }
 
+/// The operator's sign-in profiles: `--profiles FILE`, else `oauth.toml` in the data
+/// directory.
+fn profiles_file(args: &RunnerArgs, database: &DatabaseArgs) -> Result<std::path::PathBuf> {
+    match &args.profiles {
+        Some(path) => Ok(path.clone()),
+        None => Ok(database.data_dir()?.join("oauth.toml")),
+    }
+}
+
 /// The web portal on `--listen`, and with SQLite the passes of every project in this
 /// process too (with PostgreSQL they run in `mailmove worker` processes).
 pub async fn serve(args: ServeArgs) -> Result<u8> {
@@ -77,6 +82,11 @@ pub async fn serve(args: ServeArgs) -> Result<u8> {
     let address = listener.local_addr()?;
     let mut config = PortalConfig::for_listen(address);
     args.guard.apply(&mut config);
+    // The same profiles as the passes: mailbox users sign in through links for them.
+    config.sign_in_profiles = std::sync::Arc::new(mailmove_oauth::Profiles::load(&profiles_file(
+        &args.runner,
+        &args.database,
+    )?)?);
     if let Some(url) = &args.public_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("--public-url {url}: write it as http://HOST[:PORT] or https://HOST");

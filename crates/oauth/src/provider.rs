@@ -194,7 +194,10 @@ impl Provider {
             },
             delegated_mail_scopes: vec![scopes::OFFLINE_ACCESS.into()],
             app_mail_scopes: Vec::new(),
-            authorization_parameters: Vec::new(),
+            // A mailbox's sign-in is for later passes, so it asks for a refresh token:
+            // OpenID Connect Core §11 grants `offline_access` only with
+            // `prompt=consent`.
+            authorization_parameters: vec![("prompt".into(), "consent".into())],
         })
     }
 

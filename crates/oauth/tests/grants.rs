@@ -113,12 +113,13 @@ async fn a_denied_device_code_asks_for_a_new_sign_in() {
 #[tokio::test(flavor = "multi_thread")]
 async fn authorization_code_with_pkce_and_state() {
     let provider = OidcProvider::start_default().unwrap();
-    // OpenID Connect gives a refresh token only after an explicit consent: an
-    // authorization parameter of this provider, as `access_type` is Google's.
-    let mut found = discovered(&provider).await;
-    found
-        .authorization_parameters
-        .push(("prompt".into(), "consent".into()));
+    // OpenID Connect gives a refresh token only after an explicit consent: a
+    // discovered provider asks for it, as Google's preset asks `access_type`.
+    let found = discovered(&provider).await;
+    assert_eq!(
+        found.authorization_parameters,
+        [("prompt".to_string(), "consent".to_string())]
+    );
     let secret = Secret::new(provider.confidential_secret().to_string());
     let client = Client::new(
         found,

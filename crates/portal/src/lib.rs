@@ -84,6 +84,9 @@ pub struct PortalConfig {
     /// Discoveries one user may ask for in `discovery_window`.
     pub discoveries_per_user: usize,
     pub discovery_window: Duration,
+    /// The operator's OAuth2 sign-in profiles, for projects whose mailboxes' users sign
+    /// in themselves through a link (`/signin/...`); none by default.
+    pub sign_in_profiles: Arc<mailmove_oauth::Profiles>,
 }
 
 impl PortalConfig {
@@ -122,6 +125,7 @@ impl PortalConfig {
             },
             discoveries_per_user: 10,
             discovery_window: Duration::from_secs(10 * 60),
+            sign_in_profiles: Arc::default(),
         }
     }
 
@@ -144,6 +148,10 @@ pub struct AppState {
 
 struct Shared {
     projects: mailmove_projects::Projects,
+    /// Seals sign-in links and pending sign-ins.
+    keyring: Keyring,
+    /// Where mailbox users' sign-ins are kept.
+    grants: mailmove_projects::Grants,
     mailer: Mailer,
     config: PortalConfig,
     streams: sse::OpenStreams,
@@ -155,6 +163,8 @@ impl AppState {
     pub fn new(db: Db, keyring: Keyring, mailer: Mailer, config: PortalConfig) -> AppState {
         AppState {
             shared: Arc::new(Shared {
+                keyring: keyring.clone(),
+                grants: mailmove_projects::Grants::new(db.clone(), keyring.clone()),
                 projects: mailmove_projects::Projects::new(db, keyring)
                     .with_mailbox_limit(config.mailboxes_per_project),
                 mailer,
@@ -167,6 +177,14 @@ impl AppState {
 
     pub fn db(&self) -> &Db {
         self.shared.projects.db()
+    }
+
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.shared.keyring
+    }
+
+    pub(crate) fn grants(&self) -> &mailmove_projects::Grants {
+        &self.shared.grants
     }
 
     /// Every project operation goes through here (see `mailmove-projects`).
@@ -231,7 +249,7 @@ const UPLOAD_BODY_LIMIT: usize = UPLOAD_LIMIT + 64 * 1024;
 
 /// Every page and action of the portal.
 pub fn router(state: AppState) -> Router {
-    use routes::{discover, login, mailboxes, migrations, project, reports};
+    use routes::{discover, login, mailboxes, migrations, project, reports, signin};
     Router::new()
         .route("/", get(routes::home))
         .route("/login", get(login::form).post(login::request_link))
@@ -248,6 +266,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/migrations/new", get(migrations::new_form))
         .route("/discover", get(discover::find))
+        .route("/signin/{token}", get(signin::show))
+        .route("/signin/{token}/start", get(signin::start))
+        .route(signin::CALLBACK_PATH, get(signin::callback))
+        .route(
+            "/projects/{id}/mailboxes/{mailbox}/signin-link",
+            get(project::sign_in_link),
+        )
         .route("/projects/{id}", get(project::show))
         .route(
             "/projects/{id}/passes",

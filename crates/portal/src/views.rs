@@ -218,6 +218,9 @@ pub(crate) struct ProjectPage {
     pub live: bool,
     pub summary_html: String,
     pub mailboxes: Vec<MailboxView>,
+    /// A side's mailboxes sign in with their users' own consent: each row links to
+    /// the sign-in link to send them.
+    pub users_sign_in: bool,
 }
 
 /// One mailbox row of the project page.

@@ -8,6 +8,7 @@ pub(crate) mod mailboxes;
 pub(crate) mod migrations;
 pub(crate) mod project;
 pub(crate) mod reports;
+pub(crate) mod signin;
 
 use askama::Template;
 use axum::extract::Request;

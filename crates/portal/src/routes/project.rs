@@ -8,13 +8,16 @@ use std::collections::{HashMap, HashSet};
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use mailmove_projects::{ProjectSettings, Side, SignInMethod};
 use mailmove_store::{OwnedProject, PassKind, PassState, StoreError, now};
 
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::presets::describe;
 use crate::routes::{Notice, PageError, layout, owned_project, page};
-use crate::views::{MailboxView, ProjectPage, progress_html, status_html, summary_html};
+use crate::views::{
+    MailboxView, MessagePage, ProjectPage, progress_html, status_html, summary_html,
+};
 
 pub(crate) async fn show(
     State(state): State<AppState>,
@@ -56,6 +59,11 @@ pub(crate) async fn show(
         live,
         summary_html: summary_html(&mailboxes),
         mailboxes: views,
+        users_sign_in: ProjectSettings::from_json(&project.record.settings).is_ok_and(|s| {
+            [s.source_sign_in, s.dest_sign_in]
+                .iter()
+                .any(|m| matches!(m, SignInMethod::OAuth { .. }))
+        }),
     };
     Ok(page(&view)?.into_response())
 }
@@ -216,6 +224,58 @@ fn day(seconds: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(seconds)
         .map(|t| t.date().to_string())
         .unwrap_or_default()
+}
+
+/// How long a sign-in link handed to a mailbox's user works.
+const SIGN_IN_LINK_SECONDS: i64 = 14 * 24 * 3600;
+
+/// `GET /projects/{id}/mailboxes/{mailbox}/signin-link`: for the project's owner, the
+/// link each side's user opens to sign in themselves (sides that sign in with a
+/// user's own consent only).
+pub(crate) async fn sign_in_link(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path((id, mailbox)): Path<(String, i64)>,
+) -> Result<Response, PageError> {
+    let project = owned_project(&state, &session, &id).await?;
+    let mailbox = state.db().mailbox(mailbox).await?;
+    if mailbox.project_id != project.record.id {
+        return Err(PageError::NotFound);
+    }
+    let settings = ProjectSettings::from_json(&project.record.settings)
+        .map_err(|e| PageError::Internal(e.to_string()))?;
+    let mut lines = Vec::new();
+    for (side, method, login) in [
+        (
+            Side::Source,
+            &settings.source_sign_in,
+            &mailbox.source_login,
+        ),
+        (
+            Side::Destination,
+            &settings.dest_sign_in,
+            &mailbox.dest_login,
+        ),
+    ] {
+        if matches!(method, SignInMethod::OAuth { .. }) {
+            lines.push(format!(
+                "Send {login} this link to sign in to the {} mailbox (it works for 14 days): {}",
+                side.as_str(),
+                crate::routes::signin::link_for(&state, mailbox.id, side, SIGN_IN_LINK_SECONDS)
+            ));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("This migration's mailboxes sign in with passwords: no link is needed.".into());
+    }
+    let view = MessagePage {
+        layout: layout(&session, "Sign-in link"),
+        heading: format!("Sign-in link for {}", mailbox.source_email),
+        lines,
+        link_href: format!("/projects/{}", project.record.id),
+        link_text: "Back to the migration".into(),
+    };
+    Ok(page(&view)?.into_response())
 }
 
 #[cfg(test)]

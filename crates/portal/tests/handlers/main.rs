@@ -9,3 +9,4 @@ mod login;
 mod projects;
 mod security;
 mod sessions;
+mod signin;
