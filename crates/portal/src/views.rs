@@ -132,6 +132,16 @@ pub(crate) struct SideForm {
     pub host: String,
     pub port: String,
     pub security: String,
+    /// How the side's mailboxes sign in, where the operator offers OAuth2 profiles
+    /// (empty: passwords only, no choice shown).
+    pub sign_ins: Vec<SignInOption>,
+}
+
+pub(crate) struct SignInOption {
+    /// `password`, or a profile's name.
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
 }
 
 pub(crate) struct KindOption {
@@ -200,6 +210,7 @@ impl SideForm {
             } else {
                 form.security.clone()
             },
+            sign_ins: Vec::new(),
         }
     }
 }

@@ -6,7 +6,7 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use mailmove_projects::{FallbackPasswords, ProjectRequest, ProjectSettings};
+use mailmove_projects::{FallbackPasswords, ProjectRequest, ProjectSettings, SignInMethod};
 use mailmove_store::StoreError;
 use serde::Deserialize;
 
@@ -14,7 +14,9 @@ use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::presets::{EndpointForm, Side, describe, resolve};
 use crate::routes::{Notice, PageError, layout, page};
-use crate::views::{MigrationsPage, NewMigrationPage, ProjectSummary, SideForm, status_counts};
+use crate::views::{
+    MigrationsPage, NewMigrationPage, ProjectSummary, SideForm, SignInOption, status_counts,
+};
 
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -44,14 +46,17 @@ pub(crate) async fn list(
     Ok(page(&view)?.into_response())
 }
 
-pub(crate) async fn new_form(CurrentUser(session): CurrentUser) -> Result<Response, PageError> {
+pub(crate) async fn new_form(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+) -> Result<Response, PageError> {
     let view = NewMigrationPage {
         layout: layout(&session, "Start a new migration"),
         errors: Vec::new(),
         name: String::new(),
         sides: vec![
-            SideForm::new(Side::Source, &EndpointForm::default()),
-            SideForm::new(Side::Destination, &EndpointForm::default()),
+            side_form(&state, Side::Source, &EndpointForm::default(), ""),
+            side_form(&state, Side::Destination, &EndpointForm::default(), ""),
         ],
     };
     Ok(page(&view)?.into_response())
@@ -72,6 +77,8 @@ pub(crate) struct NewMigrationForm {
     dest_host: String,
     dest_port: String,
     dest_security: String,
+    source_sign_in: String,
+    dest_sign_in: String,
 }
 
 pub(crate) async fn create(
@@ -102,9 +109,21 @@ pub(crate) async fn create(
     }
     let source = resolve(Side::Source, &source_form).map_err(|e| errors.push(capitalise(&e)));
     let dest = resolve(Side::Destination, &dest_form).map_err(|e| errors.push(capitalise(&e)));
-    if let (true, Ok(source), Ok(dest)) = (errors.is_empty(), &source, &dest) {
+    let source_sign_in = chosen_sign_in(&state, &source_form.preset, &form.source_sign_in)
+        .map_err(|e| errors.push(e));
+    let dest_sign_in =
+        chosen_sign_in(&state, &dest_form.preset, &form.dest_sign_in).map_err(|e| errors.push(e));
+    if let (true, Ok(source), Ok(dest), Ok(source_sign_in), Ok(dest_sign_in)) = (
+        errors.is_empty(),
+        &source,
+        &dest,
+        source_sign_in,
+        dest_sign_in,
+    ) {
         let settings = ProjectSettings {
             tls_ca: state.config().tls_ca.clone(),
+            source_sign_in,
+            dest_sign_in,
             ..ProjectSettings::default()
         };
         let request = ProjectRequest {
@@ -137,11 +156,69 @@ pub(crate) async fn create(
         errors,
         name,
         sides: vec![
-            SideForm::new(Side::Source, &source_form),
-            SideForm::new(Side::Destination, &dest_form),
+            side_form(&state, Side::Source, &source_form, &form.source_sign_in),
+            side_form(&state, Side::Destination, &dest_form, &form.dest_sign_in),
         ],
     };
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page(&view)?).into_response())
+}
+
+/// A side of the form, with the sign-in methods the operator offers.
+fn side_form(state: &AppState, side: Side, form: &EndpointForm, chosen: &str) -> SideForm {
+    let mut view = SideForm::new(side, form);
+    let profiles = &state.config().sign_in_profiles;
+    if profiles.names().next().is_none() {
+        return view;
+    }
+    let chosen = default_sign_in(state, &form.preset, chosen);
+    view.sign_ins = std::iter::once(SignInOption {
+        value: "password".into(),
+        label: "Each mailbox's password".into(),
+        selected: chosen == "password",
+    })
+    .chain(profiles.names().map(|name| SignInOption {
+        value: name.to_string(),
+        label: format!(
+            "Each user signs in ({name}: {})",
+            profiles.provider_of(name).unwrap_or_default()
+        ),
+        selected: chosen == name,
+    }))
+    .collect();
+    view
+}
+
+/// What a side signs in with when the form does not say: a profile of the preset's
+/// provider where the operator has one (Microsoft 365 and Google refuse passwords),
+/// else passwords.
+fn default_sign_in(state: &AppState, preset: &str, chosen: &str) -> String {
+    if !chosen.is_empty() {
+        return chosen.to_string();
+    }
+    let provider = match preset {
+        "microsoft365" => "microsoft",
+        "gmail" => "google",
+        _ => return "password".into(),
+    };
+    let profiles = &state.config().sign_in_profiles;
+    profiles
+        .names()
+        .find(|name| profiles.provider_of(name) == Some(provider))
+        .unwrap_or("password")
+        .to_string()
+}
+
+/// The sign-in method chosen for a side: passwords, or one of the operator's profiles.
+fn chosen_sign_in(state: &AppState, preset: &str, chosen: &str) -> Result<SignInMethod, String> {
+    match default_sign_in(state, preset, chosen).as_str() {
+        "password" => Ok(SignInMethod::Password),
+        name if state.config().sign_in_profiles.names().any(|n| n == name) => {
+            Ok(SignInMethod::OAuth {
+                profile: name.to_string(),
+            })
+        }
+        _ => Err("Choose how the mailboxes sign in from the list.".into()),
+    }
 }
 
 fn capitalise(text: &str) -> String {

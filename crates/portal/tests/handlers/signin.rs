@@ -1,7 +1,8 @@
 //! A mailbox user's own sign-in through a link, against a real OpenID provider: the
 //! owner gets the link, the user (no portal account) opens it, signs in at the
 //! provider and consents, and the sign-in is kept sealed for the passes; a link for
-//! another mailbox, a forged link and a callback without its cookie are refused.
+//! another mailbox, a forged link and a callback without its cookie are refused. And
+//! the new-migration form, which offers the operator's profiles.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,4 +220,92 @@ async fn a_mailbox_user_signs_in_through_the_link_and_the_sign_in_is_kept() {
         )
         .await;
     assert_eq!(refused.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_new_migration_signs_in_as_its_preset_needs_or_as_chosen() {
+    let profiles = Profiles::parse(
+        "[profile.contoso]\nprovider = \"microsoft\"\ntenant = \"contoso.example\"\n\
+         client_id = \"app\"\n\
+         [profile.workspace]\nprovider = \"google\"\nclient_id = \"app\"\n",
+        std::path::Path::new("/etc/mailmove/oauth.toml"),
+    )
+    .unwrap();
+    let portal = Portal::with(|config| config.sign_in_profiles = Arc::new(profiles)).await;
+    let client = portal.login("ann@example.com").await;
+    let form = portal.get(&client, "/migrations/new").await;
+    for text in [
+        r#"<label for="source_sign_in">How source mailboxes sign in</label>"#,
+        r#"<option value="password" selected>Each mailbox&#39;s password</option>"#,
+        r#"<option value="contoso">Each user signs in (contoso: microsoft)</option>"#,
+    ] {
+        assert!(form.body.contains(text), "{text}\n{}", form.body);
+    }
+
+    // Microsoft 365 refuses passwords: its preset signs in with the Microsoft profile
+    // unless the form says otherwise; a typed server keeps passwords.
+    let created = portal
+        .post(
+            &client,
+            "/migrations",
+            &[
+                ("name", "To Microsoft"),
+                ("source_host", "mail.old.example"),
+                ("dest_preset", "microsoft365"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let chosen = portal
+        .post(
+            &client,
+            "/migrations",
+            &[
+                ("name", "From Gmail"),
+                ("source_preset", "gmail"),
+                ("source_sign_in", "password"),
+                ("dest_host", "mail.new.example"),
+                ("dest_sign_in", "workspace"),
+            ],
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::SEE_OTHER, "{}", chosen.body);
+    let projects = portal.db().projects(Some("ann@example.com")).await.unwrap();
+    let settings: Vec<ProjectSettings> = projects
+        .iter()
+        .map(|p| ProjectSettings::from_json(&p.settings).unwrap())
+        .collect();
+    let oauth = |name: &str| SignInMethod::OAuth {
+        profile: name.into(),
+    };
+    assert_eq!(
+        (&settings[0].source_sign_in, &settings[0].dest_sign_in),
+        (&SignInMethod::Password, &oauth("contoso"))
+    );
+    assert_eq!(
+        (&settings[1].source_sign_in, &settings[1].dest_sign_in),
+        (&SignInMethod::Password, &oauth("workspace"))
+    );
+
+    // A method the operator does not offer is refused with what to do.
+    let refused = portal
+        .post(
+            &client,
+            "/migrations",
+            &[
+                ("name", "Odd"),
+                ("source_host", "mail.old.example"),
+                ("dest_host", "mail.new.example"),
+                ("dest_sign_in", "someone-elses"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .body
+            .contains("Choose how the mailboxes sign in from the list."),
+        "{}",
+        refused.body
+    );
 }
