@@ -264,12 +264,12 @@ impl Lab {
         )
     }
 
-    /// `migrate` from alice through `source_port` (the source, or a proxy to it).
-    fn migrate(&self, source_port: u16, args: &[&str]) -> common::Run {
-        let report = self.data_dir().join("report.json");
-        let _ = std::fs::remove_file(&report);
-        let output = self
-            .command(&["migrate"])
+    /// `mailmove SUBCOMMAND` from alice's mailbox through `source_port` (the source,
+    /// or a proxy to it) to bob's, trusting both servers, the destination's password
+    /// given and none for the source.
+    fn between(&self, subcommand: &str, source_port: u16) -> Command {
+        let mut command = self.command(&[subcommand]);
+        command
             .args([
                 "--source",
                 &format!("imap://alice%40example.test@127.0.0.1:{source_port}"),
@@ -281,13 +281,25 @@ impl Lab {
             ])
             .arg("--tls-ca")
             .arg(&self.ca)
-            .arg("--state")
-            .arg(self.data_dir().join("state.sqlite"))
+            .env_remove("MAILMOVE_SOURCE_PASSWORD")
+            .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD);
+        if subcommand != "check" {
+            command
+                .arg("--state")
+                .arg(self.data_dir().join("state.sqlite"));
+        }
+        command
+    }
+
+    /// `migrate` through `source_port`, with a report.
+    fn migrate(&self, source_port: u16, args: &[&str]) -> common::Run {
+        let report = self.data_dir().join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let output = self
+            .between("migrate", source_port)
             .arg("--report")
             .arg(&report)
             .args(args)
-            .env_remove("MAILMOVE_SOURCE_PASSWORD")
-            .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD)
             .output()
             .unwrap();
         finish(output, Some(report))
@@ -341,24 +353,8 @@ fn a_mailbox_signed_in_once_is_copied_checked_listed_and_signed_out() {
     assert_eq!(lab.dest_count(), 3);
 
     let check = lab
-        .command(&["check"])
-        .args([
-            "--source",
-            &format!(
-                "imap://alice%40example.test@127.0.0.1:{}",
-                lab.source.imap_port()
-            ),
-            "--dest",
-            &format!(
-                "imap://bob%40new.example@127.0.0.1:{}",
-                lab.dest.imap_port()
-            ),
-            "--source-oauth",
-            "lab",
-        ])
-        .arg("--tls-ca")
-        .arg(&lab.ca)
-        .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD)
+        .between("check", lab.source.imap_port())
+        .args(["--source-oauth", "lab"])
         .output()
         .unwrap();
     let check = finish(check, None);
@@ -479,24 +475,9 @@ fn a_pass_outliving_its_tokens_renews_them_and_a_revoked_sign_in_stops_it() {
         Some(Duration::from_secs(4)),
     );
     let running = {
-        let mut command = lab.command(&["migrate"]);
+        let mut command = lab.between("migrate", proxy.port);
         command
-            .args([
-                "--source",
-                &format!("imap://alice%40example.test@127.0.0.1:{}", proxy.port),
-                "--dest",
-                &format!(
-                    "imap://bob%40new.example@127.0.0.1:{}",
-                    lab.dest.imap_port()
-                ),
-                "--source-oauth",
-                "lab",
-            ])
-            .arg("--tls-ca")
-            .arg(&lab.ca)
-            .arg("--state")
-            .arg(lab.data_dir().join("state.sqlite"))
-            .env("MAILMOVE_DEST_PASSWORD", DEST_PASSWORD)
+            .args(["--source-oauth", "lab"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
