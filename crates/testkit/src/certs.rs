@@ -2,11 +2,16 @@
 //! TLS tests can verify the chain and the host name for real instead of turning
 //! verification off.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 
 /// PEM texts: the CA certificate clients trust, and the server's certificate and key.
 pub(crate) struct ServerCerts {
@@ -58,4 +63,20 @@ pub(crate) fn generate_for(extra_names: &[String]) -> Result<ServerCerts> {
         server_cert_pem: server_cert.pem(),
         server_key_pem: server_key.serialize_pem(),
     })
+}
+
+/// A TLS acceptor serving a certificate and its key (PEM): the testkit's HTTPS
+/// servers (EWS, web sites) all use it.
+pub(crate) fn tls_acceptor(cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("reading the key")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }

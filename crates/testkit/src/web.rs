@@ -16,8 +16,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::certs;
@@ -71,7 +69,7 @@ impl WebSite {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let generated = certs::generate_for(&names)?;
         let acceptor = tls
-            .then(|| acceptor(&generated.server_cert_pem, &generated.server_key_pem))
+            .then(|| certs::tls_acceptor(&generated.server_cert_pem, &generated.server_key_pem))
             .transpose()?;
         let mut ca_file = tempfile::Builder::new()
             .prefix("web-ca-")
@@ -138,20 +136,6 @@ impl Drop for WebSite {
             let _ = thread.join();
         }
     }
-}
-
-fn acceptor(cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor> {
-    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .context("reading the certificate")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("reading the key")?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 async fn serve(

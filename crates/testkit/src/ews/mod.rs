@@ -307,7 +307,8 @@ impl EwsServer {
 
         let (tls, ca_file) = if config.https {
             let generated = certs::generate()?;
-            let tls = http::tls_acceptor(&generated.server_cert_pem, &generated.server_key_pem)?;
+            let tls =
+                crate::certs::tls_acceptor(&generated.server_cert_pem, &generated.server_key_pem)?;
             let mut file = tempfile::Builder::new()
                 .prefix("ews-ca-")
                 .suffix(".pem")
