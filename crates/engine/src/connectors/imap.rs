@@ -15,10 +15,11 @@ use crate::connector::{
     ConnectorError, DestFolder, Destination, Failure, FetchedMessage, FolderEntry, KeptFlags,
     OpenedFolder, Quota, Refusal, Side, SideError, Sink, Source, WriteRequest, Writer, Written,
 };
-use crate::connectors::{Account, connector_error, judge};
+use crate::connectors::{Account, SignsIn, connector_error, judge};
 use crate::folders::FolderTree;
 use crate::identity::{HEADER_FIELDS, Headers};
 use crate::plan::{DestMessage, SourceMessage};
+use mailmove_net::SignIn;
 
 impl From<ImapError> for ConnectorError {
     fn from(error: ImapError) -> ConnectorError {
@@ -45,6 +46,18 @@ impl From<ImapError> for ConnectorError {
     }
 }
 
+impl SignsIn for Client {
+    type Error = ImapError;
+
+    async fn sign_in(&mut self, sign_in: &SignIn) -> Result<(), ImapError> {
+        Client::sign_in(self, sign_in).await
+    }
+
+    fn token_refused(error: &ImapError) -> bool {
+        matches!(error, ImapError::TokenRefused { .. })
+    }
+}
+
 /// An IMAP server on either side.
 pub struct ImapSide {
     client: Client,
@@ -68,22 +81,7 @@ impl ImapSide {
         let mut client = Client::connect(&account.endpoint, &account.options)
             .await
             .map_err(wrap)?;
-        let mut sign_in = account
-            .sign_in()
-            .await
-            .map_err(|e| SideError::new(side, e))?;
-        if let Err(error) = client.sign_in(&sign_in).await {
-            if !(matches!(error, ImapError::TokenRefused { .. })
-                && account.renew_refused(&sign_in).await)
-            {
-                return Err(wrap(error));
-            }
-            sign_in = account
-                .sign_in()
-                .await
-                .map_err(|e| SideError::new(side, e))?;
-            client.sign_in(&sign_in).await.map_err(wrap)?;
-        }
+        account.sign_in_with(&mut client, side).await?;
         client.identify().await.map_err(wrap)?;
         let client = client
             .compress(account.options.compress)

@@ -67,11 +67,34 @@ impl Account {
         Ok(self.given_sign_in())
     }
 
-    /// A server refused the token of `sign_in`, which this account's token source
-    /// handed out: true when a new one can be had, so signing in once more is worth
-    /// it (the server may stop honouring a token before its expiry). Call it once
-    /// per session: a second refusal of a fresh token is the answer.
-    pub async fn renew_refused(&self, sign_in: &SignIn) -> bool {
+    /// Signs `client` in for this account. A token the server refuses, when this
+    /// account's token source handed it out, is renewed and tried once more (a server
+    /// may stop honouring a token before its expiry); a second refusal of a fresh
+    /// token is the answer.
+    pub(crate) async fn sign_in_with<C: SignsIn>(
+        &self,
+        client: &mut C,
+        side: Side,
+    ) -> Result<(), SideError>
+    where
+        ConnectorError: From<C::Error>,
+    {
+        let sign_in = self.sign_in().await.map_err(|e| SideError::new(side, e))?;
+        match client.sign_in(&sign_in).await {
+            Err(error) if C::token_refused(&error) && self.renew_refused(&sign_in).await => {
+                let renewed = self.sign_in().await.map_err(|e| SideError::new(side, e))?;
+                client
+                    .sign_in(&renewed)
+                    .await
+                    .map_err(|e| SideError::new(side, e))
+            }
+            result => result.map_err(|e| SideError::new(side, e)),
+        }
+    }
+
+    /// Invalidates the token of `sign_in` in this account's token source: true when
+    /// one was handed out there, so a new one can be had.
+    async fn renew_refused(&self, sign_in: &SignIn) -> bool {
         match (&self.tokens, sign_in) {
             (Some(tokens), SignIn::Token { token, .. }) => {
                 tokens.invalidate(token).await;
@@ -111,6 +134,16 @@ impl Account {
             },
         }
     }
+}
+
+/// A protocol client that signs in with a [`SignIn`] (IMAP, POP3).
+pub(crate) trait SignsIn {
+    type Error;
+
+    async fn sign_in(&mut self, sign_in: &SignIn) -> Result<(), Self::Error>;
+
+    /// The server refused the OAuth2 token (not a password).
+    fn token_refused(error: &Self::Error) -> bool;
 }
 
 /// How an Exchange (EWS) endpoint logs in.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use mailmove_net::SignIn;
 use mailmove_pop3::{Client, Error as Pop3Error};
 use mailmove_store::{ItemState, Ledger};
 
@@ -11,7 +12,7 @@ use crate::connector::{
     ConnectorError, Failure, FetchedMessage, FolderEntry, OpenedFolder, Side, SideError, Sink,
     Source,
 };
-use crate::connectors::{Account, connector_error, judge};
+use crate::connectors::{Account, SignsIn, connector_error, judge};
 use crate::dates::internal_date_from_header;
 use crate::folders::FolderTree;
 use crate::identity::Headers;
@@ -43,6 +44,18 @@ impl From<mailmove_pop3::Error> for ConnectorError {
     }
 }
 
+impl SignsIn for Client {
+    type Error = Pop3Error;
+
+    async fn sign_in(&mut self, sign_in: &SignIn) -> Result<(), Pop3Error> {
+        Client::sign_in(self, sign_in).await
+    }
+
+    fn token_refused(error: &Pop3Error) -> bool {
+        matches!(error, Pop3Error::TokenRefused { .. })
+    }
+}
+
 pub struct Pop3Side {
     client: Client,
     ledger: Option<Ledger>,
@@ -62,17 +75,7 @@ impl Pop3Side {
         let mut client = Client::connect(&account.endpoint, &account.options)
             .await
             .map_err(wrap)?;
-        let side_error = |e| SideError::new(Side::Source, e);
-        let mut sign_in = account.sign_in().await.map_err(side_error)?;
-        if let Err(error) = client.sign_in(&sign_in).await {
-            if !(matches!(error, mailmove_pop3::Error::TokenRefused { .. })
-                && account.renew_refused(&sign_in).await)
-            {
-                return Err(wrap(error));
-            }
-            sign_in = account.sign_in().await.map_err(side_error)?;
-            client.sign_in(&sign_in).await.map_err(wrap)?;
-        }
+        account.sign_in_with(&mut client, Side::Source).await?;
         Ok(Pop3Side {
             client,
             ledger: ledger.cloned(),
