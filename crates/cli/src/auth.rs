@@ -191,6 +191,9 @@ fn oauth_failure(error: &mailmove_oauth::Error) -> u8 {
 /// first use, and every rotated refresh token kept before the command ends.
 pub struct SignIns {
     store: SignInStore,
+    /// The profiles `--source-oauth` and `--dest-oauth` name.
+    source_profile: Option<String>,
+    dest_profile: Option<String>,
     profiles: Option<SignInProfiles>,
     writers: Vec<RotationWriter>,
 }
@@ -199,6 +202,8 @@ impl SignIns {
     pub fn new(args: &OAuthArgs) -> SignIns {
         SignIns {
             store: args.store.clone(),
+            source_profile: args.source_oauth.clone(),
+            dest_profile: args.dest_oauth.clone(),
             profiles: None,
             writers: Vec::new(),
         }
@@ -227,18 +232,12 @@ impl SignIns {
         }
     }
 
-    /// [`Self::attach`] for each side that names a profile.
-    pub async fn attach_both(
-        &mut self,
-        source: &mut Account,
-        dest: &mut Account,
-        source_profile: Option<String>,
-        dest_profile: Option<String>,
-    ) -> Result<()> {
-        if let Some(name) = source_profile {
+    /// [`Self::attach`] for each side the command line gave a profile.
+    pub async fn attach_both(&mut self, source: &mut Account, dest: &mut Account) -> Result<()> {
+        if let Some(name) = self.source_profile.clone() {
             self.attach(source, &name).await?;
         }
-        if let Some(name) = dest_profile {
+        if let Some(name) = self.dest_profile.clone() {
             self.attach(dest, &name).await?;
         }
         Ok(())

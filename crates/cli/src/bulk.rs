@@ -79,12 +79,7 @@ pub async fn run(args: MigrateArgs, file: &Path) -> Result<u8> {
             },
         );
         sign_ins
-            .attach_both(
-                &mut pair.0,
-                &mut pair.1,
-                oauth.source_oauth.clone(),
-                oauth.dest_oauth.clone(),
-            )
+            .attach_both(&mut pair.0, &mut pair.1)
             .await
             .with_context(|| format!("line {}: {}", row.line, row.source_email))?;
         pairs.push((row.source_email.clone(), pair.0, pair.1));

@@ -68,12 +68,8 @@ async fn run(mut cli: Cli) -> Result<u8> {
                 return bulk::run(args, &file).await;
             }
             let mut sign_ins = auth::SignIns::new(&args.servers.oauth);
-            let oauth = &args.servers.oauth;
-            let (source_oauth, dest_oauth) = (oauth.source_oauth.clone(), oauth.dest_oauth.clone());
             let mut job = args.into_job()?;
-            sign_ins
-                .attach_both(&mut job.source, &mut job.dest, source_oauth, dest_oauth)
-                .await?;
+            sign_ins.attach_both(&mut job.source, &mut job.dest).await?;
             let ledger = open_ledger(&job).await?;
             let display = progress::Display::for_stderr();
             let progress = display.single();
@@ -94,12 +90,8 @@ async fn run(mut cli: Cli) -> Result<u8> {
         }
         Command::Verify(args) => {
             let mut sign_ins = auth::SignIns::new(&args.migrate.servers.oauth);
-            let oauth = &args.migrate.servers.oauth;
-            let (source_oauth, dest_oauth) = (oauth.source_oauth.clone(), oauth.dest_oauth.clone());
             let mut job = args.migrate.into_job()?;
-            sign_ins
-                .attach_both(&mut job.source, &mut job.dest, source_oauth, dest_oauth)
-                .await?;
+            sign_ins.attach_both(&mut job.source, &mut job.dest).await?;
             job.settings.compare_bytes = args.content;
             let ledger = open_ledger(&job).await?;
             let (report, fatal) = verify(&job.source, &job.dest, &ledger, &job.settings).await;
@@ -113,14 +105,7 @@ async fn run(mut cli: Cli) -> Result<u8> {
             let (mut source, mut dest) = args.servers.accounts()?;
             let oauth = &args.servers.oauth;
             let mut sign_ins = auth::SignIns::new(oauth);
-            sign_ins
-                .attach_both(
-                    &mut source,
-                    &mut dest,
-                    oauth.source_oauth.clone(),
-                    oauth.dest_oauth.clone(),
-                )
-                .await?;
+            sign_ins.attach_both(&mut source, &mut dest).await?;
             let rules = args.folders.rules_for(
                 mailmove_model::Endpoint::parse(&args.servers.source)
                     .map(|e| e.kind)
